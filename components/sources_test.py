@@ -1,0 +1,123 @@
+"""Tests of the SIGNS readers: every kind of bad input gets one line naming the file."""
+
+import os
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from components import sources
+from components.sources import SignsDataError
+
+CLASSES = (0, 1, 2, 3, 4, 5)
+
+
+def _write_h5(path, x, y, prefix="train"):
+    with h5py.File(path, "w") as f:
+        f.create_dataset(f"{prefix}_set_x", data=x)
+        f.create_dataset(f"{prefix}_set_y", data=y)
+    return str(path)
+
+
+def _images(n):
+    return np.random.default_rng(0).integers(0, 255, (n, 64, 64, 3), dtype=np.uint8)
+
+
+def test_good_h5_reads_in_chunks(tmp_path):
+    path = _write_h5(tmp_path / "train_signs.h5", _images(5), np.arange(5) % 6)
+    assert sources.check_h5(path, CLASSES) == 5
+    records = list(sources.read_h5_chunk(path, 2, 5))
+    assert [r[1] for r in records] == [2, 3, 4]
+    assert records[0][2] == "train_signs.h5[2]"
+    assert records[0][0].shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize("x, y, expected", [
+    (_images(4), np.arange(3), "has 4 images but 'train_set_y' has 3 labels"),
+    (_images(4).astype(np.float32), np.arange(4), "must be uint8 (N, H, W, 3)"),
+    (_images(4)[..., :1], np.arange(4), "must be uint8 (N, H, W, 3)"),
+    (_images(3), np.array([0, 9, 1]), "[1]: label 9 is not one of the classes"),
+    (_images(0), np.arange(0), "holds no images"),
+])
+def test_bad_h5_names_the_file_and_problem(tmp_path, x, y, expected):
+    path = _write_h5(tmp_path / "train_signs.h5", x, y)
+    with pytest.raises(SignsDataError) as e:
+        sources.check_h5(path, CLASSES)
+    assert str(e.value).startswith(path)
+    assert expected in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_h5_without_the_signs_keys(tmp_path):
+    path = str(tmp_path / "other.h5")
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", data=_images(2))
+    with pytest.raises(SignsDataError, match=r"other\.h5: expected one '<split>_set_x'.*found keys \['images'\]"):
+        sources.check_h5(path, CLASSES)
+
+
+def test_not_an_h5_file(tmp_path):
+    path = tmp_path / "train_signs.h5"
+    path.write_text("hello")
+    with pytest.raises(SignsDataError, match="not a readable HDF5 file"):
+        sources.check_h5(str(path), CLASSES)
+
+
+def test_images_of_any_mode_and_size_become_64x64_rgb(tmp_path):
+    for mode, size in (("L", (100, 80)), ("RGBA", (30, 30)), ("P", (128, 128)), ("RGB", (64, 64))):
+        path = str(tmp_path / f"img_{mode}.png")
+        Image.new(mode, size, color=1).save(path)
+        image = sources.read_image_file(path)
+        assert image.shape == (64, 64, 3) and image.dtype == np.uint8
+
+
+def test_exif_rotated_jpeg_is_turned_upright(tmp_path):
+    wide = Image.new("RGB", (120, 60), "white")
+    wide.paste((255, 0, 0), (0, 0, 60, 60))  # red on the left half
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to view
+    path = str(tmp_path / "rotated.jpg")
+    wide.save(path, exif=exif.tobytes(), quality=95)
+    image = sources.read_image_file(path).astype(int)
+    # Upright, the red half is on top.
+    assert image[:20, :, 0].mean() > 200 and image[:20, :, 1].mean() < 60
+    assert image[-20:, :, 1].mean() > 200
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"", "empty file (0 bytes)"),
+    (b"this is not an image", "not a decodable image"),
+    ("truncated", "not a decodable image"),
+])
+def test_bad_image_files(tmp_path, content, expected):
+    path = str(tmp_path / "bad.jpg")
+    if content == "truncated":
+        Image.new("RGB", (100, 100), "red").save(path, quality=90)
+        data = open(path, "rb").read()
+        content = data[: len(data) // 2]
+    with open(path, "wb") as f:
+        f.write(content)
+    with pytest.raises(SignsDataError) as e:
+        sources.read_image_file(path)
+    assert str(e.value).startswith(f"{path}: {expected}")
+
+
+def test_unreadable_image(tmp_path):
+    path = str(tmp_path / "missing.png")
+    with pytest.raises(SignsDataError, match="missing.png: unreadable"):
+        sources.read_image_file(path)
+
+
+def test_image_folder_listing(tmp_path):
+    for label in range(6):
+        os.makedirs(tmp_path / str(label))
+        Image.new("RGB", (10, 10)).save(tmp_path / str(label) / "a.png")
+    (tmp_path / "0" / "notes.txt").write_text("ignored: not an image extension")
+    files = sources.list_image_folder(str(tmp_path), CLASSES)
+    assert [label for _, label in files] == [0, 1, 2, 3, 4, 5]
+    with pytest.raises(SignsDataError, match="missing class folder for label 7"):
+        sources.list_image_folder(str(tmp_path), (0, 7))
+    os.remove(tmp_path / "3" / "a.png")
+    with pytest.raises(SignsDataError, match=r"3: no images .* for label 3"):
+        sources.list_image_folder(str(tmp_path), CLASSES)

@@ -1,0 +1,57 @@
+"""Tests of the runner's flags and of --help answering without TFX."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pipeline import configs
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_defaults():
+    c = configs.parse([])
+    assert c.data is None and c.epochs == 10 and c.batch_size == 32
+    assert c.min_accuracy == 0.9 and c.classes == (0, 1, 2, 3, 4, 5)
+    assert c.pipeline_root == os.path.abspath("pipeline_output")
+    assert c.push_dir == os.path.join(c.pipeline_root, "serving_model")
+    assert c.metadata_path.endswith("pipeline_output/metadata.sqlite")
+
+
+def test_flags_map_onto_the_config(tmp_path):
+    c = configs.parse(["--data", str(tmp_path), "--epochs", "3", "--batch-size", "16",
+                       "--min-accuracy", "0.5", "--pipeline-root", str(tmp_path / "root"),
+                       "--serving-dir", str(tmp_path / "serve"), "--classes", "0,1,2",
+                       "--beam-arg=--direct_num_workers=2", "--no-cache"])
+    assert (c.data, c.epochs, c.batch_size, c.min_accuracy) == (str(tmp_path), 3, 16, 0.5)
+    assert c.push_dir == str(tmp_path / "serve") and c.classes == (0, 1, 2)
+    assert c.beam_args == ("--direct_num_workers=2",) and not c.enable_cache
+
+
+@pytest.mark.parametrize("argv", [["--min-accuracy", "1.5"], ["--epochs", "-1"],
+                                  ["--batch-size", "0"], ["--classes", "a,b"]])
+def test_bad_flags_are_refused(argv, capsys):
+    with pytest.raises(SystemExit):
+        configs.parse(argv)
+    assert "error:" in capsys.readouterr().err
+
+
+def test_help_answers_at_once_without_importing_tfx():
+    code = ("import runpy, sys; sys.argv=['local_runner.py', '--help']\n"
+            "try:\n  runpy.run_path('pipeline/local_runner.py', run_name='__main__')\n"
+            "except SystemExit: pass\n"
+            "heavy = [m for m in ('tfx', 'tensorflow', 'keras', 'apache_beam') if m in sys.modules]\n"
+            "print('HEAVY', heavy)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    assert "--min-accuracy" in out and "--pipeline-root" in out
+    assert "HEAVY []" in out
+
+
+def test_help_as_a_script():
+    out = subprocess.run([sys.executable, "pipeline/local_runner.py", "--help"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    assert "--serving-dir" in out

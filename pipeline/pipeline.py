@@ -1,0 +1,127 @@
+"""The SIGNS pipeline: `create_pipeline` wires the TFX components; it reads no flags or environment."""
+
+from typing import Any, Dict, List, Optional, Sequence
+
+import tensorflow_model_analysis as tfma
+from tfx.components import (Evaluator, ExampleValidator, Pusher, SchemaGen, StatisticsGen,
+                            Trainer)
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+from tfx.orchestration import pipeline as tfx_pipeline
+from tfx.proto import example_gen_pb2, pusher_pb2
+from ml_metadata.proto import metadata_store_pb2
+
+from components import example_gen as signs_example_gen
+from pipeline.configs import H5_PAIR, IMAGE_FOLDER
+
+TRAINER_RUN_FN = "trainer.task.run_fn"
+
+
+def example_gen_io(source_kind: str, eval_percent: int):
+    """Returns ExampleGen's (input_config, output_config) for a source kind."""
+    if source_kind == H5_PAIR:
+        return example_gen_pb2.Input(splits=[
+            example_gen_pb2.Input.Split(name="train", pattern="train_signs.h5"),
+            example_gen_pb2.Input.Split(name="eval", pattern="test_signs.h5"),
+        ]), None
+    if source_kind == IMAGE_FOLDER:
+        split_config = example_gen_pb2.SplitConfig(
+            splits=[example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=100 - eval_percent),
+                    example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=eval_percent)],
+            # Hash the image bytes, so identical images always land in the same split.
+            partition_feature_name="image")
+        return (example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="all", pattern="*/*")]),
+                example_gen_pb2.Output(split_config=split_config))
+    raise ValueError(f"unknown source kind {source_kind!r}; expected {H5_PAIR!r} or {IMAGE_FOLDER!r}")
+
+
+def eval_config(min_accuracy: float) -> tfma.EvalConfig:
+    """TFMA settings: overall accuracy with a lower bound, which decides the blessing."""
+    accuracy_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(label_key="label", signature_name="serving_default",
+                                    preprocessing_function_names=[])],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name="ExampleCount"),
+            tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=accuracy_threshold),
+        ])])
+
+
+def create_pipeline(
+    *,
+    pipeline_name: str,
+    pipeline_root: str,
+    data_root: str,
+    source_kind: str,
+    classes: Sequence[int],
+    eval_percent: int,
+    train_config: Dict[str, Any],
+    min_accuracy: float,
+    serving_dir: str,
+    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
+    beam_pipeline_args: Optional[List[str]] = None,
+    enable_cache: bool = True,
+) -> tfx_pipeline.Pipeline:
+    """Builds the TFX pipeline from SIGNS data to a pushed ResNet50.
+
+    Args:
+      pipeline_name: the pipeline's name in ML Metadata.
+      pipeline_root: where component outputs go.
+      data_root: the data directory ExampleGen reads (its `input_base`).
+      source_kind: H5_PAIR or IMAGE_FOLDER.
+      classes: the labels to keep.
+      eval_percent: percent of an IMAGE_FOLDER source held out for eval.
+      train_config: a `trainer.config.TrainConfig` as a dict, passed to `run_fn`.
+      min_accuracy: the eval accuracy a model needs to be blessed.
+      serving_dir: the Pusher's filesystem destination.
+      metadata_connection_config: ML Metadata connection; None lets the runner choose.
+      beam_pipeline_args: Apache Beam arguments for the data components and the Evaluator.
+      enable_cache: reuse outputs of components whose inputs did not change.
+
+    Returns:
+      The `tfx.dsl.Pipeline`.
+    """
+    input_config, output_config = example_gen_io(source_kind, eval_percent)
+    # Reads the source into tf.Example splits: PNG image, label, source id.
+    example_gen = FileBasedExampleGen(
+        input_base=data_root, input_config=input_config, output_config=output_config,
+        custom_config=signs_example_gen.make_custom_config(classes),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(signs_example_gen.Executor),
+    ).with_id("ExampleGen")
+    # Per-split feature statistics, for the schema and for reviewing the data.
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"]).with_id("StatisticsGen")
+    # The schema inferred from the statistics: features, types and shapes.
+    schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"],
+                           infer_feature_shape=True).with_id("SchemaGen")
+    # Anomalies of the data against the schema.
+    example_validator = ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"]).with_id("ExampleValidator")
+    # Trains the seed's ResNet50 and exports it with two serving signatures.
+    trainer = Trainer(
+        run_fn=TRAINER_RUN_FN, examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"], custom_config=dict(train_config),
+    ).with_id("Trainer")
+    # TFMA on the eval split; blesses the model if it clears the accuracy bound.
+    evaluator = Evaluator(
+        examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+        eval_config=eval_config(min_accuracy),
+    ).with_id("Evaluator")
+    # Copies a blessed model to the serving directory; does nothing for an unblessed one.
+    pusher = Pusher(
+        model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        push_destination=pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_dir)),
+    ).with_id("Pusher")
+
+    return tfx_pipeline.Pipeline(
+        pipeline_name=pipeline_name,
+        pipeline_root=pipeline_root,
+        components=[example_gen, statistics_gen, schema_gen, example_validator, trainer,
+                    evaluator, pusher],
+        enable_cache=enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(beam_pipeline_args or []),
+    )

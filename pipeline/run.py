@@ -1,0 +1,82 @@
+"""Runs the pipeline with LocalDagRunner and reports: progress, one-line errors, a final summary."""
+
+import os
+import time
+
+from components.sources import SignsDataError
+from pipeline import configs, data_source, progress, summary
+from trainer.config import TrainConfig
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    """The SignsDataError behind an executor failure, if any, else `error` itself."""
+    seen, current = set(), error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, SignsDataError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return error
+
+
+def one_line(error: BaseException) -> str:
+    """One line for an error: our data error's message, else its type and first line."""
+    lines = str(error).strip().splitlines()
+    # Beam re-raises worker errors as text, "...SignsDataError: message [while running ...]".
+    for line in lines:
+        if "SignsDataError:" in line:
+            return line.split("SignsDataError:", 1)[1].split(" [while running")[0].strip()
+    if isinstance(error, SignsDataError):
+        return lines[0]
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
+
+
+def run_locally(config: configs.PipelineConfig) -> int:
+    """Runs the whole pipeline; returns the exit code: 0 ran (blessed or not), 1 failed, 2 bad data."""
+    started = time.time()
+    log_path = progress.setup(os.path.join(config.pipeline_root, "logs"))
+    print(f"Full log: {log_path}", flush=True)
+    try:
+        data_root, source_kind, is_synthetic = data_source.resolve(config.data, config.synthetic_dir)
+    except SignsDataError as e:
+        print(f"error: {e}")
+        return 2
+    if is_synthetic:
+        data_text = f"SYNTHETIC SIGNS-format set (deterministic, generated) in {data_root}"
+        print(f"No --data given: using the {data_text}. Pass --data for real photos.", flush=True)
+    else:
+        data_text = f"{data_root} ({source_kind})"
+        print(f"Data: {data_text}", flush=True)
+
+    from tfx.orchestration import metadata  # pylint: disable=import-outside-toplevel
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=import-outside-toplevel
+    from pipeline.pipeline import create_pipeline  # pylint: disable=import-outside-toplevel
+
+    train_config = TrainConfig(num_classes=max(config.classes) + 1, epochs=config.epochs,
+                               batch_size=config.batch_size, learning_rate=config.learning_rate)
+    tfx_pipeline = create_pipeline(
+        pipeline_name=configs.PIPELINE_NAME,
+        pipeline_root=config.pipeline_root,
+        data_root=data_root,
+        source_kind=source_kind,
+        classes=config.classes,
+        eval_percent=config.eval_percent,
+        train_config=train_config.to_dict(),
+        min_accuracy=config.min_accuracy,
+        serving_dir=config.push_dir,
+        metadata_connection_config=metadata.sqlite_metadata_connection_config(config.metadata_path),
+        beam_pipeline_args=list(config.beam_args),
+        enable_cache=config.enable_cache,
+    )
+    error = None
+    try:
+        LocalDagRunner().run(tfx_pipeline)
+    except Exception as e:  # pylint: disable=broad-except  (reported as one line, exit non-zero)
+        error = _root_cause(e)
+    report = summary.latest_run(config.metadata_path, configs.PIPELINE_NAME)
+    print(summary.render(report, time.time() - started, data_text, config.pipeline_root))
+    print(f"full log:      {log_path}")
+    if error is not None:
+        print(f"error: {one_line(error)}")
+        return 2 if isinstance(error, SignsDataError) else 1
+    return 0

@@ -1,0 +1,153 @@
+"""End to end: the whole TFX pipeline on a few dozen images, then ML Metadata and the pushed model."""
+
+import glob
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import synthetic
+from pipeline import summary
+from tests.conftest import png_bytes, run_pipeline
+
+pytestmark = pytest.mark.e2e
+COMPONENTS = list(summary.COMPONENT_ORDER)
+
+
+@pytest.fixture(scope="session")
+def first_run(tiny_h5, tmp_path_factory):
+    """One full run on the tiny h5 pair: 1 epoch, a threshold of 0 so the model is blessed."""
+    root = str(tmp_path_factory.mktemp("e2e_root"))
+    args = ["--data", tiny_h5, "--epochs", "1", "--batch-size", "12", "--min-accuracy", "0",
+            "--pipeline-root", root]
+    proc = run_pipeline(*args)
+    return root, args, proc
+
+
+def _store(root):
+    return summary.open_store(os.path.join(root, "metadata.sqlite"))
+
+
+def _live_artifacts(store, type_name):
+    live = 2  # metadata_store_pb2.Artifact.LIVE
+    return [a for a in store.get_artifacts_by_type(type_name) if a.state == live]
+
+
+def test_first_run_succeeds_and_summarises(first_run):
+    _, _, proc = first_run
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    for name in COMPONENTS:
+        assert f"{name} done" in out  # progress
+    assert "signs-pipeline run summary" in out
+    assert "eval accuracy:" in out and "blessed:       YES" in out
+    assert "pushed model:" in out
+
+
+def test_ml_metadata_records_the_run(first_run):
+    root, _, _ = first_run
+    store = _store(root)
+    types = {t.id: t.name for t in store.get_execution_types()}
+    executions = store.get_executions()
+    per_component = {}
+    for e in executions:
+        per_component.setdefault(types[e.type_id].rsplit(".", 1)[-1], []).append(e)
+    assert sorted(per_component) == sorted(
+        ["FileBasedExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Trainer",
+         "Evaluator", "Pusher"])
+    assert all(len(v) == 1 for v in per_component.values()), per_component.keys()
+    assert all(e.last_known_state == 3 for e in executions)  # COMPLETE
+
+    [examples] = _live_artifacts(store, "Examples")
+    assert examples.properties["split_names"].string_value == '["train", "eval"]'
+    for split in ("train", "eval"):
+        assert glob.glob(os.path.join(examples.uri, f"Split-{split}", "*.gz"))
+    assert len(_live_artifacts(store, "Model")) == 1
+    [blessing] = _live_artifacts(store, "ModelBlessing")
+    assert blessing.custom_properties["blessed"].int_value == 1
+    [pushed] = _live_artifacts(store, "PushedModel")
+    assert pushed.custom_properties["pushed"].int_value == 1
+
+
+def test_trainer_leaves_history_and_summary(first_run):
+    root, _, _ = first_run
+    [model] = _live_artifacts(_store(root), "Model")
+    import json  # pylint: disable=import-outside-toplevel
+    history = json.load(open(os.path.join(model.uri, "history.json")))
+    assert history["config"]["epochs"] == 1 and len(history["epochs"]) == 1
+    assert {"loss", "accuracy", "val_accuracy", "seconds"} <= set(history["epochs"][0])
+    [run] = _live_artifacts(_store(root), "ModelRun")
+    text = open(os.path.join(run.uri, "model_summary.txt")).read()
+    assert "res2a_branch2a" in text and "fc6" in text and "23,600,006" in text
+
+
+def test_pushed_model_answers_both_signatures(first_run, tiny_h5):
+    root, _, _ = first_run
+    [pushed] = _live_artifacts(_store(root), "PushedModel")
+    path = pushed.custom_properties["pushed_destination"].string_value
+    assert os.path.exists(os.path.join(path, "saved_model.pb"))
+    loaded = tf.saved_model.load(path)
+    assert {"serving_default", "serve_image_bytes"} <= set(loaded.signatures)
+
+    images, labels = synthetic.make_split(3, seed=11)
+    from components.example_gen import to_example  # pylint: disable=import-outside-toplevel
+    serialized = [to_example(im, int(y), f"t{i}").SerializeToString() for i, (im, y) in enumerate(zip(images, labels))]
+    out = loaded.signatures["serving_default"](examples=tf.constant(serialized))
+    probs = out["probabilities"].numpy()
+    assert probs.shape == (3, 6) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+
+    big = np.asarray(tf.image.resize(images[0], (150, 120)).numpy(), dtype=np.uint8)
+    raw = [png_bytes(images[0]), png_bytes(big, "JPEG")]
+    out = loaded.signatures["serve_image_bytes"](image_bytes=tf.constant(raw))
+    assert out["probabilities"].shape == (2, 6)
+    assert out["classes"].numpy().tolist() == np.argmax(out["probabilities"].numpy(), axis=1).tolist()
+    # The same PNG gives the same answer through both signatures.
+    np.testing.assert_allclose(out["probabilities"].numpy()[0], probs[0], atol=1e-5)
+
+
+@pytest.fixture(scope="session")
+def second_run(first_run):
+    root, args, _ = first_run
+    return run_pipeline(*args)
+
+
+def test_rerun_reuses_the_cache(first_run, second_run):
+    assert second_run.returncode == 0, second_run.stdout[-3000:]
+    assert "reused from cache (inputs unchanged): " + ", ".join(COMPONENTS) in second_run.stdout
+    root, _, _ = first_run
+    store = _store(root)
+    assert len(_live_artifacts(store, "Model")) == 1  # nothing was trained again
+    assert len(os.listdir(os.path.join(root, "serving_model"))) == 1
+
+
+def test_corrupt_image_stops_the_run_and_registers_nothing(first_run, second_run, tmp_path):
+    """Runs on the same pipeline root, after the good runs: the pushed model must survive."""
+    root, _, _ = first_run
+    folder = tmp_path / "photos"
+    images, labels = synthetic.make_split(24, seed=3)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        os.makedirs(folder / str(label), exist_ok=True)
+        (folder / str(label) / f"img{i}.png").write_bytes(png_bytes(image))
+    bad = folder / "4" / "broken.jpg"
+    bad.write_bytes(png_bytes(images[0], "JPEG")[:300])  # truncated JPEG
+    serving = os.path.join(root, "serving_model")
+    before = sorted(os.listdir(serving))
+    examples_before = len(_live_artifacts(_store(root), "Examples"))
+
+    proc = run_pipeline("--data", str(folder), "--epochs", "1", "--min-accuracy", "0",
+                        "--pipeline-root", root)
+    assert proc.returncode == 2
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("error: ") and str(bad) in last and "not a decodable image" in last
+    assert "Traceback" not in proc.stdout
+    assert len(_live_artifacts(_store(root), "Examples")) == examples_before
+    assert sorted(os.listdir(serving)) == before
+    shutil.rmtree(folder)
+
+
+def test_missing_data_path_is_one_line(tmp_path):
+    proc = run_pipeline("--data", str(tmp_path / "nope"), "--pipeline-root", str(tmp_path / "r"))
+    assert proc.returncode == 2
+    assert proc.stdout.strip().splitlines()[-1] == f"error: {tmp_path / 'nope'}: no such file or directory"

@@ -1,0 +1,113 @@
+"""The seed's ResNet50 (He et al., 2015), built from identity and convolutional blocks in Keras 3."""
+
+import keras
+from keras import layers
+
+# Keras's BatchNormalization default momentum is 0.99: its moving averages need ~500 steps to
+# forget their (0, 1) start, longer than a short CPU run. 0.9 converges in ~50 steps and does not
+# change the architecture or the parameter count.
+DEFAULT_BN_MOMENTUM = 0.9
+
+
+def identity_block(x, f, filters, stage, block, bn_momentum=DEFAULT_BN_MOMENTUM):
+    """The residual block whose shortcut is the identity (input and output shapes match).
+
+    Args:
+      x: input tensor, (batch, height, width, channels) with channels == filters[2].
+      f: kernel size of the middle convolution.
+      filters: the three convolutions' filter counts (F1, F2, F3).
+      stage: the stage number (2 to 5), used in layer names.
+      block: the block letter within the stage ('b', 'c', ...), used in layer names.
+      bn_momentum: momentum of the BatchNormalization moving statistics.
+
+    Returns:
+      The block's output tensor, the same shape as `x`.
+    """
+    conv_name, bn_name = f"res{stage}{block}_branch", f"bn{stage}{block}_branch"
+    f1, f2, f3 = filters
+    init = keras.initializers.GlorotUniform(seed=0)
+    shortcut = x
+    x = layers.Conv2D(f1, 1, padding="valid", name=conv_name + "2a", kernel_initializer=init)(x)
+    x = layers.BatchNormalization(axis=3, momentum=bn_momentum, name=bn_name + "2a")(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Conv2D(f2, f, padding="same", name=conv_name + "2b", kernel_initializer=init)(x)
+    x = layers.BatchNormalization(axis=3, momentum=bn_momentum, name=bn_name + "2b")(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Conv2D(f3, 1, padding="valid", name=conv_name + "2c", kernel_initializer=init)(x)
+    x = layers.BatchNormalization(axis=3, momentum=bn_momentum, name=bn_name + "2c")(x)
+    x = layers.Add(name=f"add{stage}{block}")([x, shortcut])
+    return layers.Activation("relu", name=f"res{stage}{block}_out")(x)
+
+
+def convolutional_block(x, f, filters, stage, block, s=2, bn_momentum=DEFAULT_BN_MOMENTUM):
+    """The residual block whose shortcut is a strided 1x1 convolution (shapes change).
+
+    Args:
+      x: input tensor, (batch, height, width, channels).
+      f: kernel size of the middle convolution.
+      filters: the three convolutions' filter counts (F1, F2, F3).
+      stage: the stage number (2 to 5), used in layer names.
+      block: the block letter within the stage (always 'a' in ResNet50).
+      s: stride of the first convolution and of the shortcut.
+      bn_momentum: momentum of the BatchNormalization moving statistics.
+
+    Returns:
+      The block's output tensor, with filters[2] channels and the spatial size divided by `s`.
+    """
+    conv_name, bn_name = f"res{stage}{block}_branch", f"bn{stage}{block}_branch"
+    f1, f2, f3 = filters
+    init = keras.initializers.GlorotUniform(seed=0)
+    shortcut = x
+    x = layers.Conv2D(f1, 1, strides=s, padding="valid", name=conv_name + "2a", kernel_initializer=init)(x)
+    x = layers.BatchNormalization(axis=3, momentum=bn_momentum, name=bn_name + "2a")(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Conv2D(f2, f, padding="same", name=conv_name + "2b", kernel_initializer=init)(x)
+    x = layers.BatchNormalization(axis=3, momentum=bn_momentum, name=bn_name + "2b")(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Conv2D(f3, 1, padding="valid", name=conv_name + "2c", kernel_initializer=init)(x)
+    x = layers.BatchNormalization(axis=3, momentum=bn_momentum, name=bn_name + "2c")(x)
+    shortcut = layers.Conv2D(f3, 1, strides=s, padding="valid", name=conv_name + "1", kernel_initializer=init)(shortcut)
+    shortcut = layers.BatchNormalization(axis=3, momentum=bn_momentum, name=bn_name + "1")(shortcut)
+    x = layers.Add(name=f"add{stage}{block}")([x, shortcut])
+    return layers.Activation("relu", name=f"res{stage}{block}_out")(x)
+
+
+# (stage, filters, stride of the convolutional block, identity blocks after it), as in the seed.
+STAGES = (
+    (2, (64, 64, 256), 1, 2),
+    (3, (128, 128, 512), 2, 3),
+    (4, (256, 256, 1024), 2, 5),
+    (5, (512, 512, 2048), 2, 2),
+)
+
+
+def ResNet50(input_shape=(64, 64, 3), classes=6, bn_momentum=DEFAULT_BN_MOMENTUM):
+    """The seed's ResNet50: 23,600,006 parameters at 64x64x3 with 6 classes.
+
+    ZERO-PAD -> CONV1 -> BN -> RELU -> MAXPOOL -> stage 2 ... stage 5 -> AVGPOOL -> FLATTEN -> fc.
+
+    Args:
+      input_shape: (height, width, channels) of the float images, scaled to [0, 1].
+      classes: number of output classes.
+      bn_momentum: momentum of every BatchNormalization layer's moving statistics.
+
+    Returns:
+      An uncompiled `keras.Model` named "ResNet50" whose output is softmax probabilities.
+      The last layer is float32 even under a mixed-precision policy.
+    """
+    inputs = keras.Input(input_shape, name="image")
+    x = layers.ZeroPadding2D((3, 3), name="conv1_pad")(inputs)
+    x = layers.Conv2D(64, 7, strides=2, name="conv1", kernel_initializer=keras.initializers.GlorotUniform(seed=0))(x)
+    x = layers.BatchNormalization(axis=3, momentum=bn_momentum, name="bn_conv1")(x)
+    x = layers.Activation("relu", name="conv1_relu")(x)
+    x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
+    for stage, filters, stride, identities in STAGES:
+        x = convolutional_block(x, 3, filters, stage, "a", s=stride, bn_momentum=bn_momentum)
+        for block in "bcdef"[:identities]:
+            x = identity_block(x, 3, filters, stage, block, bn_momentum=bn_momentum)
+    x = layers.AveragePooling2D(2, name="avg_pool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    outputs = layers.Dense(
+        classes, activation="softmax", name=f"fc{classes}", dtype="float32",
+        kernel_initializer=keras.initializers.GlorotUniform(seed=0))(x)
+    return keras.Model(inputs, outputs, name="ResNet50")
