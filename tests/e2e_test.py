@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from components import synthetic
 from pipeline import summary
-from tests.conftest import png_bytes, run_pipeline
+from tests.helpers import png_bytes, run_pipeline
 
 pytestmark = pytest.mark.e2e
 COMPONENTS = list(summary.COMPONENT_ORDER)
@@ -80,7 +80,8 @@ def test_trainer_leaves_history_and_summary(first_run):
     assert {"loss", "accuracy", "val_accuracy", "seconds"} <= set(history["epochs"][0])
     [run] = _live_artifacts(_store(root), "ModelRun")
     text = open(os.path.join(run.uri, "model_summary.txt")).read()
-    assert "res2a_branch2a" in text and "fc6" in text and "23,600,006" in text
+    assert "res2a_branch2a" in text and "bn5c_branch2c" in text and "fc6" in text
+    assert "Trainable params: 23,546,886" in text and "Non-trainable params: 53,120" in text
 
 
 def test_pushed_model_answers_both_signatures(first_run, tiny_h5):
