@@ -21,6 +21,8 @@ class PipelineConfig:
     batch_size: int = 32  # images per training step
     learning_rate: float = 1e-3  # Adam step size
     min_accuracy: float = 0.9  # Evaluator's lower bound on eval SparseCategoricalAccuracy, 0 .. 1
+    min_improvement: float = 0.0  # candidate accuracy minus the serving model's must be >= this
+    keep_last: int = 0  # versions kept in the serving directory; 0 keeps every version
     pipeline_root: str = "pipeline_output"  # artifacts, ML Metadata (metadata.sqlite), logs
     serving_dir: Optional[str] = None  # push destination; None = <pipeline_root>/serving_model
     beam_args: Tuple[str, ...] = ()  # extra Apache Beam pipeline arguments
@@ -87,6 +89,11 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam learning rate")
     p.add_argument("--min-accuracy", type=_fraction, default=d.min_accuracy,
                    help="eval accuracy a model needs to be blessed and pushed")
+    p.add_argument("--min-improvement", type=float, default=d.min_improvement,
+                   help="accuracy the model must gain over the model now serving (absolute; "
+                        "0 = must not be worse)")
+    p.add_argument("--keep-last", type=_non_negative, default=d.keep_last,
+                   help="versions to keep in the serving directory after a push (0 = all)")
     p.add_argument("--pipeline-root", default=d.pipeline_root,
                    help="where artifacts and ML Metadata (metadata.sqlite) go")
     p.add_argument("--serving-dir", default=None,
@@ -108,6 +115,8 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         min_accuracy=args.min_accuracy,
+        min_improvement=args.min_improvement,
+        keep_last=args.keep_last,
         pipeline_root=os.path.abspath(args.pipeline_root),
         serving_dir=os.path.abspath(args.serving_dir) if args.serving_dir else None,
         beam_args=tuple(args.beam_args),

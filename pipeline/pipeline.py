@@ -3,7 +3,7 @@
 from typing import Any, Dict, List, Optional, Sequence
 
 import tensorflow_model_analysis as tfma
-from tfx.components import (Evaluator, ExampleValidator, Pusher, SchemaGen, StatisticsGen,
+from tfx.components import (ExampleValidator, Pusher, SchemaGen, StatisticsGen,
                             Trainer)
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
@@ -12,6 +12,10 @@ from tfx.proto import example_gen_pb2, pusher_pb2
 from ml_metadata.proto import metadata_store_pb2
 
 from components import example_gen as signs_example_gen
+from components import pusher as pusher_executor
+from components.baseline import LatestServedModel
+from components.evaluator import BaselineAwareEvaluator
+from components.review import Review
 from pipeline.configs import H5_PAIR, IMAGE_FOLDER
 
 TRAINER_RUN_FN = "trainer.task.run_fn"
@@ -35,18 +39,32 @@ def example_gen_io(source_kind: str, eval_percent: int):
     raise ValueError(f"unknown source kind {source_kind!r}; expected {H5_PAIR!r} or {IMAGE_FOLDER!r}")
 
 
-def eval_config(min_accuracy: float) -> tfma.EvalConfig:
-    """TFMA settings: overall accuracy with a lower bound, which decides the blessing."""
+def eval_config(min_accuracy: float, min_improvement: float) -> tfma.EvalConfig:
+    """TFMA settings: candidate and baseline on the eval split, sliced overall and by label.
+
+    The blessing needs accuracy >= `min_accuracy` and, when a model is serving, accuracy minus the
+    baseline's >= `min_improvement`. Loss, calibration (ECE) and the multi-class confusion matrix
+    (argmax, from which per-class precision and recall follow) are computed for the review;
+    slicing by label gives each class's accuracy (its recall) as a TFMA slice too.
+    """
     accuracy_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}))
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": min_improvement}))
+    model = {"label_key": "label", "signature_name": "serving_default", "preprocessing_function_names": []}
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(label_key="label", signature_name="serving_default",
-                                    preprocessing_function_names=[])],
-        slicing_specs=[tfma.SlicingSpec()],
-        metrics_specs=[tfma.MetricsSpec(metrics=[
-            tfma.MetricConfig(class_name="ExampleCount"),
-            tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=accuracy_threshold),
-        ])])
+        model_specs=[tfma.ModelSpec(name="candidate", **model),
+                     tfma.ModelSpec(name="baseline", is_baseline=True, **model)],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["label"])],
+        metrics_specs=[
+            tfma.MetricsSpec(metrics=[
+                tfma.MetricConfig(class_name="ExampleCount"),
+                tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=accuracy_threshold),
+                tfma.MetricConfig(class_name="SparseCategoricalCrossentropy"),
+                tfma.MetricConfig(class_name="ExpectedCalibrationError", module="components.metrics"),
+                tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+            ]),
+        ])
 
 
 def create_pipeline(
@@ -59,7 +77,10 @@ def create_pipeline(
     eval_percent: int,
     train_config: Dict[str, Any],
     min_accuracy: float,
+    min_improvement: float,
     serving_dir: str,
+    serving_state: str = "",
+    keep_last: int = 0,
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
     beam_pipeline_args: Optional[List[str]] = None,
     enable_cache: bool = True,
@@ -75,7 +96,10 @@ def create_pipeline(
       eval_percent: percent of an IMAGE_FOLDER source held out for eval.
       train_config: a `trainer.config.TrainConfig` as a dict, passed to `run_fn`.
       min_accuracy: the eval accuracy a model needs to be blessed.
+      min_improvement: how much the candidate's accuracy must exceed the serving model's (0: not worse).
       serving_dir: the Pusher's filesystem destination.
+      serving_state: `components.serving.state(serving_dir)` when the run starts (a cache key).
+      keep_last: versions the Pusher keeps in `serving_dir`; 0 keeps all.
       metadata_connection_config: ML Metadata connection; None lets the runner choose.
       beam_pipeline_args: Apache Beam arguments for the data components and the Evaluator.
       enable_cache: reuse outputs of components whose inputs did not change.
@@ -104,23 +128,36 @@ def create_pipeline(
         run_fn=TRAINER_RUN_FN, examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"], custom_config=dict(train_config),
     ).with_id("Trainer")
-    # TFMA on the eval split; blesses the model if it clears the accuracy bound.
-    evaluator = Evaluator(
+    # The model now serving (newest version in serving_dir), or an absent marker on the first run.
+    latest_served_model = LatestServedModel(
+        serving_dir=serving_dir, serving_state=serving_state).with_id("LatestServedModel")
+    # TFMA on the eval split, candidate against the serving model; blesses or not.
+    evaluator = BaselineAwareEvaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
-        eval_config=eval_config(min_accuracy),
+        baseline_model=latest_served_model.outputs["baseline"],
+        eval_config=eval_config(min_accuracy, min_improvement),
     ).with_id("Evaluator")
-    # Copies a blessed model to the serving directory; does nothing for an unblessed one.
+    # Copies a blessed model into the next integer version of serving_dir, atomically.
     pusher = Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_dir)),
+        custom_config={"keep_last": keep_last},
+        custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_executor.Executor),
     ).with_id("Pusher")
+    # The HTML review: decision, metrics against the baseline, curves, confusions, data.
+    review = Review(
+        examples=example_gen.outputs["examples"], statistics=statistics_gen.outputs["statistics"],
+        anomalies=example_validator.outputs["anomalies"], model=trainer.outputs["model"],
+        evaluation=evaluator.outputs["evaluation"], blessing=evaluator.outputs["blessing"],
+        baseline=latest_served_model.outputs["baseline"], pushed_model=pusher.outputs["pushed_model"],
+    ).with_id("Review")
 
     return tfx_pipeline.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator, trainer,
-                    evaluator, pusher],
+                    latest_served_model, evaluator, pusher, review],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(beam_pipeline_args or []),

@@ -3,6 +3,7 @@
 import os
 import time
 
+from components import serving
 from components.sources import SignsDataError
 from pipeline import configs, data_source, progress, summary
 from trainer.config import TrainConfig
@@ -63,7 +64,10 @@ def run_locally(config: configs.PipelineConfig) -> int:
         eval_percent=config.eval_percent,
         train_config=train_config.to_dict(),
         min_accuracy=config.min_accuracy,
+        min_improvement=config.min_improvement,
         serving_dir=config.push_dir,
+        serving_state=serving.state(config.push_dir),
+        keep_last=config.keep_last,
         metadata_connection_config=metadata.sqlite_metadata_connection_config(config.metadata_path),
         beam_pipeline_args=list(config.beam_args),
         enable_cache=config.enable_cache,

@@ -8,7 +8,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 COMPONENT_ORDER = ("ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Trainer",
-                   "Evaluator", "Pusher")
+                   "LatestServedModel", "Evaluator", "Pusher", "Review")
 _STATES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
 
 
@@ -18,6 +18,7 @@ class ComponentRun:
     state: str  # complete, cached, failed, running, ...
     seconds: float
     outputs: Dict[str, metadata_store_pb2.Artifact]  # by artifact type name
+    execution: metadata_store_pb2.Execution
 
 
 @dataclasses.dataclass
@@ -27,8 +28,10 @@ class RunReport:
     accuracy: Optional[float] = None
     example_count: Optional[int] = None
     blessed: Optional[bool] = None
-    failed_thresholds: List[str] = dataclasses.field(default_factory=list)
+    decision: List[str] = dataclasses.field(default_factory=list)  # why blessed or not
     pushed_to: Optional[str] = None
+    already_serving: Optional[int] = None  # the version this model already serves as
+    report_path: Optional[str] = None
 
     def component(self, name: str) -> Optional[ComponentRun]:
         return next((c for c in self.components if c.name == name), None)
@@ -50,15 +53,14 @@ def _outputs(store, execution_id: int) -> Dict[str, metadata_store_pb2.Artifact]
     return {types[a.type_id]: a for a in store.get_artifacts_by_id(ids)}
 
 
-def latest_run(metadata_path: str, pipeline_name: str) -> Optional[RunReport]:
-    """Reads the newest pipeline run of `pipeline_name` from ML Metadata; None if there is none."""
-    if not os.path.exists(metadata_path):
-        return None
-    store = open_store(metadata_path)
-    runs = store.get_contexts_by_type("pipeline_run")
-    if not runs:
-        return None
-    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+def run_contexts(store: metadata_store.MetadataStore) -> List[metadata_store_pb2.Context]:
+    """Every pipeline run in the store, oldest first."""
+    return sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: (c.create_time_since_epoch, c.id))
+
+
+def read_run(store: metadata_store.MetadataStore, run: metadata_store_pb2.Context,
+             pipeline_name: str, with_evaluation: bool = True) -> RunReport:
+    """Reads one pipeline run: each component's execution, and the evaluation's outcome."""
     in_run = {e.id: e for e in store.get_executions_by_context(run.id)}
     components = []
     for name in COMPONENT_ORDER:
@@ -69,54 +71,50 @@ def latest_run(metadata_path: str, pipeline_name: str) -> Optional[RunReport]:
             if execution.id in in_run:
                 seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1e3
                 components.append(ComponentRun(name, _STATES.get(execution.last_known_state, "?"),
-                                               seconds, _outputs(store, execution.id)))
+                                               seconds, _outputs(store, execution.id), execution))
     report = RunReport(run_id=run.name, components=components)
-    _add_evaluation(report)
+    if with_evaluation:
+        _add_evaluation(report)
     return report
+
+
+def latest_run(metadata_path: str, pipeline_name: str) -> Optional[RunReport]:
+    """Reads the newest pipeline run of `pipeline_name` from ML Metadata; None if there is none."""
+    if not os.path.exists(metadata_path):
+        return None
+    store = open_store(metadata_path)
+    runs = run_contexts(store)
+    return read_run(store, runs[-1], pipeline_name) if runs else None
 
 
 def _add_evaluation(report: RunReport) -> None:
     evaluator = report.component("Evaluator")
     if evaluator and "ModelEvaluation" in evaluator.outputs:
-        import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
+        from components import evaluation  # pylint: disable=import-outside-toplevel
 
-        uri = evaluator.outputs["ModelEvaluation"].uri
-        for metrics in tfma.load_metrics(uri):
-            if metrics.slice_key.SerializeToString():
-                continue  # the overall slice has an empty key
-            for kv in metrics.metric_keys_and_values:
-                if kv.key.model_name or kv.key.is_diff:
-                    continue
-                if kv.key.name == "sparse_categorical_accuracy":
-                    report.accuracy = kv.value.double_value.value
-                elif kv.key.name == "example_count":
-                    report.example_count = int(kv.value.double_value.value)
-        validation = tfma.load_validation_result(uri)
-        for per_slice in validation.metric_validations_per_slice:
-            for failure in per_slice.failures:
-                report.failed_thresholds.append(
-                    f"{failure.metric_key.name} = {failure.metric_value.double_value.value:.4f} "
-                    f"fails {_threshold_text(failure.metric_threshold)}")
-    if evaluator and "ModelBlessing" in evaluator.outputs:
-        report.blessed = bool(evaluator.outputs["ModelBlessing"].custom_properties["blessed"].int_value)
+        result = evaluation.read(evaluator.outputs["ModelEvaluation"].uri)
+        metrics = result["metrics"]
+        report.accuracy = metrics.get(evaluation.ACCURACY, {}).get(evaluation.CANDIDATE)
+        count = metrics.get("example_count", {}).get(evaluation.CANDIDATE)
+        report.example_count = int(count) if count is not None else None
+        if "ModelBlessing" in evaluator.outputs:
+            report.blessed = bool(evaluator.outputs["ModelBlessing"].custom_properties["blessed"].int_value)
+            baseline = report.component("LatestServedModel")
+            version = None
+            if baseline and "Model" in baseline.outputs:
+                props = baseline.outputs["Model"].custom_properties
+                version = props["served_version"].int_value if "served_version" in props else None
+            report.decision = evaluation.decision_text(result, report.blessed, version)[1:]
     pusher = report.component("Pusher")
     if pusher and "PushedModel" in pusher.outputs:
         props = pusher.outputs["PushedModel"].custom_properties
         if props["pushed"].int_value:
             report.pushed_to = props["pushed_destination"].string_value
-
-
-def _threshold_text(threshold) -> str:
-    value = threshold.value_threshold
-    parts = []
-    if value.HasField("lower_bound"):
-        parts.append(f">= {value.lower_bound.value:g}")
-    if value.HasField("upper_bound"):
-        parts.append(f"<= {value.upper_bound.value:g}")
-    if threshold.HasField("change_threshold"):
-        change = threshold.change_threshold
-        parts.append(f"change vs baseline {change.absolute.value:+g} ({'higher' if change.direction == 1 else 'lower'} is better)")
-    return "the bound " + " and ".join(parts) if parts else str(threshold).replace("\n", " ")
+        elif "already_serving_version" in props:
+            report.already_serving = props["already_serving_version"].int_value
+    review = report.component("Review")
+    if review and "ReviewReport" in review.outputs:
+        report.report_path = review.outputs["ReviewReport"].custom_properties["report_path"].string_value
 
 
 def render(report: Optional[RunReport], total_seconds: float, data_text: str,
@@ -140,17 +138,24 @@ def render(report: Optional[RunReport], total_seconds: float, data_text: str,
     cached = [c.name for c in report.components if c.state == "cached"]
     if cached:
         lines.append(f"  reused from cache (inputs unchanged): {', '.join(cached)}")
+        ran = [c.name for c in report.components if c.state == "complete"]
+        if ran and "LatestServedModel" in ran:
+            lines.append(f"  re-ran because the serving directory changed since the last run: {', '.join(ran)}")
     lines.append("")
     if report.accuracy is not None:
         count = f" on {report.example_count} eval examples" if report.example_count else ""
         lines.append(f"eval accuracy: {report.accuracy:.4f}{count}")
     if report.blessed is not None:
         lines.append(f"blessed:       {'YES' if report.blessed else 'NO'}")
-        for failure in report.failed_thresholds:
-            lines.append(f"  not blessed because {failure}")
+        for line in report.decision:
+            lines.append(f"  {line}")
     if report.pushed_to:
         lines.append(f"pushed model:  {report.pushed_to}")
+    elif report.already_serving is not None:
+        lines.append(f"pushed model:  none: this model already serves as version {report.already_serving}")
     elif report.blessed is False:
         lines.append("pushed model:  none (the model was not blessed; the serving directory is unchanged)")
+    if report.report_path:
+        lines.append(f"review report: {report.report_path}")
     lines.append(f"artifacts:     {artifacts_root} (ML Metadata: {os.path.join(artifacts_root, 'metadata.sqlite')})")
     return "\n".join(lines)

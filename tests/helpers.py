@@ -25,3 +25,23 @@ def png_bytes(image: np.ndarray, fmt: str = "PNG") -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format=fmt)
     return buf.getvalue()
+
+
+def write_separable_h5(directory: str, n_train: int, n_test: int) -> str:
+    """A SIGNS-format h5 pair a few training steps can learn: each class has its own colour.
+
+    Used where a test needs a model that is reliably better than an untrained one.
+    """
+    import h5py  # pylint: disable=import-outside-toplevel
+
+    palette = np.array([[220, 40, 40], [40, 200, 40], [40, 40, 220], [220, 220, 40], [220, 40, 220], [40, 220, 220]])
+    rng = np.random.default_rng(0)
+    os.makedirs(directory, exist_ok=True)
+    for prefix, n in (("train", n_train), ("test", n_test)):
+        y = np.arange(n, dtype=np.int64) % 6
+        x = palette[y][:, None, None, :] + rng.normal(0, 20, (n, 64, 64, 3))
+        with h5py.File(os.path.join(directory, f"{prefix}_signs.h5"), "w") as f:
+            f.create_dataset(f"{prefix}_set_x", data=np.clip(x, 0, 255).astype(np.uint8))
+            f.create_dataset(f"{prefix}_set_y", data=y)
+            f.create_dataset("list_classes", data=np.arange(6, dtype=np.int64))
+    return directory

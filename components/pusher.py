@@ -1,0 +1,46 @@
+"""Pusher executor: blessed models only, as a new integer version in TF Serving layout."""
+
+import os
+from typing import Any, Dict, List
+
+from absl import logging
+from tfx import types
+from tfx.components.pusher import executor as pusher_executor
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import json_utils, proto_utils
+
+from components import serving
+
+
+class Executor(pusher_executor.Executor):
+    """Pushes to `<base_directory>/<next version>` atomically; skips a model already serving.
+
+    `custom_config` may hold `keep_last` (int, 0 = keep every version).
+    """
+
+    def Do(self, input_dict: Dict[str, List[types.Artifact]],
+           output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        pushed = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+        if not self.CheckBlessing(input_dict):
+            self._MarkNotPushed(pushed)
+            return
+        model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
+        model_path = self.GetModelPath(input_dict)
+        destination = pusher_pb2.PushDestination()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
+        serving_dir = destination.filesystem.base_directory
+        custom = json_utils.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null") or {}
+
+        newest = serving.newest_version(serving_dir)
+        if newest is not None and serving.push_info(serving_dir, newest).get("model_uri") == model.uri:
+            logging.info("Model %s is already serving as version %d; not pushed again.", model.uri, newest)
+            self._MarkNotPushed(pushed)
+            pushed.set_int_custom_property("already_serving_version", newest)
+            return
+        version = serving.push(model_path, serving_dir, {"model_uri": model.uri, "model_id": model.id},
+                               keep_last=int(custom.get("keep_last", 0)))
+        destination_path = serving.version_dir(serving_dir, version)
+        logging.info("Model pushed to %s.", destination_path)
+        self._MarkPushed(pushed, pushed_destination=destination_path, pushed_version=str(version))

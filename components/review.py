@@ -1,0 +1,130 @@
+"""Review: gathers what people need to approve a model and writes a self-contained HTML report."""
+
+import glob
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types.artifact import Artifact
+from tfx.types.standard_artifacts import (ExampleAnomalies, Examples, ExampleStatistics, Model,
+                                          ModelBlessing, ModelEvaluation, PushedModel)
+
+from components import report_html
+from components.baseline import ABSENT
+
+REPORT_FILE = "report.html"
+
+
+class ReviewReport(Artifact):
+    """A self-contained HTML review of one pipeline run (`<uri>/report.html`)."""
+
+    TYPE_NAME = "ReviewReport"
+
+
+def _split_files(examples_uri: str, split: str) -> List[str]:
+    return sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+
+
+def _label_counts(examples_uri: str, split: str) -> Dict[int, int]:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    counts: Dict[int, int] = {}
+    for record in tf.data.TFRecordDataset(_split_files(examples_uri, split), compression_type="GZIP"):
+        label = tf.train.Example.FromString(record.numpy()).features.feature["label"].int64_list.value[0]
+        counts[label] = counts.get(label, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def misclassified(model_dir: str, examples_uri: str, limit: int) -> Dict[str, Any]:
+    """Runs the model's serving_default over the eval split; returns the errors, up to `limit`."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    errors, total = [], 0
+    ds = tf.data.TFRecordDataset(_split_files(examples_uri, "eval"), compression_type="GZIP").batch(128)
+    for batch in ds:
+        probabilities = serve(examples=batch)["probabilities"].numpy()
+        for record, probs in zip(batch.numpy(), probabilities):
+            total += 1
+            f = tf.train.Example.FromString(record).features.feature
+            label, predicted = f["label"].int64_list.value[0], int(np.argmax(probs))
+            if predicted != label and len(errors) < limit:
+                errors.append({"png": f["image"].bytes_list.value[0], "label": int(label),
+                               "predicted": predicted, "confidence": float(probs[predicted]),
+                               "source": f["source"].bytes_list.value[0].decode() if "source" in f else "?"})
+    return {"examples": errors, "evaluated": total}
+
+
+def _anomalies(anomalies_uri: str) -> List[str]:
+    from tensorflow_metadata.proto.v0 import anomalies_pb2  # pylint: disable=import-outside-toplevel
+
+    found = []
+    for path in sorted(glob.glob(os.path.join(anomalies_uri, "Split-*", "SchemaDiff.pb"))):
+        split = os.path.basename(os.path.dirname(path))[len("Split-"):]
+        anomalies = anomalies_pb2.Anomalies()
+        with open(path, "rb") as f:
+            anomalies.ParseFromString(f.read())
+        for feature, info in anomalies.anomaly_info.items():
+            found.append(f"{split}: feature '{feature}': {info.description or info.short_description}")
+        if anomalies.HasField("dataset_anomaly_info"):
+            found.append(f"{split}: data set: {anomalies.dataset_anomaly_info.description}")
+    return found
+
+
+def _num_examples(statistics_uri: str) -> Dict[str, int]:
+    import tensorflow_data_validation as tfdv  # pylint: disable=import-outside-toplevel
+
+    counts = {}
+    for path in sorted(glob.glob(os.path.join(statistics_uri, "Split-*", "FeatureStats.pb"))):
+        split = os.path.basename(os.path.dirname(path))[len("Split-"):]
+        counts[split] = int(tfdv.load_stats_binary(path).datasets[0].num_examples)
+    return counts
+
+
+def gather(examples_uri: str, statistics_uri: str, anomalies_uri: str, model_uri: str,
+           evaluation_uri: str, blessed: bool, baseline_version: Optional[int],
+           pushed: Dict[str, Any], max_misclassified: int) -> Dict[str, Any]:
+    """Collects everything the report shows into one dict (see report_html.render)."""
+    from components import evaluation  # pylint: disable=import-outside-toplevel
+
+    history_path = os.path.join(model_uri, "history.json")
+    history = json.load(open(history_path)) if os.path.exists(history_path) else {"epochs": [], "config": {}}
+    return {
+        "evaluation": evaluation.read(evaluation_uri),
+        "blessed": blessed,
+        "baseline_version": baseline_version,
+        "pushed": pushed,
+        "history": history,
+        "misclassified": misclassified(os.path.join(model_uri, "Format-Serving"), examples_uri, max_misclassified),
+        "data": {"num_examples": _num_examples(statistics_uri),
+                 "labels": {s: _label_counts(examples_uri, s) for s in ("train", "eval")},
+                 "anomalies": _anomalies(anomalies_uri)},
+        "paths": {"model": model_uri, "evaluation": evaluation_uri, "examples": examples_uri},
+    }
+
+
+@component
+def Review(examples: InputArtifact[Examples], statistics: InputArtifact[ExampleStatistics],
+           anomalies: InputArtifact[ExampleAnomalies], model: InputArtifact[Model],
+           evaluation: InputArtifact[ModelEvaluation], blessing: InputArtifact[ModelBlessing],
+           baseline: InputArtifact[Model], pushed_model: InputArtifact[PushedModel],
+           report: OutputArtifact[ReviewReport], max_misclassified: Parameter[int] = 24) -> None:
+    """Writes `report.html`: the decision, metrics against the baseline, curves, confusions, data."""
+    absent = baseline.get_int_custom_property(ABSENT)
+    props = pushed_model.mlmd_artifact.custom_properties
+    pushed = {"pushed": bool(props["pushed"].int_value) if "pushed" in props else False,
+              "destination": props["pushed_destination"].string_value if "pushed_destination" in props else "",
+              "version": props["pushed_version"].string_value if "pushed_version" in props else "",
+              "already_serving_version": props["already_serving_version"].int_value
+              if "already_serving_version" in props else None}
+    facts = gather(examples.uri, statistics.uri, anomalies.uri, model.uri, evaluation.uri,
+                   blessed=bool(blessing.get_int_custom_property("blessed")),
+                   baseline_version=None if absent else baseline.get_int_custom_property("served_version"),
+                   pushed=pushed, max_misclassified=max_misclassified)
+    os.makedirs(report.uri, exist_ok=True)
+    with open(os.path.join(report.uri, REPORT_FILE), "w") as f:
+        f.write(report_html.render(facts))
+    report.set_string_custom_property("report_path", os.path.join(report.uri, REPORT_FILE))

@@ -1,0 +1,74 @@
+"""Classifies hand-sign images with the pushed model, through its raw-bytes signature.
+
+    python -m pipeline.predict hand1.jpg hand2.png            # newest pushed version
+    python -m pipeline.predict --version 3 --json hand1.jpg
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from pipeline import configs
+
+
+def main(argv=None) -> int:
+    d = configs.PipelineConfig()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG or PNG files, any size")
+    p.add_argument("--version", type=int, default=None, help="the pushed version to use (default: newest)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per image")
+    p.add_argument("--pipeline-root", default=d.pipeline_root, help="the local runner's --pipeline-root")
+    p.add_argument("--serving-dir", default=None, help="the push destination (default: <pipeline-root>/serving_model)")
+    args = p.parse_args(argv)
+    config = configs.PipelineConfig(pipeline_root=os.path.abspath(args.pipeline_root),
+                                     serving_dir=os.path.abspath(args.serving_dir) if args.serving_dir else None)
+    from components import serving  # pylint: disable=import-outside-toplevel
+
+    versions = serving.list_versions(config.push_dir)
+    if not versions:
+        print(f"error: {config.push_dir}: no pushed model; run the pipeline until a model is blessed")
+        return 1
+    version = args.version if args.version is not None else versions[-1]
+    if version not in versions:
+        print(f"error: {config.push_dir}: no version {version}; pushed versions are {versions}")
+        return 1
+    images = []
+    for path in args.images:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            print(f"error: {path}: {e.strerror}")
+            return 1
+        # JPEG, PNG (the signature also decodes GIF and BMP).
+        if not data.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM")):
+            print(f"error: {path}: not a JPEG or PNG image")
+            return 1
+        images.append(data)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from trainer.export import IMAGE_BYTES_SIGNATURE  # pylint: disable=import-outside-toplevel
+
+    model_dir = serving.version_dir(config.push_dir, version)
+    classify = tf.saved_model.load(model_dir).signatures[IMAGE_BYTES_SIGNATURE]
+    for path, data in zip(args.images, images):
+        try:
+            out = classify(image_bytes=tf.constant([data]))
+        except tf.errors.InvalidArgumentError as e:
+            print(f"error: {path}: the image does not decode ({e.message.splitlines()[0]})")
+            return 1
+        probabilities = [round(float(p), 4) for p in out["probabilities"].numpy()[0]]
+        predicted = int(out["classes"].numpy()[0])
+        if args.json:
+            print(json.dumps({"image": path, "class": predicted, "probabilities": probabilities,
+                              "model_version": version}))
+        else:
+            shown = "  ".join(f"{k}:{p:.2f}" for k, p in enumerate(probabilities))
+            print(f"{path}: class {predicted} ({probabilities[predicted]:.0%})   [{shown}]   model v{version}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
