@@ -9,7 +9,7 @@ UV_VERSION := 0.13.9
 PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python3.10 /usr/local/bin/python3.10 /usr/bin/python3.10; do "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { echo "$$p"; break; }; done)
 ARGS    ?=
 
-.PHONY: setup run test lock clean help
+.PHONY: setup run test lock clean help chromium
 
 help:
 	@echo "make run   ARGS='--epochs 8 ...'  run the whole pipeline locally (python pipeline/local_runner.py)"
@@ -29,8 +29,13 @@ $(STAMP): requirements.lock setup.py
 run: setup
 	$(PY) pipeline/local_runner.py $(ARGS)
 
-test: setup
+test: setup chromium
 	$(PY) -m pytest $(ARGS)
+
+# The review report is checked in headless Chromium (Debian's package).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || { echo "error: could not install Debian's chromium package (needed by the report test); install it and re-run"; exit 1; }
 
 lock: setup
 	$(UV) pip compile --python-version 3.10 --python-platform x86_64-manylinux_2_28 requirements.in -o requirements.lock

@@ -139,8 +139,10 @@ def render(report: Optional[RunReport], total_seconds: float, data_text: str,
     if cached:
         lines.append(f"  reused from cache (inputs unchanged): {', '.join(cached)}")
         ran = [c.name for c in report.components if c.state == "complete"]
-        if ran and "LatestServedModel" in ran:
-            lines.append(f"  re-ran because the serving directory changed since the last run: {', '.join(ran)}")
+        if ran:
+            lines.append(f"  re-ran (an input changed): {', '.join(ran)}")
+        if "LatestServedModel" in ran:
+            lines.append("  LatestServedModel re-ran because the serving directory changed since the last run")
     lines.append("")
     if report.accuracy is not None:
         count = f" on {report.example_count} eval examples" if report.example_count else ""

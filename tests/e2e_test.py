@@ -35,6 +35,11 @@ def _live_artifacts(store, type_name):
     return [a for a in store.get_artifacts_by_type(type_name) if a.state == live]
 
 
+def _trained_models(store):
+    """Models the Trainer wrote (LatestServedModel's baselines are Models too)."""
+    return [a for a in _live_artifacts(store, "Model") if "/Trainer/" in a.uri]
+
+
 def test_first_run_succeeds_and_summarises(first_run):
     _, _, proc = first_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -56,7 +61,7 @@ def test_ml_metadata_records_the_run(first_run):
         per_component.setdefault(types[e.type_id].rsplit(".", 1)[-1], []).append(e)
     assert sorted(per_component) == sorted(
         ["FileBasedExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Trainer",
-         "Evaluator", "Pusher"])
+         "LatestServedModel", "BaselineAwareEvaluator", "Pusher", "Review"])
     assert all(len(v) == 1 for v in per_component.values()), per_component.keys()
     assert all(e.last_known_state == 3 for e in executions)  # COMPLETE
 
@@ -64,7 +69,7 @@ def test_ml_metadata_records_the_run(first_run):
     assert examples.properties["split_names"].string_value == '["train", "eval"]'
     for split in ("train", "eval"):
         assert glob.glob(os.path.join(examples.uri, f"Split-{split}", "*.gz"))
-    assert len(_live_artifacts(store, "Model")) == 1
+    assert len(_trained_models(store)) == 1
     [blessing] = _live_artifacts(store, "ModelBlessing")
     assert blessing.custom_properties["blessed"].int_value == 1
     [pushed] = _live_artifacts(store, "PushedModel")
@@ -73,7 +78,7 @@ def test_ml_metadata_records_the_run(first_run):
 
 def test_trainer_leaves_history_and_summary(first_run):
     root, _, _ = first_run
-    [model] = _live_artifacts(_store(root), "Model")
+    [model] = _trained_models(_store(root))
     import json  # pylint: disable=import-outside-toplevel
     history = json.load(open(os.path.join(model.uri, "history.json")))
     assert history["config"]["epochs"] == 1 and len(history["epochs"]) == 1
@@ -115,12 +120,23 @@ def second_run(first_run):
 
 
 def test_rerun_reuses_the_cache(first_run, second_run):
+    """The second run sees version 1 serving (its own model): training is reused, the evaluation
+    runs against that baseline, and nothing is pushed again. A third run reuses everything."""
     assert second_run.returncode == 0, second_run.stdout[-3000:]
-    assert "reused from cache (inputs unchanged): " + ", ".join(COMPONENTS) in second_run.stdout
-    root, _, _ = first_run
+    assert ("reused from cache (inputs unchanged): ExampleGen, StatisticsGen, SchemaGen, "
+            "ExampleValidator, Trainer") in second_run.stdout
+    assert "this model already serves as version 1" in second_run.stdout
+    root, args, _ = first_run
     store = _store(root)
-    assert len(_live_artifacts(store, "Model")) == 1  # nothing was trained again
-    assert len(os.listdir(os.path.join(root, "serving_model"))) == 1
+    assert len(_trained_models(store)) == 1
+    trainer_type = [t.name for t in store.get_execution_types() if t.name.endswith("Trainer")][0]
+    states = sorted(e.last_known_state for e in store.get_executions_by_type(trainer_type))
+    assert states == [3, 5]  # COMPLETE once, then CACHED: trained only once
+    assert os.listdir(os.path.join(root, "serving_model")) == ["1"]
+
+    third = run_pipeline(*args)
+    assert third.returncode == 0
+    assert "reused from cache (inputs unchanged): " + ", ".join(COMPONENTS) in third.stdout
 
 
 def test_corrupt_image_stops_the_run_and_registers_nothing(first_run, second_run, tmp_path):

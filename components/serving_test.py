@@ -1,0 +1,77 @@
+"""Tests of versioned, atomic pushes into the TF Serving layout."""
+
+import multiprocessing
+import os
+
+import pytest
+
+from components import serving
+
+
+def _fake_model(path, payload="weights"):
+    os.makedirs(os.path.join(path, "variables"), exist_ok=True)
+    with open(os.path.join(path, "saved_model.pb"), "w") as f:
+        f.write("graph")
+    with open(os.path.join(path, "variables", "variables.data-00000-of-00001"), "w") as f:
+        f.write(payload * 100_000)  # a few MB, so a copy takes a moment
+    return str(path)
+
+
+def test_versions_count_up_and_record_the_source(tmp_path):
+    model = _fake_model(tmp_path / "model")
+    serving_dir = str(tmp_path / "serving")
+    assert serving.newest_version(serving_dir) is None
+    assert serving.push(model, serving_dir, {"model_uri": "m1"}) == 1
+    assert serving.push(model, serving_dir, {"model_uri": "m2"}) == 2
+    assert serving.list_versions(serving_dir) == [1, 2]
+    assert serving.push_info(serving_dir, 2)["model_uri"] == "m2"
+    assert serving.state(serving_dir) == "versions=1,2"
+    assert sorted(os.listdir(serving_dir)) == ["1", "2"]  # nothing staged is left behind
+
+
+def test_keep_last_deletes_only_older_versions(tmp_path):
+    model = _fake_model(tmp_path / "model")
+    serving_dir = str(tmp_path / "serving")
+    for _ in range(4):
+        serving.push(model, serving_dir, {}, keep_last=2)
+    assert serving.list_versions(serving_dir) == [3, 4]
+
+
+def test_a_half_written_version_is_not_a_version(tmp_path):
+    serving_dir = tmp_path / "serving"
+    os.makedirs(serving_dir / "7" / "variables")  # no saved_model.pb: incomplete
+    assert serving.list_versions(str(serving_dir)) == []
+
+
+def test_push_refuses_a_directory_without_a_saved_model(tmp_path):
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="no saved_model.pb"):
+        serving.push(str(tmp_path / "empty"), str(tmp_path / "serving"), {})
+    assert not os.path.exists(tmp_path / "serving" / "1")
+
+
+def _push_after(barrier, model, serving_dir, name, results):
+    barrier.wait()
+    results.put(serving.push(model, serving_dir, {"model_uri": name}))
+
+
+def test_two_processes_pushing_at_once_both_land(tmp_path):
+    serving_dir = str(tmp_path / "serving")
+    models = [_fake_model(tmp_path / f"model{i}", payload=f"w{i}") for i in range(2)]
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_push_after, args=(barrier, m, serving_dir, f"m{i}", results))
+             for i, m in enumerate(models)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert sorted([results.get(), results.get()]) == [1, 2]
+    assert serving.list_versions(serving_dir) == [1, 2]
+    sources = sorted(serving.push_info(serving_dir, v)["model_uri"] for v in (1, 2))
+    assert sources == ["m0", "m1"]
+    for v, info_source in ((1, serving.push_info(serving_dir, 1)["model_uri"]),
+                           (2, serving.push_info(serving_dir, 2)["model_uri"])):
+        data = open(os.path.join(serving_dir, str(v), "variables", "variables.data-00000-of-00001")).read()
+        assert data == f"w{info_source[1]}" * 100_000  # each version is one whole model
