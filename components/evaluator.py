@@ -1,20 +1,49 @@
-"""Evaluator executor that takes LatestServedModel's output as the baseline, or none when absent."""
+"""BaselineAwareEvaluator: TFX's Evaluator executor with two additions.
 
-from typing import Any, Dict, List
+- A baseline marked absent by LatestServedModel (the first run) is dropped, so change thresholds
+  are skipped (TFX's rubber stamp) and only the value threshold decides.
+- The accuracy thresholds are parameters of their own (`min_accuracy`, `min_improvement`), so a
+  compiled Kubeflow pipeline can take them as runtime parameters; the executor writes them into
+  the EvalConfig's SparseCategoricalAccuracy threshold.
+"""
+
+import json
+from typing import Any, Dict, List, Union
 
 from absl import logging
 from tfx import types
-from tfx.components.evaluator import component as evaluator_component
 from tfx.components.evaluator import executor as evaluator_executor
-from tfx.dsl.components.base import executor_spec
-from tfx.types import standard_component_specs
+from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.orchestration import data_types
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ExecutionParameter
+from tfx.utils import json_utils
 
 from components.baseline import ABSENT
 
+MIN_ACCURACY_KEY, MIN_IMPROVEMENT_KEY = "min_accuracy", "min_improvement"
+
+
+class BaselineAwareEvaluatorSpec(standard_component_specs.EvaluatorSpec):
+    PARAMETERS = dict(standard_component_specs.EvaluatorSpec.PARAMETERS,
+                      **{MIN_ACCURACY_KEY: ExecutionParameter(type=float),
+                         MIN_IMPROVEMENT_KEY: ExecutionParameter(type=float)})
+
+
+def apply_thresholds(eval_config_json: str, min_accuracy: float, min_improvement: float) -> str:
+    """Sets the accuracy metric's value and change thresholds in an EvalConfig (JSON)."""
+    config = json.loads(eval_config_json)
+    for spec in config.get("metrics_specs", []):
+        for metric in spec.get("metrics", []):
+            if metric.get("class_name") == "SparseCategoricalAccuracy":
+                metric["threshold"] = {
+                    "value_threshold": {"lower_bound": float(min_accuracy)},
+                    "change_threshold": {"direction": "HIGHER_IS_BETTER", "absolute": float(min_improvement)}}
+    return json.dumps(config)
+
 
 class Executor(evaluator_executor.Executor):
-    """TFX's Evaluator, minus a baseline marked absent (first run): then change thresholds are
-    skipped (TFX's rubber stamp) and only the value thresholds decide."""
+    """TFX's Evaluator executor, given the thresholds and an optional baseline."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
@@ -23,10 +52,27 @@ class Executor(evaluator_executor.Executor):
         if baseline and baseline[0].get_int_custom_property(ABSENT):
             logging.info("No model is serving yet: evaluating the candidate without a baseline.")
             input_dict = {k: v for k, v in input_dict.items() if k != key}
-        super().Do(input_dict, output_dict, exec_properties)
+        props = dict(exec_properties)
+        props[standard_component_specs.EVAL_CONFIG_KEY] = apply_thresholds(
+            props[standard_component_specs.EVAL_CONFIG_KEY],
+            props.pop(MIN_ACCURACY_KEY), props.pop(MIN_IMPROVEMENT_KEY))
+        super().Do(input_dict, output_dict, props)
 
 
-class BaselineAwareEvaluator(evaluator_component.Evaluator):
-    """TFX's Evaluator component with the executor above (Evaluator takes no custom_executor_spec)."""
+class BaselineAwareEvaluator(base_beam_component.BaseBeamComponent):
+    """Evaluates `model` against `baseline_model` on the eval split of `examples`."""
 
+    SPEC_CLASS = BaselineAwareEvaluatorSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+    def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
+                 baseline_model: types.BaseChannel, eval_config,
+                 min_accuracy: Union[float, data_types.RuntimeParameter],
+                 min_improvement: Union[float, data_types.RuntimeParameter]):
+        spec = BaselineAwareEvaluatorSpec(
+            examples=examples, model=model, baseline_model=baseline_model, eval_config=eval_config,
+            min_accuracy=min_accuracy, min_improvement=min_improvement,
+            example_splits=json_utils.dumps(None), fairness_indicator_thresholds=json_utils.dumps(None),
+            evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
+            blessing=types.Channel(type=standard_artifacts.ModelBlessing))
+        super().__init__(spec=spec)

@@ -5,7 +5,9 @@ from typing import Any, Dict, List
 
 from absl import logging
 from tfx import types
+from tfx.components.pusher import component as pusher_component
 from tfx.components.pusher import executor as pusher_executor
+from tfx.dsl.components.base import executor_spec
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import json_utils, proto_utils
@@ -44,3 +46,9 @@ class Executor(pusher_executor.Executor):
         destination_path = serving.version_dir(serving_dir, version)
         logging.info("Model pushed to %s.", destination_path)
         self._MarkPushed(pushed, pushed_destination=destination_path, pushed_version=str(version))
+
+
+class VersionedPusher(pusher_component.Pusher):
+    """TFX's Pusher component with the executor above."""
+
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)

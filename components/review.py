@@ -20,7 +20,7 @@ REPORT_FILE = "report.html"
 class ReviewReport(Artifact):
     """A self-contained HTML review of one pipeline run (`<uri>/report.html`)."""
 
-    TYPE_NAME = "ReviewReport"
+    TYPE_NAME = "signs.ReviewReport"  # <namespace>.<Name>: the form KFP schema titles require
 
 
 def _split_files(examples_uri: str, split: str) -> List[str]:

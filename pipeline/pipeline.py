@@ -1,21 +1,22 @@
 """The SIGNS pipeline: `create_pipeline` wires the TFX components; it reads no flags or environment."""
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import tensorflow_model_analysis as tfma
-from tfx.components import (ExampleValidator, Pusher, SchemaGen, StatisticsGen,
-                            Trainer)
+from tfx.components import ExampleValidator, SchemaGen, StatisticsGen
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
+from tfx.orchestration import data_types
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import example_gen_pb2, pusher_pb2
 from ml_metadata.proto import metadata_store_pb2
 
 from components import example_gen as signs_example_gen
-from components import pusher as pusher_executor
+from components.pusher import VersionedPusher
 from components.baseline import LatestServedModel
 from components.evaluator import BaselineAwareEvaluator
 from components.review import Review
+from components.trainer import SignsTrainer
 from pipeline.configs import H5_PAIR, IMAGE_FOLDER
 
 TRAINER_RUN_FN = "trainer.task.run_fn"
@@ -39,18 +40,15 @@ def example_gen_io(source_kind: str, eval_percent: int):
     raise ValueError(f"unknown source kind {source_kind!r}; expected {H5_PAIR!r} or {IMAGE_FOLDER!r}")
 
 
-def eval_config(min_accuracy: float, min_improvement: float) -> tfma.EvalConfig:
+def eval_config() -> tfma.EvalConfig:
     """TFMA settings: candidate and baseline on the eval split, sliced overall and by label.
 
     The blessing needs accuracy >= `min_accuracy` and, when a model is serving, accuracy minus the
-    baseline's >= `min_improvement`. Loss, calibration (ECE) and the multi-class confusion matrix
+    baseline's >= `min_improvement`: BaselineAwareEvaluator writes both into the accuracy metric's
+    threshold at run time, from its parameters. Loss, calibration (ECE) and the multi-class confusion matrix
     (argmax, from which per-class precision and recall follow) are computed for the review;
     slicing by label gives each class's accuracy (its recall) as a TFMA slice too.
     """
-    accuracy_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": min_improvement}))
     model = {"label_key": "label", "signature_name": "serving_default", "preprocessing_function_names": []}
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(name="candidate", **model),
@@ -59,7 +57,7 @@ def eval_config(min_accuracy: float, min_improvement: float) -> tfma.EvalConfig:
         metrics_specs=[
             tfma.MetricsSpec(metrics=[
                 tfma.MetricConfig(class_name="ExampleCount"),
-                tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=accuracy_threshold),
+                tfma.MetricConfig(class_name="SparseCategoricalAccuracy"),
                 tfma.MetricConfig(class_name="SparseCategoricalCrossentropy"),
                 tfma.MetricConfig(class_name="ExpectedCalibrationError", module="components.metrics"),
                 tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
@@ -71,13 +69,14 @@ def create_pipeline(
     *,
     pipeline_name: str,
     pipeline_root: str,
-    data_root: str,
+    data_root: Union[str, data_types.RuntimeParameter],
     source_kind: str,
     classes: Sequence[int],
     eval_percent: int,
     train_config: Dict[str, Any],
-    min_accuracy: float,
-    min_improvement: float,
+    epochs: Union[int, data_types.RuntimeParameter],
+    min_accuracy: Union[float, data_types.RuntimeParameter],
+    min_improvement: Union[float, data_types.RuntimeParameter],
     serving_dir: str,
     serving_state: str = "",
     keep_last: int = 0,
@@ -90,12 +89,14 @@ def create_pipeline(
     Args:
       pipeline_name: the pipeline's name in ML Metadata.
       pipeline_root: where component outputs go.
-      data_root: the data directory ExampleGen reads (its `input_base`).
+      data_root: the data directory ExampleGen reads (its `input_base`); a RuntimeParameter in Kubeflow.
       source_kind: H5_PAIR or IMAGE_FOLDER.
       classes: the labels to keep.
       eval_percent: percent of an IMAGE_FOLDER source held out for eval.
       train_config: a `trainer.config.TrainConfig` as a dict, passed to `run_fn`.
+      epochs: training epochs (overrides train_config's).
       min_accuracy: the eval accuracy a model needs to be blessed.
+        epochs, min_accuracy and min_improvement may be RuntimeParameters (the Kubeflow runner's).
       min_improvement: how much the candidate's accuracy must exceed the serving model's (0: not worse).
       serving_dir: the Pusher's filesystem destination.
       serving_state: `components.serving.state(serving_dir)` when the run starts (a cache key).
@@ -124,9 +125,9 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"]).with_id("ExampleValidator")
     # Trains the seed's ResNet50 and exports it with two serving signatures.
-    trainer = Trainer(
+    trainer = SignsTrainer(
         run_fn=TRAINER_RUN_FN, examples=example_gen.outputs["examples"],
-        schema=schema_gen.outputs["schema"], custom_config=dict(train_config),
+        schema=schema_gen.outputs["schema"], epochs=epochs, custom_config=dict(train_config),
     ).with_id("Trainer")
     # The model now serving (newest version in serving_dir), or an absent marker on the first run.
     latest_served_model = LatestServedModel(
@@ -135,15 +136,14 @@ def create_pipeline(
     evaluator = BaselineAwareEvaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         baseline_model=latest_served_model.outputs["baseline"],
-        eval_config=eval_config(min_accuracy, min_improvement),
+        eval_config=eval_config(), min_accuracy=min_accuracy, min_improvement=min_improvement,
     ).with_id("Evaluator")
     # Copies a blessed model into the next integer version of serving_dir, atomically.
-    pusher = Pusher(
+    pusher = VersionedPusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_dir)),
         custom_config={"keep_last": keep_last},
-        custom_executor_spec=executor_spec.ExecutorClassSpec(pusher_executor.Executor),
     ).with_id("Pusher")
     # The HTML review: decision, metrics against the baseline, curves, confusions, data.
     review = Review(

@@ -63,6 +63,7 @@ def run_locally(config: configs.PipelineConfig) -> int:
         classes=config.classes,
         eval_percent=config.eval_percent,
         train_config=train_config.to_dict(),
+        epochs=config.epochs,
         min_accuracy=config.min_accuracy,
         min_improvement=config.min_improvement,
         serving_dir=config.push_dir,
