@@ -1,0 +1,10 @@
+"""SIGNS components: the ExampleGen executor, baseline, evaluator, pusher, review and their helpers."""
+
+
+def __getattr__(name):
+    # The Kubeflow launcher finds custom artifact types by "<module>.<Class>": this is
+    # `components.ReviewReport`, imported lazily so `import components` stays light.
+    if name == "ReviewReport":
+        from components.review import ReviewReport  # pylint: disable=import-outside-toplevel
+        return ReviewReport
+    raise AttributeError(f"module 'components' has no attribute {name!r}")

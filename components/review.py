@@ -20,7 +20,8 @@ REPORT_FILE = "report.html"
 class ReviewReport(Artifact):
     """A self-contained HTML review of one pipeline run (`<uri>/report.html`)."""
 
-    TYPE_NAME = "signs.ReviewReport"  # <namespace>.<Name>: the form KFP schema titles require
+    # KFP needs "<module>.<Class>", and its TFX launcher imports the class by that path.
+    TYPE_NAME = "components.ReviewReport"
 
 
 def _split_files(examples_uri: str, split: str) -> List[str]:

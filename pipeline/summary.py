@@ -113,8 +113,8 @@ def _add_evaluation(report: RunReport) -> None:
         elif "already_serving_version" in props:
             report.already_serving = props["already_serving_version"].int_value
     review = report.component("Review")
-    if review and "signs.ReviewReport" in review.outputs:
-        report.report_path = review.outputs["signs.ReviewReport"].custom_properties["report_path"].string_value
+    if review and "components.ReviewReport" in review.outputs:
+        report.report_path = review.outputs["components.ReviewReport"].custom_properties["report_path"].string_value
 
 
 def render(report: Optional[RunReport], total_seconds: float, data_text: str,

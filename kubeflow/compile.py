@@ -1,0 +1,145 @@
+"""Compiles the SIGNS pipeline into a KFP 2.x PipelineSpec (pipeline.yaml) for open-source Kubeflow."""
+
+import dataclasses
+import os
+from typing import Any, Dict, Tuple
+
+import yaml
+
+# Runtime parameters of the compiled pipeline: (type, default); one package serves many runs.
+RUNTIME_PARAMETERS = {
+    "data_root": (str, None),  # default: <pipeline-root>/data
+    "epochs": (int, 10),
+    "min_accuracy": (float, 0.9),
+    "min_improvement": (float, 0.0),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileConfig:
+    """What `compile` needs; the flags of `kubeflow/runner.py compile` fill it."""
+
+    output: str = "pipeline.yaml"  # the PipelineSpec to write
+    image: str = "signs-pipeline:0.1.0"  # container image every task runs
+    pipeline_root: str = "/mnt/signs-pipeline"  # gs://, s3:// or a path mounted in every pod
+    data_root: str = ""  # default of the data_root parameter; "" = <pipeline-root>/data
+    source_kind: str = "h5_pair"  # h5_pair or image_folder
+    classes: Tuple[int, ...] = (0, 1, 2, 3, 4, 5)
+    gpus: int = 1  # accelerators for the Trainer; 0 runs it on CPU
+    accelerator: str = "nvidia.com/gpu"  # the Kubernetes resource name of the accelerator
+    cpu: str = "2"  # CPU request of each task
+    memory: str = "8G"  # memory request of each task
+    trainer_cpu: str = "8"
+    trainer_memory: str = "32G"
+    beam_args: Tuple[str, ...] = ()
+
+    @property
+    def serving_dir(self) -> str:
+        return os.path.join(self.pipeline_root, "serving_model")
+
+
+def _resources(cpu: str, memory: str, gpus: int = 0, accelerator: str = ""):
+    from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=import-outside-toplevel
+
+    spec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
+    resources = spec(cpu_request=float(cpu), cpu_limit=float(cpu),
+                     memory_request=_gigabytes(memory), memory_limit=_gigabytes(memory))
+    if gpus:
+        resources.accelerator.CopyFrom(spec.AcceleratorConfig(type=accelerator, count=gpus))
+    return resources
+
+
+def _gigabytes(text: str) -> float:
+    units = {"G": 1.0, "Gi": 1.073741824, "M": 1e-3, "Mi": 1.048576e-3}
+    for suffix in sorted(units, key=len, reverse=True):
+        if text.endswith(suffix):
+            return float(text[:-len(suffix)]) * units[suffix]
+    return float(text)
+
+
+def build(config: CompileConfig) -> Dict[str, Any]:
+    """Returns the PipelineSpec (as a dict) of the pipeline with Kubeflow's settings."""
+    from tfx.orchestration import data_types  # pylint: disable=import-outside-toplevel
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner  # pylint: disable=import-outside-toplevel
+
+    from pipeline import configs  # pylint: disable=import-outside-toplevel
+    from pipeline.pipeline import create_pipeline  # pylint: disable=import-outside-toplevel
+    from trainer.config import TrainConfig  # pylint: disable=import-outside-toplevel
+
+    defaults = dict(RUNTIME_PARAMETERS)
+    defaults["data_root"] = (str, config.data_root or os.path.join(config.pipeline_root, "data"))
+    params = {name: data_types.RuntimeParameter(name=name, ptype=ptype, default=default)
+              for name, (ptype, default) in defaults.items()}
+    tfx_pipeline = create_pipeline(
+        pipeline_name=configs.PIPELINE_NAME, pipeline_root=config.pipeline_root,
+        data_root=params["data_root"], source_kind=config.source_kind, classes=config.classes,
+        eval_percent=20, train_config=TrainConfig(num_classes=max(config.classes) + 1).to_dict(),
+        epochs=params["epochs"], min_accuracy=params["min_accuracy"],
+        min_improvement=params["min_improvement"], serving_dir=config.serving_dir,
+        beam_pipeline_args=list(config.beam_args), enable_cache=True)
+    for component in tfx_pipeline.components:
+        if component.id == "Trainer":
+            component.with_platform_config(_resources(config.trainer_cpu, config.trainer_memory,
+                                                      config.gpus, config.accelerator))
+        else:
+            component.with_platform_config(_resources(config.cpu, config.memory))
+    # Schema 2.1 (parameterType, defaultValue) is what the open-source KFP 2.x backend reads.
+    runner_config = kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
+        default_image=config.image, use_pipeline_spec_2_1=True)
+    job = kubeflow_v2_dag_runner.KubeflowV2DagRunner(runner_config).run(tfx_pipeline, write_out=False)
+    spec = job["pipelineSpec"]
+    for name, definition in spec["root"]["inputDefinitions"]["parameters"].items():
+        definition["defaultValue"] = defaults[name][1]  # the PipelineJob's runtimeConfig is not submitted
+        definition["isOptional"] = True
+    return _for_open_source_kfp(spec)
+
+
+def _for_open_source_kfp(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """Adapts TFX's (Vertex-minded) spec to what the open-source KFP backend runs.
+
+    - FileBasedExampleGen's driver is a `lifecycle.preCacheCheck` hook, which open-source KFP
+      never runs; our ExampleGen executor needs no driver, so the hook is dropped.
+    - LatestServedModel reads the serving directory, which changes between runs with the same
+      inputs: it must never be answered from KFP's cache.
+    """
+    for executor in spec["deploymentSpec"]["executors"].values():
+        executor.get("container", {}).pop("lifecycle", None)
+    spec["root"]["dag"]["tasks"]["LatestServedModel"]["cachingOptions"] = {"enableCache": False}
+    return spec
+
+
+def write(spec: Dict[str, Any], path: str) -> str:
+    """Writes a PipelineSpec dict as the YAML package that `kfp.Client` accepts."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("# signs-pipeline: compiled by `python kubeflow/runner.py compile`\n")
+        yaml.safe_dump(spec, f, sort_keys=True)
+    return path
+
+
+def load(path: str) -> Dict[str, Any]:
+    """Reads a compiled package (the PipelineSpec YAML)."""
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+_CASTS = {"NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "STRING": str, "BOOLEAN": lambda v: v.lower() in ("1", "true", "yes")}
+
+
+def parameter_values(spec: Dict[str, Any], overrides: Dict[str, str]) -> Dict[str, Any]:
+    """The package's runtime parameters: defaults, then `overrides` (strings, cast to each type).
+
+    Raises:
+      ValueError: an override names no parameter of the package, or does not parse as its type.
+    """
+    definitions = spec["root"].get("inputDefinitions", {}).get("parameters", {})
+    values = {name: d.get("defaultValue") for name, d in definitions.items()}
+    for name, text in overrides.items():
+        if name not in definitions:
+            raise ValueError(f"--param {name}: the package has no such parameter; it has {sorted(definitions)}")
+        kind = definitions[name].get("parameterType", "STRING")
+        try:
+            values[name] = _CASTS.get(kind, str)(text)
+        except ValueError as e:
+            raise ValueError(f"--param {name}={text}: not a {kind.lower()}") from e
+    return values

@@ -1,0 +1,98 @@
+"""The SIGNS pipeline on open-source Kubeflow Pipelines 2.x: compile, submit, or prove a package here.
+
+    python kubeflow/runner.py compile  [--output pipeline.yaml] [--image IMG] [--pipeline-root gs://...] [--gpus 1]
+    python kubeflow/runner.py submit   --host URL [--package pipeline.yaml] [--param epochs=20] [--wait]
+    python kubeflow/runner.py run-local pipeline.yaml [--param NAME=VALUE] [--work-dir DIR]
+"""
+
+import argparse
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if not __package__ and _HERE in sys.path:
+    # `python kubeflow/runner.py` puts kubeflow/ first on sys.path; import the installed packages.
+    sys.path.remove(_HERE)
+
+from kubeflow.compile import CompileConfig  # pylint: disable=wrong-import-position
+
+
+def _version() -> str:
+    from importlib import metadata  # pylint: disable=import-outside-toplevel
+    try:
+        return metadata.version("signs-pipeline")
+    except metadata.PackageNotFoundError:
+        return "dev"
+
+
+def _param(text: str):
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"--param takes NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = CompileConfig()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compile", help="write the PipelineSpec YAML", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    c.add_argument("--output", default=d.output, help="the package to write")
+    c.add_argument("--image", default=f"signs-pipeline:{_version()}", help="the image every task runs (kubeflow/Dockerfile)")
+    c.add_argument("--pipeline-root", default=d.pipeline_root, help="gs://, s3:// or a path mounted in every pod")
+    c.add_argument("--data-root", default="", help="default of the data_root runtime parameter (default: <pipeline-root>/data)")
+    c.add_argument("--source-kind", choices=("h5_pair", "image_folder"), default=d.source_kind,
+                   help="what data_root holds: a SIGNS h5 pair, or class sub-folders of images")
+    c.add_argument("--gpus", type=int, default=d.gpus, help="accelerators for the Trainer (0: CPU only)")
+    c.add_argument("--accelerator", default=d.accelerator, help="Kubernetes resource name of the accelerator")
+    c.add_argument("--cpu", default=d.cpu, help="CPU request of each task")
+    c.add_argument("--memory", default=d.memory, help="memory request of each task (G, Gi, M, Mi)")
+    c.add_argument("--trainer-cpu", default=d.trainer_cpu, help="CPU request of the Trainer")
+    c.add_argument("--trainer-memory", default=d.trainer_memory, help="memory request of the Trainer")
+    c.add_argument("--beam-arg", action="append", default=[], dest="beam_args",
+                   help="an Apache Beam argument for the data components, repeatable")
+
+    s = sub.add_parser("submit", help="submit a compiled package to a KFP 2.x cluster")
+    s.add_argument("--host", required=True, help="the KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow:80")
+    s.add_argument("--package", default="pipeline.yaml", help="the compiled pipeline")
+    s.add_argument("--namespace", default=None, help="the Kubeflow profile namespace (multi-user)")
+    s.add_argument("--experiment", default="signs", help="the experiment to run in")
+    s.add_argument("--run-name", default=None, help="default: signs-<time>")
+    s.add_argument("--pipeline-root", default=None, help="override the package's pipeline root")
+    s.add_argument("--token-file", default=os.environ.get("KF_PIPELINES_SA_TOKEN_PATH"),
+                   help="a file holding the bearer token (default: $KF_PIPELINES_SA_TOKEN_PATH)")
+    s.add_argument("--param", type=_param, action="append", default=[], help="NAME=VALUE, repeatable")
+    s.add_argument("--wait", action="store_true", help="follow the run until it ends; exit 1 if it fails")
+    s.add_argument("--timeout", type=int, default=24 * 3600, help="seconds --wait waits")
+
+    r = sub.add_parser("run-local", help="run every task of a compiled package on this machine")
+    r.add_argument("package", help="the compiled pipeline.yaml")
+    r.add_argument("--param", type=_param, action="append", default=[], help="NAME=VALUE, repeatable")
+    r.add_argument("--work-dir", default="kfp_local", help="where task outputs and executor inputs go")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if args.command == "compile":
+        from kubeflow import compile as kfp_compile  # pylint: disable=import-outside-toplevel
+        config = CompileConfig(
+            output=args.output, image=args.image, pipeline_root=args.pipeline_root,
+            data_root=args.data_root, source_kind=args.source_kind, gpus=args.gpus,
+            accelerator=args.accelerator, cpu=args.cpu, memory=args.memory,
+            trainer_cpu=args.trainer_cpu, trainer_memory=args.trainer_memory, beam_args=tuple(args.beam_args))
+        path = kfp_compile.write(kfp_compile.build(config), args.output)
+        print(f"wrote {path} (image {args.image}, pipeline root {args.pipeline_root}, "
+              f"Trainer: {args.gpus} x {args.accelerator})")
+        return 0
+    if args.command == "submit":
+        from kubeflow import submit  # pylint: disable=import-outside-toplevel
+        return submit.submit(args)
+    from kubeflow import local_run  # pylint: disable=import-outside-toplevel
+    return local_run.run(args.package, dict(args.param), args.work_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

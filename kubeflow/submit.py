@@ -1,0 +1,103 @@
+"""Submits a compiled package to a Kubeflow Pipelines 2.x cluster and, with --wait, follows the run.
+
+Every failure is one line on stdout and a non-zero exit; the bearer token is never printed.
+"""
+
+import os
+import time
+import urllib.error
+import urllib.request
+from typing import Optional
+
+TERMINAL = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED", "CANCELLED"}
+
+
+class SubmitError(Exception):
+    """A one-line reason the submission could not go ahead."""
+
+
+def _token(path: Optional[str]) -> Optional[str]:
+    if not path:
+        return None
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError as e:
+        raise SubmitError(f"{path}: cannot read the token file ({e.strerror})") from e
+
+
+def _check_host(host: str, token: Optional[str]) -> None:
+    """Fails fast (10 s) on an unreachable host or a refused token, before kfp's own retries."""
+    request = urllib.request.Request(host.rstrip("/") + "/apis/v2beta1/healthz")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        urllib.request.urlopen(request, timeout=10).close()
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403):
+            raise SubmitError(f"{host}: the token was refused (HTTP {e.code})") from e
+        # Other answers (404 from a proxy, say) still mean the host is there; kfp will tell more.
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise SubmitError(f"{host}: unreachable ({reason})") from e
+
+
+def _redact(text: str, token: Optional[str]) -> str:
+    return text.replace(token, "<token>") if token else text
+
+
+def submit(args) -> int:
+    """`kubeflow/runner.py submit`: returns the exit code."""
+    token = None
+    try:
+        if not os.path.exists(args.package):
+            raise SubmitError(f"{args.package}: no such package; run `python kubeflow/runner.py compile` first")
+        from kubeflow import compile as kfp_compile  # pylint: disable=import-outside-toplevel
+        try:
+            params = kfp_compile.parameter_values(kfp_compile.load(args.package), dict(args.param))
+        except ValueError as e:
+            raise SubmitError(str(e)) from e
+        token = _token(args.token_file)
+        _check_host(args.host, token)
+        import kfp  # pylint: disable=import-outside-toplevel
+
+        client = kfp.Client(host=args.host, namespace=args.namespace, existing_token=token)
+        run_name = args.run_name or time.strftime("signs-%Y%m%d-%H%M%S")
+        result = client.create_run_from_pipeline_package(
+            args.package, arguments={k: v for k, v in params.items() if v is not None},
+            run_name=run_name, experiment_name=args.experiment, namespace=args.namespace,
+            pipeline_root=args.pipeline_root)
+        run_id = result.run_id
+        print(f"submitted run {run_name}: id {run_id}")
+        print(f"  {args.host.rstrip('/')}/#/runs/details/{run_id}")
+        if not args.wait:
+            return 0
+        return _follow(client, run_id, args.timeout)
+    except SubmitError as e:
+        print(f"error: {_redact(str(e), token)}")
+        return 1
+    except Exception as e:  # pylint: disable=broad-except  (kfp's API errors: one line, no token)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"error: {args.host}: {type(e).__name__}: {_redact(first, token)}")
+        return 1
+
+
+def _follow(client, run_id: str, timeout: int) -> int:
+    """Prints each task's state as it changes until the run ends; 0 if it succeeded."""
+    deadline, seen, state = time.time() + timeout, {}, None
+    while time.time() < deadline:
+        run = client.get_run(run_id)
+        for task in (getattr(run.run_details, "task_details", None) or []):
+            name, task_state = task.display_name, str(task.state)
+            if seen.get(name) != task_state:
+                seen[name] = task_state
+                print(f"  {time.strftime('%H:%M:%S')}  {name:<20} {task_state}", flush=True)
+        state = str(run.state)
+        if state in TERMINAL:
+            break
+        time.sleep(10)
+    else:
+        print(f"error: run {run_id} still {state} after {timeout} s")
+        return 1
+    print(f"run {run_id}: {state}")
+    return 0 if state == "SUCCEEDED" else 1
