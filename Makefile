@@ -14,7 +14,7 @@ ARGS    ?=
 help:
 	@echo "make run   ARGS='--epochs 8 ...'  run the whole pipeline locally (python pipeline/local_runner.py)"
 	@echo "make test                         run the test suite"
-	@echo "make lock                         re-resolve requirements.in into requirements.lock"
+	@echo "make lock                         re-resolve requirements*.in into requirements*.lock"
 
 setup: $(STAMP)
 
@@ -39,6 +39,7 @@ chromium:
 
 lock: setup
 	$(UV) pip compile --python-version 3.10 --python-platform x86_64-manylinux_2_28 requirements.in -o requirements.lock
+	$(UV) pip compile --python-version 3.10 --python-platform x86_64-manylinux_2_28 requirements-gpu.in -c requirements.lock -o requirements-gpu.lock
 
 clean:
 	rm -rf $(VENV) pipeline_output

@@ -1,0 +1,116 @@
+"""Tests of the compiled package: only what open-source KFP runs, GPU for the Trainer, parameters."""
+
+import os
+import re
+
+import pytest
+
+from kubeflow import compile as kfp_compile
+from kubeflow.local_run import task_order
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return kfp_compile.build(kfp_compile.CompileConfig(image="registry.example/signs-pipeline:0.1.0",
+                                                       pipeline_root="gs://bucket/signs"))
+
+
+def test_only_container_executors_and_no_driver_hooks(spec):
+    executors = spec["deploymentSpec"]["executors"]
+    assert len(executors) == 9
+    for label, executor in executors.items():
+        assert set(executor) <= {"container", "importer"}, (label, sorted(executor))  # no resolver
+        container = executor.get("container")
+        if container:
+            assert "lifecycle" not in container, label  # open-source KFP does not run hooks
+            assert container["image"] == "registry.example/signs-pipeline:0.1.0"
+            assert container["command"][:3] == ["python", "-m",
+                                                "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+    assert "resolver" not in str(spec).lower()
+    assert sorted(spec["root"]["dag"]["tasks"]) == sorted(
+        ["ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Trainer",
+         "LatestServedModel", "Evaluator", "Pusher", "Review"])
+
+
+def test_trainer_asks_for_one_gpu_by_default(spec):
+    resources = spec["deploymentSpec"]["executors"]["Trainer_executor"]["container"]["resources"]
+    assert resources["accelerator"] == {"type": "nvidia.com/gpu", "count": "1"}
+    other = spec["deploymentSpec"]["executors"]["Evaluator_executor"]["container"]["resources"]
+    assert "accelerator" not in other and other["cpuRequest"] == 2.0 and other["memoryRequest"] == 8.0
+
+
+def test_gpus_and_accelerator_flags():
+    spec = kfp_compile.build(kfp_compile.CompileConfig(gpus=2, accelerator="amd.com/gpu", trainer_memory="64Gi"))
+    resources = spec["deploymentSpec"]["executors"]["Trainer_executor"]["container"]["resources"]
+    assert resources["accelerator"] == {"type": "amd.com/gpu", "count": "2"}
+    assert resources["memoryRequest"] == pytest.approx(64 * 1.073741824)
+    cpu_only = kfp_compile.build(kfp_compile.CompileConfig(gpus=0))
+    assert "accelerator" not in cpu_only["deploymentSpec"]["executors"]["Trainer_executor"]["container"]["resources"]
+
+
+def test_runtime_parameters_with_defaults(spec):
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["data_root"] == {"parameterType": "STRING", "defaultValue": "gs://bucket/signs/data", "isOptional": True}
+    assert params["epochs"]["parameterType"] == "NUMBER_INTEGER" and params["epochs"]["defaultValue"] == 10
+    assert params["min_accuracy"]["defaultValue"] == 0.9 and params["min_improvement"]["defaultValue"] == 0.0
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["ExampleGen"]["inputs"]["parameters"]["input_base"] == {"componentInputParameter": "data_root"}
+    assert tasks["Trainer"]["inputs"]["parameters"]["epochs"] == {"componentInputParameter": "epochs"}
+    assert tasks["Evaluator"]["inputs"]["parameters"]["min_accuracy"] == {"componentInputParameter": "min_accuracy"}
+
+
+def test_baseline_is_never_cached(spec):
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["LatestServedModel"]["cachingOptions"] == {"enableCache": False}
+    assert tasks["Trainer"]["cachingOptions"] == {"enableCache": True}
+
+
+def test_written_package_loads_in_kfp(spec, tmp_path):
+    import kfp.components  # pylint: disable=import-outside-toplevel
+    path = kfp_compile.write(spec, str(tmp_path / "pipeline.yaml"))
+    component = kfp.components.load_component_from_file(path)
+    assert component.name == "signs"
+    assert set(component.component_spec.inputs) == {"data_root", "epochs", "min_accuracy", "min_improvement"}
+    assert kfp_compile.load(path) == spec
+
+
+def test_parameter_overrides_are_typed(spec):
+    values = kfp_compile.parameter_values(spec, {"epochs": "3", "min_accuracy": "0.5", "data_root": "/d"})
+    assert values == {"data_root": "/d", "epochs": 3, "min_accuracy": 0.5, "min_improvement": 0.0}
+    with pytest.raises(ValueError, match="no such parameter"):
+        kfp_compile.parameter_values(spec, {"epoch": "3"})
+    with pytest.raises(ValueError, match="epochs=many: not a number_integer"):
+        kfp_compile.parameter_values(spec, {"epochs": "many"})
+
+
+def test_task_order_respects_dependencies(spec):
+    tasks = spec["root"]["dag"]["tasks"]
+    order = task_order(tasks)
+    for name, task in tasks.items():
+        for dependency in task.get("dependentTasks", []):
+            assert order.index(dependency) < order.index(name)
+
+
+def _locked(path):
+    pins = {}
+    for line in open(os.path.join(REPO, path)):
+        match = re.match(r"^([A-Za-z0-9_.\-\[\]]+)==([^\s;]+)", line)
+        if match:
+            pins[match.group(1).lower()] = match.group(2)
+    return pins
+
+
+def test_dockerfile_installs_the_versions_make_run_uses():
+    dockerfile = open(os.path.join(REPO, "kubeflow", "Dockerfile")).read()
+    makefile = open(os.path.join(REPO, "Makefile")).read()
+    local, image = _locked("requirements.lock"), _locked("requirements-gpu.lock")
+    assert "uv pip install --system --no-cache -r requirements-gpu.lock" in dockerfile
+    assert "--no-deps ." in dockerfile  # the project itself, through setup.py, adds no versions
+    differing = {name: (version, image.get(name)) for name, version in local.items() if image.get(name) != version}
+    assert not differing  # every version make run installs is the image's version too
+    assert f"FROM gcr.io/tfx-oss-public/tfx:{local['tfx']}" in dockerfile
+    uv = re.search(r"UV_VERSION := (\S+)", makefile).group(1)
+    assert f"uv=={uv}" in dockerfile
+    assert image["tensorflow"] == local["tensorflow"] and any(n.startswith("nvidia-cudnn") for n in image)

@@ -1,0 +1,72 @@
+"""Tests of `kubeflow/runner.py submit` failing clearly: no cluster is needed to get these right."""
+
+import http.server
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOKEN = "s3cr3t-token-value"
+
+
+def _submit(*args, env=None):
+    return subprocess.run([sys.executable, "kubeflow/runner.py", "submit", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    from kubeflow import compile as kfp_compile  # pylint: disable=import-outside-toplevel
+    path = str(tmp_path_factory.mktemp("pkg") / "pipeline.yaml")
+    return kfp_compile.write(kfp_compile.build(kfp_compile.CompileConfig()), path)
+
+
+def test_unreachable_host_fails_fast_with_one_line(package):
+    started = time.time()
+    out = _submit("--host", "http://127.0.0.1:9", "--package", package)
+    assert time.time() - started < 30
+    assert out.returncode != 0
+    assert out.stdout.strip() == "error: http://127.0.0.1:9: unreachable ([Errno 111] Connection refused)"
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_package(tmp_path):
+    out = _submit("--host", "http://127.0.0.1:9", "--package", str(tmp_path / "nope.yaml"))
+    assert out.returncode != 0
+    assert out.stdout.strip().startswith(f"error: {tmp_path / 'nope.yaml'}: no such package")
+
+
+class _Refuses(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802  (http.server's naming)
+        self.send_response(401)
+        self.end_headers()
+        self.wfile.write(f"bad token {self.headers.get('Authorization')}".encode())
+
+    def log_message(self, *args):
+        pass
+
+
+def test_refused_token_is_one_line_and_never_shown(package, tmp_path):
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Refuses)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    host = f"http://127.0.0.1:{server.server_port}"
+    try:
+        env = dict(os.environ, KF_PIPELINES_SA_TOKEN_PATH=str(token_file))  # the in-cluster convention
+        out = _submit("--host", host, "--package", package, "--param", "epochs=2", env=env)
+    finally:
+        server.shutdown()
+    assert out.returncode != 0
+    assert out.stdout.strip() == f"error: {host}: the token was refused (HTTP 401)"
+    assert TOKEN not in out.stdout + out.stderr
+
+
+def test_unknown_parameter_is_refused_before_contacting_the_host(package):
+    out = _submit("--host", "http://127.0.0.1:9", "--package", package, "--param", "epoch=2")
+    assert out.returncode != 0
+    assert out.stdout.strip().startswith("error: --param epoch: the package has no such parameter")
