@@ -60,8 +60,8 @@ def test_ml_metadata_records_the_run(first_run):
     for e in executions:
         per_component.setdefault(types[e.type_id].rsplit(".", 1)[-1], []).append(e)
     assert sorted(per_component) == sorted(
-        ["FileBasedExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Trainer",
-         "LatestServedModel", "BaselineAwareEvaluator", "Pusher", "Review"])
+        ["FileBasedExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "SignsTrainer",
+         "LatestServedModel", "BaselineAwareEvaluator", "VersionedPusher", "Review"])
     assert all(len(v) == 1 for v in per_component.values()), per_component.keys()
     assert all(e.last_known_state == 3 for e in executions)  # COMPLETE
 
