@@ -2,13 +2,15 @@
 
 import dataclasses
 import os
-from typing import Dict, List, Optional
+import json
+from typing import Dict, List, Optional, Sequence
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-COMPONENT_ORDER = ("ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Trainer",
-                   "Evaluator", "Pusher")
+# The default pipeline's components (with --schema, SchemaImporter replaces SchemaGen and CurateSchema).
+COMPONENT_ORDER = ("ExampleGen", "StatisticsGen", "SchemaGen", "CurateSchema", "ExampleValidator",
+                   "DataChecks", "Trainer", "Evaluator", "Pusher")
 _STATES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
 
 
@@ -29,6 +31,9 @@ class RunReport:
     blessed: Optional[bool] = None
     failed_thresholds: List[str] = dataclasses.field(default_factory=list)
     pushed_to: Optional[str] = None
+    expected: Sequence[str] = COMPONENT_ORDER  # the pipeline's components, in order
+    findings: Optional[dict] = None  # DataChecks' findings.json
+    findings_path: Optional[str] = None
 
     def component(self, name: str) -> Optional[ComponentRun]:
         return next((c for c in self.components if c.name == name), None)
@@ -50,8 +55,15 @@ def _outputs(store, execution_id: int) -> Dict[str, metadata_store_pb2.Artifact]
     return {types[a.type_id]: a for a in store.get_artifacts_by_id(ids)}
 
 
-def latest_run(metadata_path: str, pipeline_name: str) -> Optional[RunReport]:
-    """Reads the newest pipeline run of `pipeline_name` from ML Metadata; None if there is none."""
+def latest_run(metadata_path: str, pipeline_name: str,
+               names: Sequence[str] = COMPONENT_ORDER) -> Optional[RunReport]:
+    """Reads the newest pipeline run of `pipeline_name` from ML Metadata; None if there is none.
+
+    Args:
+      metadata_path: the SQLite ML Metadata file.
+      pipeline_name: the pipeline's name.
+      names: the pipeline's component ids, in order.
+    """
     if not os.path.exists(metadata_path):
         return None
     store = open_store(metadata_path)
@@ -61,7 +73,7 @@ def latest_run(metadata_path: str, pipeline_name: str) -> Optional[RunReport]:
     run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
     in_run = {e.id: e for e in store.get_executions_by_context(run.id)}
     components = []
-    for name in COMPONENT_ORDER:
+    for name in names:
         node = store.get_context_by_type_and_name("node", f"{pipeline_name}.{name}")
         if node is None:
             continue
@@ -70,7 +82,8 @@ def latest_run(metadata_path: str, pipeline_name: str) -> Optional[RunReport]:
                 seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1e3
                 components.append(ComponentRun(name, _STATES.get(execution.last_known_state, "?"),
                                                seconds, _outputs(store, execution.id)))
-    report = RunReport(run_id=run.name, components=components)
+    report = RunReport(run_id=run.name, components=components, expected=tuple(names))
+    _add_findings(report)
     _add_evaluation(report)
     return report
 
@@ -106,6 +119,28 @@ def _add_evaluation(report: RunReport) -> None:
             report.pushed_to = props["pushed_destination"].string_value
 
 
+def _add_findings(report: RunReport) -> None:
+    checks = report.component("DataChecks")
+    if checks and "DataFindings" in checks.outputs:
+        path = os.path.join(checks.outputs["DataFindings"].uri, "findings.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                report.findings, report.findings_path = json.load(f), path
+
+
+def render_findings(findings: dict, path: str) -> List[str]:
+    """The data checks' lines of the summary: split sizes, duplicates, warnings."""
+    splits = ", ".join(f"{name} {s['examples']}" for name, s in findings["splits"].items())
+    dups = findings["duplicates"]
+    within = ", ".join(f"{n} within {name}" for name, n in dups["within"].items())
+    lines = [f"data checks:   {len(findings['errors'])} errors, {len(findings['warnings'])} warnings "
+             f"(findings: {path})",
+             f"  examples:    {splits}",
+             f"  duplicates:  {within}, {dups['across_splits']} across splits"]
+    lines.extend(f"  warning: {w}" for w in findings["warnings"])
+    return lines
+
+
 def _threshold_text(threshold) -> str:
     value = threshold.value_threshold
     parts = []
@@ -134,13 +169,15 @@ def render(report: Optional[RunReport], total_seconds: float, data_text: str,
         time_text = "-" if c.state == "cached" else f"{c.seconds:.0f} s"
         lines.append(f"  {c.name:<18}{c.state:<11}{time_text:>8}")
     ran = {c.name for c in report.components}
-    for name in COMPONENT_ORDER:
+    for name in report.expected:
         if name not in ran:
             lines.append(f"  {name:<18}{'not run':<11}{'-':>8}")
     cached = [c.name for c in report.components if c.state == "cached"]
     if cached:
         lines.append(f"  reused from cache (inputs unchanged): {', '.join(cached)}")
     lines.append("")
+    if report.findings is not None:
+        lines.extend(render_findings(report.findings, report.findings_path))
     if report.accuracy is not None:
         count = f" on {report.example_count} eval examples" if report.example_count else ""
         lines.append(f"eval accuracy: {report.accuracy:.4f}{count}")
