@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from components import example_gen, sources, synthetic
 from components.sources import SignsDataError
-from tests.helpers import png_bytes
+from tests.helpers import png_bytes, run_example_gen
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "sign-language-digits", "Dataset")
 
@@ -152,28 +152,9 @@ def test_bad_tfrecord_names_the_file_and_record(tmp_path):
 
 def _executor_do(tmp_path, data_root, input_splits, kind, eval_percent=20):
     """Runs our ExampleGen executor as TFX would; returns {split: [(image, label, source)]}."""
-    from tfx.types import standard_artifacts  # pylint: disable=import-outside-toplevel
-    from pipeline.pipeline import example_gen_io  # pylint: disable=import-outside-toplevel
-    from google.protobuf import json_format  # pylint: disable=import-outside-toplevel
-
-    input_config, output_config = example_gen_io(input_splits, eval_percent)
-    examples = standard_artifacts.Examples()
-    examples.uri = str(tmp_path / "out")
-    props = _props(data_root, kind=kind)
-    props["input_config"] = json_format.MessageToJson(input_config)
-    props["output_config"] = json_format.MessageToJson(output_config or tf_output_default())
-    example_gen.Executor().Do({}, {"examples": [examples]}, props)
-    out = {}
-    for split in ("train", "eval"):
-        files = tf.io.gfile.glob(os.path.join(examples.uri, f"Split-{split}", "*"))
-        out[split] = [_decode(tf.train.Example.FromString(r.numpy()))
-                      for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
-    return out
-
-
-def tf_output_default():
-    from tfx.proto import example_gen_pb2  # pylint: disable=import-outside-toplevel
-    return example_gen_pb2.Output()
+    out = run_example_gen(str(tmp_path / "out"), data_root, input_splits, kind, eval_percent)
+    return {split: [(tf.io.decode_png(png).numpy(), label, source) for png, label, source in records]
+            for split, records in out.items()}
 
 
 def test_single_h5_splits_by_content_and_keeps_duplicates_together(tmp_path):

@@ -42,11 +42,13 @@ class PipelineConfig:
 
 
 # Local Beam: the DirectRunner on every core, in worker processes. Starting the workers (each
-# imports TensorFlow) costs more than it saves on a small source, so below MULTI_PROCESSING_FROM
-# images the data components run in this process instead (measured: see README, "Scale").
+# imports TensorFlow) and shipping records to them costs more than it saves on a small source:
+# on 2 cores ExampleGen + StatisticsGen took 6 s in-process against 38 s multi-processing at
+# 1,000 images, 14 s against 66 s at 10,000 and 58 s against 88 s at 30,000, where the in-process
+# time grows faster. So below MULTI_PROCESSING_FROM images they run in-process (see README, "Scale").
 MULTI_PROCESSING_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
 IN_MEMORY_ARGS = ("--direct_running_mode=in_memory",)
-MULTI_PROCESSING_FROM = 5000  # images
+MULTI_PROCESSING_FROM = 50_000  # images; extrapolated crossover on 2 cores, earlier with more
 
 
 def beam_pipeline_args(user_args: Tuple[str, ...], n_images: int) -> List[str]:

@@ -92,3 +92,33 @@ def _h5_length(path: str) -> int:
 
     with h5py.File(path, "r") as f:
         return int(f[x_key].shape[0])
+
+
+def pin_schema(path: str, pipeline_root: str) -> str:
+    """Copies a `--schema` file to `<pipeline_root>/schemas/<content hash>.pbtxt`; returns the copy.
+
+    ImportSchemaGen's cache key is the file's path, so an edited schema at the same path would be
+    reused from the cache; a path named by the content changes whenever the content does.
+
+    Raises:
+      SignsDataError: the file is missing or is not a text-format tensorflow_metadata Schema.
+    """
+    import hashlib  # pylint: disable=import-outside-toplevel
+    from google.protobuf import text_format  # pylint: disable=import-outside-toplevel
+    from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=import-outside-toplevel
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise sources.SignsDataError(f"{path}: unreadable schema ({e.strerror})") from e
+    try:
+        text_format.Parse(text, schema_pb2.Schema())
+    except text_format.ParseError as e:
+        raise sources.SignsDataError(f"{path}: not a text-format Schema ({e})") from e
+    pinned = os.path.join(pipeline_root, "schemas", hashlib.sha256(text.encode()).hexdigest()[:16] + ".pbtxt")
+    if not os.path.exists(pinned):
+        os.makedirs(os.path.dirname(pinned), exist_ok=True)
+        with open(pinned, "w", encoding="utf-8") as f:
+            f.write(text)
+    return pinned

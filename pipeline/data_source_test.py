@@ -38,3 +38,18 @@ def test_what_is_not_a_source(tmp_path):
         data_source.resolve(str(tmp_path / "notes.txt"), "unused")
     with pytest.raises(SignsDataError, match="holds neither"):
         data_source.resolve(str(tmp_path), "unused")
+
+
+def test_schema_is_pinned_by_content(tmp_path):
+    from components.schema import signs_schema  # pylint: disable=import-outside-toplevel
+    path = tmp_path / "schema.pbtxt"
+    path.write_text(str(signs_schema([0, 1])))
+    first = data_source.pin_schema(str(path), str(tmp_path / "root"))
+    assert first == data_source.pin_schema(str(path), str(tmp_path / "root"))
+    path.write_text(str(signs_schema([0, 1, 2])))
+    assert data_source.pin_schema(str(path), str(tmp_path / "root")) != first
+    path.write_text("feature { nonsense")
+    with pytest.raises(SignsDataError, match=r"schema\.pbtxt: not a text-format Schema"):
+        data_source.pin_schema(str(path), str(tmp_path / "root"))
+    with pytest.raises(SignsDataError, match="missing.pbtxt: unreadable schema"):
+        data_source.pin_schema(str(tmp_path / "missing.pbtxt"), str(tmp_path / "root"))

@@ -39,6 +39,7 @@ def run_locally(config: configs.PipelineConfig) -> int:
     try:
         source = data_source.resolve(config.data, config.synthetic_dir)
         n_images = data_source.estimated_size(source)
+        schema_path = data_source.pin_schema(config.schema, config.pipeline_root) if config.schema else None
     except SignsDataError as e:
         print(f"error: {e}")
         return 2
@@ -68,7 +69,7 @@ def run_locally(config: configs.PipelineConfig) -> int:
         min_accuracy=config.min_accuracy,
         serving_dir=config.push_dir,
         bad_images=config.bad_images,
-        schema_path=config.schema,
+        schema_path=schema_path,
         min_class_share=config.min_class_share,
         metadata_connection_config=metadata.sqlite_metadata_connection_config(config.metadata_path),
         beam_pipeline_args=beam_args,
