@@ -3,8 +3,11 @@
 
 def __getattr__(name):
     # The Kubeflow launcher finds custom artifact types by "<module>.<Class>": this is
-    # `components.ReviewReport`, imported lazily so `import components` stays light.
+    # `components.ReviewReport` and `components.DataFindings`, imported lazily so `import components` stays light.
     if name == "ReviewReport":
         from components.review import ReviewReport  # pylint: disable=import-outside-toplevel
         return ReviewReport
+    if name == "DataFindings":
+        from components.data_checks import DataFindings  # pylint: disable=import-outside-toplevel
+        return DataFindings
     raise AttributeError(f"module 'components' has no attribute {name!r}")

@@ -1,12 +1,20 @@
-"""ExampleGen executor that turns SIGNS h5 files or image folders into tf.Example records.
+"""ExampleGen executor that turns every SIGNS source into tf.Example records.
 
-Used with FileBasedExampleGen through `custom_executor_spec`. Each input split's pattern is either
-an h5 file name (`train_signs.h5`) or `*` for a folder of class sub-folders under `input_base`.
-Records are {image: PNG bytes, label: int64, source: file name or 'file.h5[index]'}.
+Used with FileBasedExampleGen through `custom_executor_spec`. The source kind travels in
+`custom_config`; each input split's pattern names its files under `input_base`:
+
+- `h5_pair` / `h5_file`: an h5 file name (`train_signs.h5`), read in chunks of `H5_CHUNK` records;
+- `image_folder`: `*/*`, the class sub-folders `<label>/*.jpg|png|...`;
+- `tfrecords`: a glob of TFRecord files of tf.Example in our schema (gzip if `.gz`).
+
+Records are {image: PNG bytes (64x64 RGB), label: int64, source: file name or 'file.h5[index]'}.
+A bad image fails the run with a one-line `SignsDataError`, or with `bad_images='skip'` is left
+out and listed in `skipped-<split>.txt` inside the Examples artifact.
 """
 
 import json
 import os
+import re
 from typing import Any, Dict, List, Sequence
 
 import apache_beam as beam
@@ -14,32 +22,55 @@ import tensorflow as tf
 from google.protobuf import any_pb2, json_format, struct_pb2
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.proto import example_gen_pb2
-from tfx.types import standard_component_specs
+from tfx.types import artifact_utils, standard_component_specs
 
 from components import sources
 
 DEFAULT_CLASSES = (0, 1, 2, 3, 4, 5)
+BAD_IMAGE_POLICIES = ("fail", "skip")  # what a bad image among good ones does to the run
+SKIPPED_DIR_KEY = "_signs_skipped_dir"  # exec property our Do adds: where skip reports go
+SKIPPED_GLOB = "skipped-*.txt"  # skip reports inside the Examples artifact, one per input split
+_SKIPPED = "skipped"
 
 
-def make_custom_config(classes: Sequence[int]) -> example_gen_pb2.CustomConfig:
-    """Packs the executor's settings into ExampleGen's `custom_config` proto."""
+def make_custom_config(classes: Sequence[int], kind: str = sources.H5_PAIR,
+                       bad_images: str = "fail") -> example_gen_pb2.CustomConfig:
+    """Packs the executor's settings into ExampleGen's `custom_config` proto.
+
+    Args:
+      classes: the labels to keep; any other label is an error.
+      kind: the source kind, one of `sources.SOURCE_KINDS`.
+      bad_images: 'fail' (default) stops the run at the first bad image; 'skip' leaves bad
+        images out and reports them.
+    """
+    if kind not in sources.SOURCE_KINDS:
+        raise ValueError(f"unknown source kind {kind!r}; expected one of {sources.SOURCE_KINDS}")
+    if bad_images not in BAD_IMAGE_POLICIES:
+        raise ValueError(f"bad_images must be one of {BAD_IMAGE_POLICIES}, got {bad_images!r}")
     settings = struct_pb2.Struct()
-    settings.update({"classes": [int(c) for c in classes]})
+    settings.update({"classes": [int(c) for c in classes], "kind": kind, "bad_images": bad_images})
     packed = any_pb2.Any()
     packed.Pack(settings)
     return example_gen_pb2.CustomConfig(custom_config=packed)
 
 
+def read_settings(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+    """Reads {classes, kind, bad_images} back from the executor's `custom_config` exec property."""
+    settings = {"classes": list(DEFAULT_CLASSES), "kind": sources.H5_PAIR, "bad_images": "fail"}
+    raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+    if raw:
+        config = example_gen_pb2.CustomConfig()
+        json_format.Parse(raw if isinstance(raw, str) else json.dumps(raw), config)
+        packed = struct_pb2.Struct()
+        config.custom_config.Unpack(packed)
+        settings.update(json_format.MessageToDict(packed))
+    settings["classes"] = [int(c) for c in settings["classes"]]
+    return settings
+
+
 def read_classes(exec_properties: Dict[str, Any]) -> List[int]:
     """Reads the class list back from the executor's `custom_config` exec property."""
-    raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
-    if not raw:
-        return list(DEFAULT_CLASSES)
-    config = example_gen_pb2.CustomConfig()
-    json_format.Parse(raw if isinstance(raw, str) else json.dumps(raw), config)
-    settings = struct_pb2.Struct()
-    config.custom_config.Unpack(settings)
-    return [int(c) for c in settings["classes"]]
+    return read_settings(exec_properties)["classes"]
 
 
 def to_example(image, label: int, source: str) -> tf.train.Example:
@@ -52,22 +83,53 @@ def to_example(image, label: int, source: str) -> tf.train.Example:
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
-def _read_image(item):
-    path, label = item
-    return sources.read_image_file(path), label, os.path.basename(path)
+class _ReadImages(beam.DoFn):
+    """Decodes image files or TFRecord files into (image, label, source); bad ones fail or skip."""
+
+    def __init__(self, kind: str, classes: Sequence[int], skip: bool):
+        super().__init__()
+        self._kind, self._classes, self._skip = kind, list(classes), skip
+        self._skipped = beam.metrics.Metrics.counter("signs", "skipped_images")
+
+    def process(self, item):
+        if self._kind == sources.IMAGE_FOLDER:
+            path, label = item
+            yield from self._guard(lambda: [(sources.read_image_file(path), label,
+                                             os.path.basename(path))])
+            return
+        try:
+            for raw, where, default_source in sources.read_tfrecord_file(item):
+                yield from self._guard(lambda: [sources.parse_signs_example(  # pylint: disable=cell-var-from-loop
+                    raw, self._classes, where, default_source)])
+        except sources.SignsDataError as e:  # a corrupt file: the rest of it cannot be read
+            yield from self._skip_or_raise(e)
+
+    def _guard(self, read):
+        try:
+            yield from read()
+        except sources.SignsDataError as e:
+            yield from self._skip_or_raise(e)
+
+    def _skip_or_raise(self, error: sources.SignsDataError):
+        if not self._skip:
+            raise error
+        self._skipped.inc()
+        yield beam.pvalue.TaggedOutput(_SKIPPED, str(error))
 
 
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
 @beam.typehints.with_output_types(tf.train.Example)
 def SignsToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str):
-    """Reads one input split (an h5 file, or `*` for class folders) into tf.Examples.
+    """Reads one input split (an h5 file, `*/*` for class folders, or a TFRecord glob) into tf.Examples.
 
     Cheap checks (paths, h5 keys, shapes, dtypes, labels) run here, before any worker starts, so
-    bad input fails at once with a one-line `SignsDataError`.
+    bad input fails at once with a one-line `SignsDataError`. Sources stream: h5 files in chunks,
+    images and TFRecord files one at a time, so memory does not grow with the data set.
     """
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-    classes = read_classes(exec_properties)
+    settings = read_settings(exec_properties)
+    kind, classes = settings["kind"], settings["classes"]
     if split_pattern.endswith(".h5"):
         path = os.path.join(input_base, split_pattern)
         if not os.path.exists(path):
@@ -78,16 +140,55 @@ def SignsToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], spl
                    | "H5Chunks" >> beam.Create(chunks)
                    | "ReadH5" >> beam.FlatMap(lambda c: sources.read_h5_chunk(*c)))
     else:
-        files = sources.list_image_folder(input_base, classes)
-        records = (pipeline
-                   | "ImageFiles" >> beam.Create(files)
-                   | "Reshuffle" >> beam.Reshuffle()  # spread decoding over the workers
-                   | "ReadImages" >> beam.Map(_read_image))
+        if kind == sources.IMAGE_FOLDER:
+            items = sources.list_image_folder(input_base, classes)
+        elif kind == sources.TFRECORDS:
+            items = sources.list_tfrecord_files(os.path.join(input_base, split_pattern))
+        else:
+            raise ValueError(f"split pattern {split_pattern!r} does not fit a {kind!r} source")
+        read = (pipeline
+                | "Files" >> beam.Create(items)
+                | "Reshuffle" >> beam.Reshuffle()  # spread decoding over the workers
+                | "Read" >> beam.ParDo(_ReadImages(kind, classes, settings["bad_images"] == "skip"))
+                .with_outputs(_SKIPPED, main="records"))
+        records = read.records
+        _report_skipped(read[_SKIPPED], exec_properties.get(SKIPPED_DIR_KEY), split_pattern)
     return records | "ToExample" >> beam.MapTuple(to_example)
 
 
+def _report_skipped(skipped, directory, split_pattern: str) -> None:
+    """Writes the skipped images' one-line reasons to `<directory>/skipped-<split>.txt`."""
+    if not directory:
+        return
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", split_pattern).strip("_") or "all"
+    _ = skipped | "WriteSkipped" >> beam.io.WriteToText(
+        os.path.join(directory, f"skipped-{name}"), file_name_suffix=".txt", shard_name_template="")
+
+
+def _fail_if_empty(count: int, split: str, input_base: str) -> None:
+    if count == 0:
+        raise sources.SignsDataError(
+            f"{input_base}: the '{split}' split is empty (no image of the source landed in it; "
+            f"add images or change --eval-percent)")
+
+
 class Executor(BaseExampleGenExecutor):
-    """FileBasedExampleGen executor for SIGNS h5 files and image folders."""
+    """FileBasedExampleGen executor for every SIGNS source; fails on an empty output split."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         return SignsToExample
+
+    def GenerateExamplesByBeam(self, pipeline, exec_properties):
+        splits = super().GenerateExamplesByBeam(pipeline, exec_properties)
+        input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+        for name, examples in splits.items():
+            _ = (examples
+                 | f"Count[{name}]" >> beam.combiners.Count.Globally()
+                 | f"CheckNotEmpty[{name}]" >> beam.Map(_fail_if_empty, name, input_base))
+        return splits
+
+    def Do(self, input_dict, output_dict, exec_properties):
+        examples = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.EXAMPLES_KEY])
+        exec_properties = dict(exec_properties, **{SKIPPED_DIR_KEY: examples.uri})
+        super().Do(input_dict, output_dict, exec_properties)

@@ -9,16 +9,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import example_gen, synthetic
+from components import example_gen, sources, synthetic
 from components.sources import SignsDataError
+from tests.helpers import png_bytes, run_example_gen
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "sign-language-digits", "Dataset")
 
 
-def _props(input_base, classes=(0, 1, 2, 3, 4, 5)):
+def _props(input_base, classes=(0, 1, 2, 3, 4, 5), kind=sources.H5_PAIR, bad_images="fail", **more):
     from google.protobuf import json_format  # pylint: disable=import-outside-toplevel
-    return {"input_base": input_base,
-            "custom_config": json_format.MessageToJson(example_gen.make_custom_config(classes))}
+    config = example_gen.make_custom_config(classes, kind, bad_images)
+    return {"input_base": input_base, "custom_config": json_format.MessageToJson(config), **more}
 
 
 def _run(props, pattern, check):
@@ -33,9 +34,13 @@ def _decode(example):
     return image, f["label"].int64_list.value[0], f["source"].bytes_list.value[0].decode()
 
 
-def test_classes_round_trip_through_custom_config():
+def test_settings_round_trip_through_custom_config():
     assert example_gen.read_classes(_props("x", (0, 3, 9))) == [0, 3, 9]
     assert example_gen.read_classes({}) == [0, 1, 2, 3, 4, 5]
+    settings = example_gen.read_settings(_props("x", (1, 2), sources.TFRECORDS, "skip"))
+    assert settings == {"classes": [1, 2], "kind": sources.TFRECORDS, "bad_images": "skip"}
+    with pytest.raises(ValueError, match="bad_images must be one of .* got 'ignore'"):
+        example_gen.make_custom_config((0,), sources.H5_PAIR, "ignore")
 
 
 def test_real_photo_folder_becomes_examples(tmp_path):
@@ -54,7 +59,7 @@ def test_real_photo_folder_becomes_examples(tmp_path):
             assert image.shape == (64, 64, 3) and image.dtype == np.uint8
             assert source.upper().endswith(".JPG")
 
-    _run(_props(str(tmp_path)), "*/*", check)
+    _run(_props(str(tmp_path), kind=sources.IMAGE_FOLDER), "*/*", check)
 
 
 def test_h5_file_becomes_examples_with_index_sources(tmp_path):
@@ -80,3 +85,98 @@ def test_label_outside_the_classes_fails_before_any_worker(tmp_path):
 def test_missing_h5_file(tmp_path):
     with pytest.raises(SignsDataError, match="test_signs.h5: no such file"):
         _run(_props(str(tmp_path)), "test_signs.h5", lambda _: None)
+
+
+def _folder(root, n=6, seed=3):
+    images, labels = synthetic.make_split(n, seed=seed)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        os.makedirs(root / str(label), exist_ok=True)
+        (root / str(label) / f"img{i}.png").write_bytes(png_bytes(image))
+    return images, labels
+
+
+def test_one_bad_image_fails_the_run_naming_it(tmp_path):
+    _folder(tmp_path)
+    bad = tmp_path / "2" / "zero.jpg"
+    bad.write_bytes(b"")
+    with pytest.raises(Exception, match=f"{bad}: empty file"):
+        _run(_props(str(tmp_path), kind=sources.IMAGE_FOLDER), "*/*", lambda _: None)
+
+
+def test_skip_leaves_bad_images_out_and_lists_them(tmp_path):
+    data, report = tmp_path / "data", tmp_path / "report"
+    _folder(data)
+    (data / "1" / "notes.png").write_text("not an image")
+    props = _props(str(data), kind=sources.IMAGE_FOLDER, bad_images="skip",
+                   **{example_gen.SKIPPED_DIR_KEY: str(report)})
+    _run(props, "*/*", lambda examples: len(examples) == 6 or pytest.fail(f"{len(examples)} examples"))
+    [listing] = report.glob(example_gen.SKIPPED_GLOB)
+    assert listing.read_text().startswith(f"{data / '1' / 'notes.png'}: not a decodable image")
+
+
+def _write_records(path, records, gzip=True):
+    with tf.io.TFRecordWriter(str(path), "GZIP" if gzip else "") as w:
+        for record in records:
+            w.write(record.SerializeToString())
+
+
+def test_tfrecords_of_our_schema_are_read_and_normalised(tmp_path):
+    images, labels = synthetic.make_split(4, seed=6)
+    records = [example_gen.to_example(im, int(y), f"orig{i}.jpg") for i, (im, y) in enumerate(zip(images, labels))]
+    big = tf.train.Example()
+    big.CopyFrom(records[0])
+    big.features.feature["image"].bytes_list.value[0] = png_bytes(np.zeros((100, 80), np.uint8), "JPEG")
+    del big.features.feature["source"]
+    _write_records(tmp_path / "a.tfrecord.gz", records[:2])
+    _write_records(tmp_path / "b.tfrecord", records[2:] + [big], gzip=False)
+
+    def check(examples):
+        decoded = sorted((_decode(e) for e in examples), key=lambda d: d[2])
+        assert [d[2] for d in decoded] == ["b.tfrecord[2]", "orig0.jpg", "orig1.jpg", "orig2.jpg", "orig3.jpg"]
+        assert decoded[0][0].shape == (64, 64, 3)  # a grayscale 100x80 JPEG, now 64x64 RGB
+        np.testing.assert_array_equal(decoded[1][0], images[0])
+
+    _run(_props(str(tmp_path), kind=sources.TFRECORDS), "*tfrecord*", check)
+
+
+def test_bad_tfrecord_names_the_file_and_record(tmp_path):
+    images, _ = synthetic.make_split(2, seed=6)
+    _write_records(tmp_path / "a.tfrecord.gz", [example_gen.to_example(images[0], 1, "x"),
+                                               example_gen.to_example(images[1], 9, "y")])
+    with pytest.raises(Exception, match=r"a\.tfrecord\.gz\[1\]: label 9 is not one of the classes"):
+        _run(_props(str(tmp_path), kind=sources.TFRECORDS), "*tfrecord*", lambda _: None)
+    (tmp_path / "a.tfrecord.gz").write_bytes(b"garbage that is not gzip")
+    with pytest.raises(Exception, match=r"a\.tfrecord\.gz\[0\]: unreadable TFRecord"):
+        _run(_props(str(tmp_path), kind=sources.TFRECORDS), "*tfrecord*", lambda _: None)
+
+
+def _executor_do(tmp_path, data_root, input_splits, kind, eval_percent=20):
+    """Runs our ExampleGen executor as TFX would; returns {split: [(image, label, source)]}."""
+    out = run_example_gen(str(tmp_path / "out"), data_root, input_splits, kind, eval_percent)
+    return {split: [(tf.io.decode_png(png).numpy(), label, source) for png, label, source in records]
+            for split, records in out.items()}
+
+
+def test_single_h5_splits_by_content_and_keeps_duplicates_together(tmp_path):
+    import h5py  # pylint: disable=import-outside-toplevel
+    images, labels = synthetic.make_split(30, seed=8)
+    images[20:30] = images[0]  # ten copies of one image
+    labels[20:30] = labels[0]
+    with h5py.File(tmp_path / "signs.h5", "w") as f:
+        f.create_dataset("all_set_x", data=images)
+        f.create_dataset("all_set_y", data=labels)
+    out = _executor_do(tmp_path, str(tmp_path), [("all", "signs.h5")], sources.H5_FILE, eval_percent=30)
+    assert len(out["train"]) + len(out["eval"]) == 30 and out["train"] and out["eval"]
+    copies = {split for split, recs in out.items() for _, _, src in recs
+              if src in {f"signs.h5[{i}]" for i in [0, *range(20, 30)]}}
+    assert len(copies) == 1  # all eleven identical images in one split
+
+
+def test_an_empty_split_stops_the_run_naming_split_and_source(tmp_path):
+    import h5py  # pylint: disable=import-outside-toplevel
+    images, labels = synthetic.make_split(1, seed=8)
+    with h5py.File(tmp_path / "one.h5", "w") as f:
+        f.create_dataset("x_set_x", data=images)
+        f.create_dataset("x_set_y", data=labels)
+    with pytest.raises(Exception, match=f"{tmp_path}: the '(train|eval)' split is empty"):
+        _executor_do(tmp_path, str(tmp_path), [("all", "one.h5")], sources.H5_FILE)

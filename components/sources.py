@@ -1,4 +1,4 @@
-"""Readers for the SIGNS sources: SIGNS-format h5 files and folders of class sub-folders.
+"""Readers for the SIGNS sources: SIGNS-format h5 files, folders of class sub-folders, TFRecords.
 
 Every problem with the input raises `SignsDataError` with one line that names the file (and the
 record index for h5) and what is wrong, so the runner can stop with that line alone.
@@ -6,6 +6,7 @@ record index for h5) and what is wrong, so the runner can stop with that line al
 
 import io
 import os
+import re
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -13,6 +14,13 @@ import numpy as np
 IMAGE_SIZE = 64  # SIGNS images are 64x64 RGB
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 H5_CHUNK = 256  # records read from an h5 file at a time, so memory does not grow with the file
+
+# Source kinds ExampleGen reads (what `--data` points at).
+H5_PAIR = "h5_pair"  # a directory with train_signs.h5 and test_signs.h5: the train and eval splits
+H5_FILE = "h5_file"  # one SIGNS-format h5 file, split by image-content hash
+IMAGE_FOLDER = "image_folder"  # <root>/<label>/*.jpg|png|..., split by image-content hash
+TFRECORDS = "tfrecords"  # tf.Example TFRecords in our schema: Split-train/ + Split-eval/, or one folder
+SOURCE_KINDS = (H5_PAIR, H5_FILE, IMAGE_FOLDER, TFRECORDS)
 
 
 class SignsDataError(ValueError):
@@ -92,8 +100,6 @@ def list_image_folder(root: str, classes: Sequence[int]) -> list[tuple[str, int]
 
 def read_image_file(path: str) -> np.ndarray:
     """Decodes any image file into SIGNS form: EXIF-upright, RGB, 64x64 uint8."""
-    from PIL import Image, ImageOps, UnidentifiedImageError  # pylint: disable=import-outside-toplevel
-
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -101,18 +107,99 @@ def read_image_file(path: str) -> np.ndarray:
         raise SignsDataError(f"{path}: unreadable ({e.strerror})") from e
     if not data:
         raise SignsDataError(f"{path}: empty file (0 bytes)")
+    return decode_image(data, path)
+
+
+def decode_image(data: bytes, where: str) -> np.ndarray:
+    """Decodes encoded image bytes (JPEG, PNG, ...) into SIGNS form; `where` names them in errors.
+
+    The image is turned upright by its EXIF orientation, converted to RGB (grayscale, RGBA and
+    palette images included; alpha is dropped), then resized to 64x64 (see `_to_signs_size`).
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError  # pylint: disable=import-outside-toplevel
+
+    if not data:
+        raise SignsDataError(f"{where}: empty image (0 bytes)")
     try:
         with Image.open(io.BytesIO(data)) as img:
             img = ImageOps.exif_transpose(img)
             img.load()
             rgb = img.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise SignsDataError(f"{path}: not a decodable image ({e})") from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise SignsDataError(f"{where}: not a decodable image ({e})") from e
     return _to_signs_size(np.asarray(rgb))
 
 
+def list_tfrecord_files(pattern: str) -> list[str]:
+    """Lists the TFRecord files matching a glob pattern, sorted; errors if there are none."""
+    import glob  # pylint: disable=import-outside-toplevel
+
+    files = sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
+    if not files:
+        raise SignsDataError(f"{pattern}: no TFRecord files")
+    return files
+
+
+def read_tfrecord_file(path: str) -> Iterator[tuple[bytes, str, str]]:
+    """Yields (serialized record, where, default source id) for each record of a TFRecord file.
+
+    The file is gzip-compressed if its name ends in '.gz'. `where` ('path[index]') names the
+    record in errors; the default source id ('file[index]') is used when a record has none.
+    Streams the file; a corrupt file raises `SignsDataError` naming the record it stopped at.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    name = os.path.basename(path)
+    compression = "GZIP" if path.endswith(".gz") else ""
+    records = tf.data.TFRecordDataset(path, compression_type=compression).as_numpy_iterator()
+    index = 0
+    while True:
+        try:
+            raw = next(records)
+        except StopIteration:
+            return
+        except tf.errors.OpError as e:
+            reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*", "", e.message.splitlines()[0])
+            raise SignsDataError(f"{path}[{index}]: unreadable TFRecord ({reason})") from e
+        yield raw, f"{path}[{index}]", f"{name}[{index}]"
+        index += 1
+
+
+def tf_example(raw: bytes, where: str):
+    """Parses a serialized tf.Example; `where` names the record in the error if it is not one."""
+    from google.protobuf.message import DecodeError  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    try:
+        return tf.train.Example.FromString(raw)
+    except DecodeError as e:
+        raise SignsDataError(f"{where}: not a tf.Example ({e})") from e
+
+
+def parse_signs_example(raw: bytes, classes: Sequence[int], where: str,
+                        default_source: str) -> tuple[np.ndarray, int, str]:
+    """Reads one serialized tf.Example of our schema into (image, label, source id)."""
+    feature = tf_example(raw, where).features.feature
+    images = feature["image"].bytes_list.value if "image" in feature else []
+    labels = feature["label"].int64_list.value if "label" in feature else []
+    if len(images) != 1 or len(labels) != 1:
+        raise SignsDataError(f"{where}: expected one bytes 'image' and one int64 'label', got "
+                             f"{len(images)} image and {len(labels)} label values "
+                             f"(features: {sorted(feature)})")
+    if labels[0] not in classes:
+        raise SignsDataError(f"{where}: label {labels[0]} is not one of the classes {list(classes)}")
+    sources = feature["source"].bytes_list.value if "source" in feature else []
+    source = sources[0].decode("utf-8", "replace") if sources else default_source
+    return decode_image(images[0], where), int(labels[0]), source
+
+
 def _to_signs_size(image: np.ndarray) -> np.ndarray:
-    """Resizes an HxWx3 uint8 image to 64x64 with Pillow's antialiased bilinear filter."""
+    """Resizes an HxWx3 uint8 image to 64x64 with Pillow's antialiased bilinear filter.
+
+    Pillow's BILINEAR `resize` widens its kernel by the scale factor when it shrinks, so it
+    averages every source pixel (no aliasing from a 100x100 photo); the aspect ratio is not kept,
+    as SIGNS photos are square.
+    """
     if image.shape[:2] == (IMAGE_SIZE, IMAGE_SIZE):
         return image
     from PIL import Image  # pylint: disable=import-outside-toplevel

@@ -6,17 +6,19 @@ import os
 from typing import List, Optional, Tuple
 
 PIPELINE_NAME = "signs"
-H5_PAIR = "h5_pair"  # a directory holding train_signs.h5 and test_signs.h5
-IMAGE_FOLDER = "image_folder"  # <root>/<label>/*.jpg|png, split by image-content hash
+ALL_CLASSES = tuple(range(10))  # `--classes all`: the ten digits of the sign-language-digits set
 
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """Everything a run of the pipeline depends on; the runners build it, nothing else reads flags."""
 
-    data: Optional[str] = None  # SIGNS h5 pair dir or class-folder root; None = synthetic default
+    data: Optional[str] = None  # h5 pair dir, .h5 file, TFRecords dir or class-folder root; None = synthetic
     classes: Tuple[int, ...] = (0, 1, 2, 3, 4, 5)  # labels to keep (folder names / h5 labels)
-    eval_percent: int = 20  # share of a folder source held out for eval, by image-content hash
+    eval_percent: int = 20  # share of a hashed source (folder, one h5, TFRecords) held out for eval, 1..99
+    bad_images: str = "fail"  # a bad image among good ones: "fail" the run, or "skip" and report it
+    schema: Optional[str] = None  # a curated schema.pbtxt to validate against; None = inferred + curated
+    min_class_share: float = 0.5  # warn when a class has < this x a split's mean per class, 0..1
     epochs: int = 10  # training passes over the train split
     batch_size: int = 32  # images per training step
     learning_rate: float = 1e-3  # Adam step size
@@ -41,7 +43,38 @@ class PipelineConfig:
         return os.path.join(self.pipeline_root, "data", "synthetic")
 
 
+# Local Beam: the DirectRunner on every core, in worker processes. Starting the workers (each
+# imports TensorFlow) and shipping records to them costs more than it saves on a small source:
+# on 2 cores ExampleGen + StatisticsGen took 6 s in-process against 38 s multi-processing at
+# 1,000 images, 14 s against 66 s at 10,000 and 58 s against 88 s at 30,000, where the in-process
+# time grows faster. So below MULTI_PROCESSING_FROM images they run in-process (see README, "Scale").
+MULTI_PROCESSING_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
+IN_MEMORY_ARGS = ("--direct_running_mode=in_memory",)
+MULTI_PROCESSING_FROM = 50_000  # images; extrapolated crossover on 2 cores, earlier with more
+
+
+def beam_pipeline_args(user_args: Tuple[str, ...], n_images: int) -> List[str]:
+    """The Beam arguments of a run: our DirectRunner defaults, overridden by the user's.
+
+    Args:
+      user_args: `--beam-arg` values, each `--name=value` (or a bare `--flag`).
+      n_images: about how many images the source holds; picks multi-processing or in-memory.
+
+    Returns:
+      The defaults the user did not set (none if the user picked a runner other than the
+      DirectRunner), then the user's arguments.
+    """
+    names = {a.split("=", 1)[0] for a in user_args}
+    runner = next((a.split("=", 1)[1] for a in user_args if a.startswith("--runner=")), "DirectRunner")
+    if runner not in ("DirectRunner", "direct"):
+        return list(user_args)
+    defaults = MULTI_PROCESSING_ARGS if n_images >= MULTI_PROCESSING_FROM else IN_MEMORY_ARGS
+    return [d for d in defaults if d.split("=", 1)[0] not in names] + list(user_args)
+
+
 def _classes(text: str) -> Tuple[int, ...]:
+    if text == "all":
+        return ALL_CLASSES
     try:
         values = tuple(int(c) for c in text.split(","))
     except ValueError as e:
@@ -55,6 +88,13 @@ def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a value in [0, 1], got {text}")
+    return value
+
+
+def _percent(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 99:
+        raise argparse.ArgumentTypeError(f"expected a percent in 1..99, got {text}")
     return value
 
 
@@ -78,12 +118,22 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default=d.data,
-                   help="a directory with train_signs.h5 and test_signs.h5, or a folder of class "
-                        "sub-folders (<data>/<label>/*.jpg|png); default: a generated synthetic set")
+                   help="a directory with train_signs.h5 and test_signs.h5; one SIGNS-format .h5 "
+                        "file; a directory of tf.Example TFRecords (Split-train/ + Split-eval/, or "
+                        "*tfrecord* files); or a folder of class sub-folders (<data>/<label>/*.jpg|png); "
+                        "default: a generated synthetic set")
     p.add_argument("--classes", type=_classes, default=d.classes,
-                   help="comma-separated labels to use (class folder names)")
-    p.add_argument("--eval-percent", type=int, default=d.eval_percent,
-                   help="percent of a folder source held out for evaluation (by image hash)")
+                   help="comma-separated labels to use (class folder names), or 'all' for 0-9")
+    p.add_argument("--eval-percent", type=_percent, default=d.eval_percent,
+                   help="percent of a folder, single-h5 or unsplit TFRecord source held out for "
+                        "evaluation (by a hash of the image content)")
+    p.add_argument("--bad-images", choices=("fail", "skip"), default=d.bad_images,
+                   help="a bad image among good ones fails the run, or is skipped and reported")
+    p.add_argument("--schema", default=d.schema,
+                   help="a curated schema.pbtxt to validate the data against, instead of the "
+                        "inferred one")
+    p.add_argument("--min-class-share", type=_fraction, default=d.min_class_share,
+                   help="warn when a class has fewer than this times a split's mean examples per class")
     p.add_argument("--epochs", type=_non_negative, default=d.epochs, help="training epochs")
     p.add_argument("--batch-size", type=_positive, default=d.batch_size, help="images per step")
     p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam learning rate")
@@ -111,6 +161,9 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         data=os.path.abspath(args.data) if args.data else None,
         classes=tuple(args.classes),
         eval_percent=args.eval_percent,
+        bad_images=args.bad_images,
+        schema=os.path.abspath(args.schema) if args.schema else None,
+        min_class_share=args.min_class_share,
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,

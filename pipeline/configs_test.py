@@ -55,3 +55,31 @@ def test_help_as_a_script():
     out = subprocess.run([sys.executable, "pipeline/local_runner.py", "--help"], cwd=REPO,
                          capture_output=True, text=True, check=True).stdout
     assert "--serving-dir" in out
+
+
+def test_classes_all_and_data_flags(tmp_path):
+    c = configs.parse(["--classes", "all", "--bad-images", "skip", "--schema", "s.pbtxt",
+                       "--min-class-share", "0.3", "--eval-percent", "10"])
+    assert c.classes == tuple(range(10)) and c.bad_images == "skip" and c.eval_percent == 10
+    assert c.schema == os.path.abspath("s.pbtxt") and c.min_class_share == 0.3
+
+
+@pytest.mark.parametrize("argv", [["--eval-percent", "0"], ["--eval-percent", "100"],
+                                  ["--bad-images", "ignore"]])
+def test_bad_data_flags_are_refused(argv, capsys):
+    with pytest.raises(SystemExit):
+        configs.parse(argv)
+    assert "error:" in capsys.readouterr().err
+
+
+def test_beam_args_defaults_and_user_overrides():
+    small, big = configs.MULTI_PROCESSING_FROM - 1, configs.MULTI_PROCESSING_FROM
+    assert configs.beam_pipeline_args((), small) == ["--direct_running_mode=in_memory"]
+    assert configs.beam_pipeline_args((), big) == [
+        "--direct_running_mode=multi_processing", "--direct_num_workers=0"]
+    assert configs.beam_pipeline_args(("--direct_num_workers=2",), big) == [
+        "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    assert configs.beam_pipeline_args(("--direct_running_mode=in_memory",), big) == [
+        "--direct_num_workers=0", "--direct_running_mode=in_memory"]
+    flink = ("--runner=FlinkRunner", "--flink_master=localhost:8081")
+    assert configs.beam_pipeline_args(flink, big) == list(flink)

@@ -38,16 +38,19 @@ def run_locally(config: configs.PipelineConfig) -> int:
     log_path = progress.setup(os.path.join(config.pipeline_root, "logs"))
     print(f"Full log: {log_path}", flush=True)
     try:
-        data_root, source_kind, is_synthetic = data_source.resolve(config.data, config.synthetic_dir)
+        source = data_source.resolve(config.data, config.synthetic_dir)
+        n_images = data_source.estimated_size(source)
+        schema_path = data_source.pin_schema(config.schema, config.pipeline_root) if config.schema else None
     except SignsDataError as e:
         print(f"error: {e}")
         return 2
-    if is_synthetic:
-        data_text = f"SYNTHETIC SIGNS-format set (deterministic, generated) in {data_root}"
+    data_text = source.describe()
+    if source.is_synthetic:
         print(f"No --data given: using the {data_text}. Pass --data for real photos.", flush=True)
     else:
-        data_text = f"{data_root} ({source_kind})"
         print(f"Data: {data_text}", flush=True)
+    beam_args = configs.beam_pipeline_args(config.beam_args, n_images)
+    print(f"Beam: {' '.join(beam_args)} (about {n_images} images)", flush=True)
 
     from tfx.orchestration import metadata  # pylint: disable=import-outside-toplevel
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=import-outside-toplevel
@@ -58,8 +61,9 @@ def run_locally(config: configs.PipelineConfig) -> int:
     tfx_pipeline = create_pipeline(
         pipeline_name=configs.PIPELINE_NAME,
         pipeline_root=config.pipeline_root,
-        data_root=data_root,
-        source_kind=source_kind,
+        data_root=source.root,
+        input_splits=source.splits,
+        source_kind=source.kind,
         classes=config.classes,
         eval_percent=config.eval_percent,
         train_config=train_config.to_dict(),
@@ -69,8 +73,11 @@ def run_locally(config: configs.PipelineConfig) -> int:
         serving_dir=config.push_dir,
         serving_state=serving.state(config.push_dir),
         keep_last=config.keep_last,
+        bad_images=config.bad_images,
+        schema_path=schema_path,
+        min_class_share=config.min_class_share,
         metadata_connection_config=metadata.sqlite_metadata_connection_config(config.metadata_path),
-        beam_pipeline_args=list(config.beam_args),
+        beam_pipeline_args=beam_args,
         enable_cache=config.enable_cache,
     )
     error = None
@@ -78,7 +85,8 @@ def run_locally(config: configs.PipelineConfig) -> int:
         LocalDagRunner().run(tfx_pipeline)
     except Exception as e:  # pylint: disable=broad-except  (reported as one line, exit non-zero)
         error = _root_cause(e)
-    report = summary.latest_run(config.metadata_path, configs.PIPELINE_NAME)
+    names = [c.id for c in tfx_pipeline.components]
+    report = summary.latest_run(config.metadata_path, configs.PIPELINE_NAME, names)
     print(summary.render(report, time.time() - started, data_text, config.pipeline_root))
     print(f"full log:      {log_path}")
     if error is not None:

@@ -2,13 +2,15 @@
 
 import dataclasses
 import os
-from typing import Dict, List, Optional
+import json
+from typing import Dict, List, Optional, Sequence
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-COMPONENT_ORDER = ("ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Trainer",
-                   "LatestServedModel", "Evaluator", "Pusher", "Review")
+# The default pipeline's components (with --schema, SchemaImporter replaces SchemaGen and CurateSchema).
+COMPONENT_ORDER = ("ExampleGen", "StatisticsGen", "SchemaGen", "CurateSchema", "ExampleValidator",
+                   "DataChecks", "Trainer", "LatestServedModel", "Evaluator", "Pusher", "Review")
 _STATES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
 
 
@@ -32,6 +34,9 @@ class RunReport:
     pushed_to: Optional[str] = None
     already_serving: Optional[int] = None  # the version this model already serves as
     report_path: Optional[str] = None
+    expected: Sequence[str] = COMPONENT_ORDER  # the pipeline's components, in order
+    findings: Optional[dict] = None  # DataChecks' findings.json
+    findings_path: Optional[str] = None
 
     def component(self, name: str) -> Optional[ComponentRun]:
         return next((c for c in self.components if c.name == name), None)
@@ -59,11 +64,20 @@ def run_contexts(store: metadata_store.MetadataStore) -> List[metadata_store_pb2
 
 
 def read_run(store: metadata_store.MetadataStore, run: metadata_store_pb2.Context,
-             pipeline_name: str, with_evaluation: bool = True) -> RunReport:
-    """Reads one pipeline run: each component's execution, and the evaluation's outcome."""
+             pipeline_name: str, names: Sequence[str] = COMPONENT_ORDER,
+             with_evaluation: bool = True) -> RunReport:
+    """Reads one pipeline run: each component's execution, the data checks and the evaluation.
+
+    Args:
+      store: the ML Metadata store.
+      run: the run's pipeline_run context.
+      pipeline_name: the pipeline's name.
+      names: the pipeline's component ids, in order.
+      with_evaluation: also read the TFMA results (slower: imports TFMA).
+    """
     in_run = {e.id: e for e in store.get_executions_by_context(run.id)}
     components = []
-    for name in COMPONENT_ORDER:
+    for name in names:
         node = store.get_context_by_type_and_name("node", f"{pipeline_name}.{name}")
         if node is None:
             continue
@@ -72,19 +86,21 @@ def read_run(store: metadata_store.MetadataStore, run: metadata_store_pb2.Contex
                 seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1e3
                 components.append(ComponentRun(name, _STATES.get(execution.last_known_state, "?"),
                                                seconds, _outputs(store, execution.id), execution))
-    report = RunReport(run_id=run.name, components=components)
+    report = RunReport(run_id=run.name, components=components, expected=tuple(names))
+    _add_findings(report)
     if with_evaluation:
         _add_evaluation(report)
     return report
 
 
-def latest_run(metadata_path: str, pipeline_name: str) -> Optional[RunReport]:
+def latest_run(metadata_path: str, pipeline_name: str,
+               names: Sequence[str] = COMPONENT_ORDER) -> Optional[RunReport]:
     """Reads the newest pipeline run of `pipeline_name` from ML Metadata; None if there is none."""
     if not os.path.exists(metadata_path):
         return None
     store = open_store(metadata_path)
     runs = run_contexts(store)
-    return read_run(store, runs[-1], pipeline_name) if runs else None
+    return read_run(store, runs[-1], pipeline_name, names) if runs else None
 
 
 def _add_evaluation(report: RunReport) -> None:
@@ -117,6 +133,28 @@ def _add_evaluation(report: RunReport) -> None:
         report.report_path = review.outputs["components.ReviewReport"].custom_properties["report_path"].string_value
 
 
+def _add_findings(report: RunReport) -> None:
+    checks = report.component("DataChecks")
+    if checks and "components.DataFindings" in checks.outputs:
+        path = os.path.join(checks.outputs["components.DataFindings"].uri, "findings.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                report.findings, report.findings_path = json.load(f), path
+
+
+def render_findings(findings: dict, path: str) -> List[str]:
+    """The data checks' lines of the summary: split sizes, duplicates, warnings."""
+    splits = ", ".join(f"{name} {s['examples']}" for name, s in findings["splits"].items())
+    dups = findings["duplicates"]
+    within = ", ".join(f"{n} within {name}" for name, n in dups["within"].items())
+    lines = [f"data checks:   {len(findings['errors'])} errors, {len(findings['warnings'])} warnings "
+             f"(findings: {path})",
+             f"  examples:    {splits}",
+             f"  duplicates:  {within}, {dups['across_splits']} across splits"]
+    lines.extend(f"  warning: {w}" for w in findings["warnings"])
+    return lines
+
+
 def render(report: Optional[RunReport], total_seconds: float, data_text: str,
            artifacts_root: str) -> str:
     """Formats a run report as the plain-text block printed at the end of a run."""
@@ -132,7 +170,7 @@ def render(report: Optional[RunReport], total_seconds: float, data_text: str,
         time_text = "-" if c.state == "cached" else f"{c.seconds:.0f} s"
         lines.append(f"  {c.name:<18}{c.state:<11}{time_text:>8}")
     ran = {c.name for c in report.components}
-    for name in COMPONENT_ORDER:
+    for name in report.expected:
         if name not in ran:
             lines.append(f"  {name:<18}{'not run':<11}{'-':>8}")
     cached = [c.name for c in report.components if c.state == "cached"]
@@ -144,6 +182,8 @@ def render(report: Optional[RunReport], total_seconds: float, data_text: str,
         if "LatestServedModel" in ran:
             lines.append("  LatestServedModel re-ran because the serving directory changed since the last run")
     lines.append("")
+    if report.findings is not None:
+        lines.extend(render_findings(report.findings, report.findings_path))
     if report.accuracy is not None:
         count = f" on {report.example_count} eval examples" if report.example_count else ""
         lines.append(f"eval accuracy: {report.accuracy:.4f}{count}")

@@ -17,10 +17,23 @@ COMPONENTS = list(summary.COMPONENT_ORDER)
 
 
 @pytest.fixture(scope="session")
-def first_run(tiny_h5, tmp_path_factory):
+def planted_h5(tiny_h5, tmp_path_factory):
+    """The tiny h5 pair with train image 5 planted as test image 0: a duplicate across splits."""
+    import h5py  # pylint: disable=import-outside-toplevel
+    folder = tmp_path_factory.mktemp("planted_h5")
+    for name in ("train_signs.h5", "test_signs.h5"):
+        shutil.copy(os.path.join(tiny_h5, name), folder / name)
+    with h5py.File(folder / "train_signs.h5", "r") as train, h5py.File(folder / "test_signs.h5", "r+") as test:
+        test["test_set_x"][0] = train["train_set_x"][5]
+        test["test_set_y"][0] = train["train_set_y"][5]
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def first_run(planted_h5, tmp_path_factory):
     """One full run on the tiny h5 pair: 1 epoch, a threshold of 0 so the model is blessed."""
     root = str(tmp_path_factory.mktemp("e2e_root"))
-    args = ["--data", tiny_h5, "--epochs", "1", "--batch-size", "12", "--min-accuracy", "0",
+    args = ["--data", planted_h5, "--epochs", "1", "--batch-size", "12", "--min-accuracy", "0",
             "--pipeline-root", root]
     proc = run_pipeline(*args)
     return root, args, proc
@@ -60,8 +73,9 @@ def test_ml_metadata_records_the_run(first_run):
     for e in executions:
         per_component.setdefault(types[e.type_id].rsplit(".", 1)[-1], []).append(e)
     assert sorted(per_component) == sorted(
-        ["FileBasedExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "SignsTrainer",
-         "LatestServedModel", "BaselineAwareEvaluator", "VersionedPusher", "Review"])
+        ["FileBasedExampleGen", "StatisticsGen", "SchemaGen", "CurateSchema", "ExampleValidator",
+         "DataChecks", "SignsTrainer", "LatestServedModel", "BaselineAwareEvaluator",
+         "VersionedPusher", "Review"])
     assert all(len(v) == 1 for v in per_component.values()), per_component.keys()
     assert all(e.last_known_state == 3 for e in executions)  # COMPLETE
 
@@ -74,6 +88,17 @@ def test_ml_metadata_records_the_run(first_run):
     assert blessing.custom_properties["blessed"].int_value == 1
     [pushed] = _live_artifacts(store, "PushedModel")
     assert pushed.custom_properties["pushed"].int_value == 1
+
+
+def test_planted_duplicate_across_splits_is_reported(first_run):
+    root, _, proc = first_run
+    assert "duplicates:  0 within train, 0 within eval, 1 across splits" in proc.stdout
+    assert "warning: 1 image(s) appear in more than one split, e.g. train: train_signs.h5[5] == eval: test_signs.h5[0]" in proc.stdout
+    [findings] = _live_artifacts(_store(root), "components.DataFindings")
+    assert findings.custom_properties["duplicates_across_splits"].int_value == 1
+    assert findings.custom_properties["errors"].int_value == 0
+    [schema] = _live_artifacts(_store(root), "Schema")[-1:]
+    assert "int_domain" in open(os.path.join(schema.uri, "schema.pbtxt")).read()
 
 
 def test_trainer_leaves_history_and_summary(first_run):
@@ -168,3 +193,23 @@ def test_missing_data_path_is_one_line(tmp_path):
     proc = run_pipeline("--data", str(tmp_path / "nope"), "--pipeline-root", str(tmp_path / "r"))
     assert proc.returncode == 2
     assert proc.stdout.strip().splitlines()[-1] == f"error: {tmp_path / 'nope'}: no such file or directory"
+
+
+def test_anomaly_against_a_curated_schema_stops_before_the_trainer(tiny_h5, tmp_path):
+    """--schema with a label domain of 0..4: label 5 in the data is an anomaly, and the gate holds."""
+    from components.schema import signs_schema  # pylint: disable=import-outside-toplevel
+    schema_path = tmp_path / "schema.pbtxt"
+    schema_path.write_text(str(signs_schema([0, 1, 2, 3, 4])))
+    root = str(tmp_path / "root")
+    proc = run_pipeline("--data", tiny_h5, "--schema", str(schema_path), "--epochs", "1",
+                        "--pipeline-root", root)
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("error: data validation failed, ")
+    assert "train: feature 'label' expected INT, in [0, 4]" in last and "Unexpectedly large value: 5" in last
+    assert "Traceback" not in proc.stdout
+    assert "SchemaImporter    complete" in proc.stdout and "DataChecks        failed" in proc.stdout
+    assert "Trainer           not run" in proc.stdout
+    store = _store(root)
+    assert not _live_artifacts(store, "Model") and not _live_artifacts(store, "components.DataFindings")
+    assert not os.path.exists(os.path.join(root, "serving_model"))
