@@ -15,6 +15,14 @@ RUNTIME_PARAMETERS = {
 }
 
 
+# The input splits of the sources a compiled pipeline can read (the data root is only known at run
+# time, so the kind is chosen at compile time): see pipeline.data_source for the local runner's.
+INPUT_SPLITS = {
+    "h5_pair": (("train", "train_signs.h5"), ("eval", "test_signs.h5")),
+    "image_folder": (("all", "*/*"),),
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class CompileConfig:
     """What `compile` needs; the flags of `kubeflow/runner.py compile` fill it."""
@@ -23,7 +31,7 @@ class CompileConfig:
     image: str = "signs-pipeline:0.1.0"  # container image every task runs
     pipeline_root: str = "/mnt/signs-pipeline"  # gs://, s3:// or a path mounted in every pod
     data_root: str = ""  # default of the data_root parameter; "" = <pipeline-root>/data
-    source_kind: str = "h5_pair"  # h5_pair or image_folder
+    source_kind: str = "h5_pair"  # h5_pair (train_signs.h5 + test_signs.h5) or image_folder
     classes: Tuple[int, ...] = (0, 1, 2, 3, 4, 5)
     gpus: int = 1  # accelerators for the Trainer; 0 runs it on CPU
     accelerator: str = "nvidia.com/gpu"  # the Kubernetes resource name of the accelerator
@@ -72,7 +80,8 @@ def build(config: CompileConfig) -> Dict[str, Any]:
               for name, (ptype, default) in defaults.items()}
     tfx_pipeline = create_pipeline(
         pipeline_name=configs.PIPELINE_NAME, pipeline_root=config.pipeline_root,
-        data_root=params["data_root"], source_kind=config.source_kind, classes=config.classes,
+        data_root=params["data_root"], input_splits=INPUT_SPLITS[config.source_kind],
+        source_kind=config.source_kind, classes=config.classes,
         eval_percent=20, train_config=TrainConfig(num_classes=max(config.classes) + 1).to_dict(),
         epochs=params["epochs"], min_accuracy=params["min_accuracy"],
         min_improvement=params["min_improvement"], serving_dir=config.serving_dir,

@@ -19,7 +19,7 @@ def spec():
 
 def test_only_container_executors_and_no_driver_hooks(spec):
     executors = spec["deploymentSpec"]["executors"]
-    assert len(executors) == 9
+    assert len(executors) == 11
     for label, executor in executors.items():
         assert set(executor) <= {"container", "importer"}, (label, sorted(executor))  # no resolver
         container = executor.get("container")
@@ -30,8 +30,9 @@ def test_only_container_executors_and_no_driver_hooks(spec):
                                                 "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
     assert "resolver" not in str(spec).lower()
     assert sorted(spec["root"]["dag"]["tasks"]) == sorted(
-        ["ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Trainer",
-         "LatestServedModel", "Evaluator", "Pusher", "Review"])
+        ["ExampleGen", "StatisticsGen", "SchemaGen", "CurateSchema", "ExampleValidator", "DataChecks",
+         "Trainer", "LatestServedModel", "Evaluator", "Pusher", "Review"])
+    assert "DataChecks" in spec["root"]["dag"]["tasks"]["Trainer"]["dependentTasks"]  # the gate
 
 
 def test_trainer_asks_for_one_gpu_by_default(spec):

@@ -28,8 +28,8 @@ def test_compiled_package_runs_to_a_pushed_model(tiny_h5, tmp_path):
     out = _runner("run-local", package, "--param", f"data_root={tiny_h5}", "--param", "epochs=1",
                   "--param", "min_accuracy=0", "--work-dir", str(tmp_path / "work"))
     assert out.returncode == 0, out.stdout[-3000:]
-    for task in ("ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Trainer",
-                 "LatestServedModel", "Evaluator", "Pusher", "Review"):
+    for task in ("ExampleGen", "StatisticsGen", "SchemaGen", "CurateSchema", "ExampleValidator",
+                 "DataChecks", "Trainer", "LatestServedModel", "Evaluator", "Pusher", "Review"):
         assert f"{task} done" in out.stdout
     assert "blessed:       YES" in out.stdout
     assert f"pushed model:  {os.path.join(root, 'serving_model', '1')}" in out.stdout
