@@ -70,3 +70,31 @@ def test_unknown_parameter_is_refused_before_contacting_the_host(package):
     out = _submit("--host", "http://127.0.0.1:9", "--package", package, "--param", "epoch=2")
     assert out.returncode != 0
     assert out.stdout.strip().startswith("error: --param epoch: the package has no such parameter")
+
+
+class _FakeRuns:
+    """Stands in for kfp.Client.get_run: a run whose tasks move through states, then end."""
+
+    def __init__(self, final):
+        from types import SimpleNamespace as NS  # pylint: disable=import-outside-toplevel
+        task = lambda name, state: NS(display_name=name, state=state)  # noqa: E731
+        self.states = [
+            NS(state="RUNNING", run_details=NS(task_details=[task("ExampleGen", "RUNNING")])),
+            NS(state="RUNNING", run_details=NS(task_details=[task("ExampleGen", "SUCCEEDED"), task("Trainer", "RUNNING")])),
+            NS(state=final, run_details=NS(task_details=[task("ExampleGen", "SUCCEEDED"), task("Trainer", final)])),
+        ]
+
+    def get_run(self, run_id):
+        assert run_id == "run-1"
+        return self.states.pop(0) if len(self.states) > 1 else self.states[0]
+
+
+@pytest.mark.parametrize("final, code", [("SUCCEEDED", 0), ("FAILED", 1)])
+def test_wait_prints_each_task_state_change_and_exits_by_the_outcome(final, code, capsys, monkeypatch):
+    from kubeflow import submit  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(submit.time, "sleep", lambda _: None)
+    assert submit._follow(_FakeRuns(final), "run-1", timeout=60) == code  # pylint: disable=protected-access
+    lines = capsys.readouterr().out.splitlines()
+    changes = [" ".join(l.split()[1:]) for l in lines if l.startswith("  ")]
+    assert changes == ["ExampleGen RUNNING", "ExampleGen SUCCEEDED", "Trainer RUNNING", f"Trainer {final}"]
+    assert lines[-1] == f"run run-1: {final}"
