@@ -19,7 +19,6 @@ memory grow from the smallest size to the largest. Process start-up and imports 
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import threading

@@ -1,6 +1,5 @@
 """Pusher executor: blessed models only, as a new integer version in TF Serving layout."""
 
-import os
 from typing import Any, Dict, List
 
 from absl import logging

@@ -5,7 +5,7 @@ import html
 import io
 from typing import Any, Dict, List
 
-from components.evaluation import ACCURACY, BASELINE, CANDIDATE, DISPLAY, LOWER_IS_BETTER, decision_text
+from components.evaluation import BASELINE, CANDIDATE, DISPLAY, LOWER_IS_BETTER, decision_text
 
 _CSS = """
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px auto;max-width:1100px;color:#222}
