@@ -6,6 +6,8 @@ from typing import Any, Dict, Tuple
 
 import yaml
 
+from pipeline import data_source
+
 # Runtime parameters of the compiled pipeline: (type, default); one package serves many runs.
 RUNTIME_PARAMETERS = {
     "data_root": (str, None),  # default: <pipeline-root>/data
@@ -16,10 +18,10 @@ RUNTIME_PARAMETERS = {
 
 
 # The input splits of the sources a compiled pipeline can read (the data root is only known at run
-# time, so the kind is chosen at compile time): see pipeline.data_source for the local runner's.
+# time, so the kind is chosen at compile time), the same as the local runner's.
 INPUT_SPLITS = {
-    "h5_pair": (("train", "train_signs.h5"), ("eval", "test_signs.h5")),
-    "image_folder": (("all", "*/*"),),
+    "h5_pair": data_source.H5_PAIR_SPLITS,
+    "image_folder": data_source.IMAGE_FOLDER_SPLITS,
 }
 
 

@@ -8,6 +8,8 @@ from typing import Optional, Tuple
 from components import sources, synthetic
 
 HASHED_SPLIT = "all"  # the input split name of a source that ExampleGen splits by content hash
+H5_PAIR_SPLITS = (("train", "train_signs.h5"), ("eval", "test_signs.h5"))  # split as given
+IMAGE_FOLDER_SPLITS = ((HASHED_SPLIT, "*/*"),)  # <label>/<image>, split by hash
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +51,7 @@ def resolve(data: Optional[str], synthetic_dir: str) -> Source:
     """
     if data is None:
         return Source(synthetic.write_signs_h5(synthetic_dir), sources.H5_PAIR,
-                      (("train", "train_signs.h5"), ("eval", "test_signs.h5")), is_synthetic=True)
+                      H5_PAIR_SPLITS, is_synthetic=True)
     if not os.path.exists(data):
         raise sources.SignsDataError(f"{data}: no such file or directory")
     if os.path.isfile(data):
@@ -60,13 +62,13 @@ def resolve(data: Optional[str], synthetic_dir: str) -> Source:
             f"{data}: expected a directory or a SIGNS-format .h5 file, got another kind of file")
     names = set(os.listdir(data))
     if {"train_signs.h5", "test_signs.h5"} <= names:
-        return Source(data, sources.H5_PAIR, (("train", "train_signs.h5"), ("eval", "test_signs.h5")))
+        return Source(data, sources.H5_PAIR, H5_PAIR_SPLITS)
     if {"Split-train", "Split-eval"} <= names:
         return Source(data, sources.TFRECORDS, (("train", "Split-train/*"), ("eval", "Split-eval/*")))
     if glob.glob(os.path.join(data, "*tfrecord*")):
         return Source(data, sources.TFRECORDS, ((HASHED_SPLIT, "*tfrecord*"),))
     if any(os.path.isdir(os.path.join(data, n)) for n in names):
-        return Source(data, sources.IMAGE_FOLDER, ((HASHED_SPLIT, "*/*"),))
+        return Source(data, sources.IMAGE_FOLDER, IMAGE_FOLDER_SPLITS)
     raise sources.SignsDataError(
         f"{data}: holds neither train_signs.h5 + test_signs.h5, Split-train/ + Split-eval/ "
         f"TFRecords, *tfrecord* files, nor class sub-folders (<label>/*.jpg)")

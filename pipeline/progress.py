@@ -10,7 +10,6 @@ import warnings
 from absl import logging as absl_logging
 
 _COMPONENT = re.compile(r"^Component (\w+) is (running|finished)\.")
-_CACHED = re.compile(r"[Cc]ached")  # TFX's lines about reusing a cached execution
 _QUIET_LOGGERS = ("tensorflow", "apache_beam", "h5py", "matplotlib")
 # TFX warnings that say nothing to a user of this pipeline; they still go to the log file.
 _NOISE = ("ArtifactQuery.property_predicate is not supported",

@@ -64,8 +64,7 @@ def run_contexts(store: metadata_store.MetadataStore) -> List[metadata_store_pb2
 
 
 def read_run(store: metadata_store.MetadataStore, run: metadata_store_pb2.Context,
-             pipeline_name: str, names: Sequence[str] = COMPONENT_ORDER,
-             with_evaluation: bool = True) -> RunReport:
+             pipeline_name: str, names: Sequence[str] = COMPONENT_ORDER) -> RunReport:
     """Reads one pipeline run: each component's execution, the data checks and the evaluation.
 
     Args:
@@ -73,7 +72,6 @@ def read_run(store: metadata_store.MetadataStore, run: metadata_store_pb2.Contex
       run: the run's pipeline_run context.
       pipeline_name: the pipeline's name.
       names: the pipeline's component ids, in order.
-      with_evaluation: also read the TFMA results (slower: imports TFMA).
     """
     in_run = {e.id: e for e in store.get_executions_by_context(run.id)}
     components = []
@@ -88,8 +86,7 @@ def read_run(store: metadata_store.MetadataStore, run: metadata_store_pb2.Contex
                                                seconds, _outputs(store, execution.id), execution))
     report = RunReport(run_id=run.name, components=components, expected=tuple(names))
     _add_findings(report)
-    if with_evaluation:
-        _add_evaluation(report)
+    _add_evaluation(report)
     return report
 
 
