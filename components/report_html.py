@@ -33,6 +33,22 @@ def _img(src: str, alt: str) -> str:
     return f'<img src="{src}" alt="{html.escape(alt)}">'
 
 
+def _training_outcome(history: Dict[str, Any]) -> str:
+    """One sentence: epochs run, the epoch whose weights were exported, early stop, resume."""
+    epochs = history.get("epochs", [])
+    if not epochs:
+        return ""
+    text = f"{len(epochs)} epochs in {sum(e.get('seconds', 0) for e in epochs):.0f} s"
+    if history.get("stopped_early"):
+        text += ", stopped early"
+    if history.get("exported_epoch"):
+        best = " (best eval accuracy)" if history["exported_epoch"] == history.get("best_epoch") else ""
+        text += f"; exported the weights of epoch {history['exported_epoch']}{best}"
+    if history.get("resumed_from_epoch"):
+        text += f"; resumed from the checkpoint of epoch {history['resumed_from_epoch']}"
+    return text + "."
+
+
 def _curves(history: Dict[str, Any]):
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
     epochs = history.get("epochs", [])
@@ -156,6 +172,7 @@ def render(facts: Dict[str, Any]) -> str:
         "<h2>Candidate against the serving model</h2>", _metrics_table(evaluation),
         "<h2>Training</h2>",
         f'<p class="muted">config: {html.escape(", ".join(f"{k}={v}" for k, v in config.items()))}</p>',
+        f"<p>{html.escape(_training_outcome(facts['history']))}</p>",
         f'<div class="plots">{_img(_png(_curves(facts["history"])), "training curves")}</div>'
         if facts["history"].get("epochs") else "<p>No training epochs (the model was exported untrained).</p>",
         '<h2>Errors by class</h2><div class="plots" id="confusion">',

@@ -84,7 +84,9 @@ def build(config: CompileConfig) -> Dict[str, Any]:
         pipeline_name=configs.PIPELINE_NAME, pipeline_root=config.pipeline_root,
         data_root=params["data_root"], input_splits=INPUT_SPLITS[config.source_kind],
         source_kind=config.source_kind, classes=config.classes,
-        eval_percent=20, train_config=TrainConfig(num_classes=max(config.classes) + 1).to_dict(),
+        eval_percent=20, train_config=TrainConfig(
+            num_classes=max(config.classes) + 1,
+            checkpoint_root=os.path.join(config.pipeline_root, "checkpoints")).to_dict(),
         epochs=params["epochs"], min_accuracy=params["min_accuracy"],
         min_improvement=params["min_improvement"], serving_dir=config.serving_dir,
         beam_pipeline_args=list(config.beam_args), enable_cache=True)

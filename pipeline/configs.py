@@ -5,6 +5,8 @@ import dataclasses
 import os
 from typing import List, Optional, Tuple
 
+from trainer.config import DERIVED_FIELDS, TrainConfig
+
 PIPELINE_NAME = "signs"
 ALL_CLASSES = tuple(range(10))  # `--classes all`: the ten digits of the sign-language-digits set
 
@@ -19,9 +21,7 @@ class PipelineConfig:
     bad_images: str = "fail"  # a bad image among good ones: "fail" the run, or "skip" and report it
     schema: Optional[str] = None  # a curated schema.pbtxt to validate against; None = inferred + curated
     min_class_share: float = 0.5  # warn when a class has < this x a split's mean per class, 0..1
-    epochs: int = 10  # training passes over the train split
-    batch_size: int = 32  # images per training step
-    learning_rate: float = 1e-3  # Adam step size
+    train: TrainConfig = TrainConfig()  # every training knob; num_classes follows `classes`
     min_accuracy: float = 0.9  # Evaluator's lower bound on eval SparseCategoricalAccuracy, 0 .. 1
     min_improvement: float = 0.0  # candidate accuracy minus the serving model's must be >= this
     keep_last: int = 0  # versions kept in the serving directory; 0 keeps every version
@@ -29,6 +29,16 @@ class PipelineConfig:
     serving_dir: Optional[str] = None  # push destination; None = <pipeline_root>/serving_model
     beam_args: Tuple[str, ...] = ()  # extra Apache Beam pipeline arguments
     enable_cache: bool = True  # reuse component outputs whose inputs did not change
+
+    @property
+    def epochs(self) -> int:
+        return self.train.epochs
+
+    @property
+    def train_config(self) -> TrainConfig:
+        """The Trainer's config: the flags' knobs, the head sized to the classes, checkpoints here."""
+        return self.train.replace(num_classes=max(self.classes) + 1,
+                                  checkpoint_root=os.path.join(self.pipeline_root, "checkpoints"))
 
     @property
     def push_dir(self) -> str:
@@ -134,9 +144,6 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                         "inferred one")
     p.add_argument("--min-class-share", type=_fraction, default=d.min_class_share,
                    help="warn when a class has fewer than this times a split's mean examples per class")
-    p.add_argument("--epochs", type=_non_negative, default=d.epochs, help="training epochs")
-    p.add_argument("--batch-size", type=_positive, default=d.batch_size, help="images per step")
-    p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam learning rate")
     p.add_argument("--min-accuracy", type=_fraction, default=d.min_accuracy,
                    help="eval accuracy a model needs to be blessed and pushed")
     p.add_argument("--min-improvement", type=float, default=d.min_improvement,
@@ -152,7 +159,38 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                    help="an Apache Beam pipeline argument, repeatable (e.g. --beam-arg=--runner=FlinkRunner)")
     p.add_argument("--no-cache", action="store_false", dest="enable_cache",
                    help="re-run every component even when its inputs did not change")
+    _add_training_flags(p.add_argument_group("training (recorded in history.json beside the model)"))
     return p
+
+
+# Integer knobs that must be at least 1; every other integer knob must be at least 0.
+_POSITIVE_INTS = ("batch_size", "shuffle_buffer", "steps_per_execution")
+
+
+def _add_training_flags(group) -> None:
+    """One flag per TrainConfig field (`--batch-size`, `--no-augment`, ...), with its help text."""
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in DERIVED_FIELDS:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        meta = field.metadata
+        if field.type in (bool, "bool"):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default,
+                               help=meta["help"])
+        elif field.type in (int, "int"):
+            kind = _positive if field.name in _POSITIVE_INTS else _non_negative
+            group.add_argument(flag, type=kind, default=field.default, help=meta["help"])
+        elif field.type in (float, "float"):
+            group.add_argument(flag, type=_non_negative_float, default=field.default, help=meta["help"])
+        else:
+            group.add_argument(flag, choices=meta["choices"], default=field.default, help=meta["help"])
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
@@ -164,9 +202,8 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         bad_images=args.bad_images,
         schema=os.path.abspath(args.schema) if args.schema else None,
         min_class_share=args.min_class_share,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
+        train=TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                             if f.name not in DERIVED_FIELDS}),
         min_accuracy=args.min_accuracy,
         min_improvement=args.min_improvement,
         keep_last=args.keep_last,

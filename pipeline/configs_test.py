@@ -13,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_defaults():
     c = configs.parse([])
-    assert c.data is None and c.epochs == 10 and c.batch_size == 32
+    assert c.data is None and c.epochs == 10 and c.train.batch_size == 32
     assert c.min_accuracy == 0.9 and c.classes == (0, 1, 2, 3, 4, 5)
     assert c.pipeline_root == os.path.abspath("pipeline_output")
     assert c.push_dir == os.path.join(c.pipeline_root, "serving_model")
@@ -25,7 +25,7 @@ def test_flags_map_onto_the_config(tmp_path):
                        "--min-accuracy", "0.5", "--pipeline-root", str(tmp_path / "root"),
                        "--serving-dir", str(tmp_path / "serve"), "--classes", "0,1,2",
                        "--beam-arg=--direct_num_workers=2", "--no-cache"])
-    assert (c.data, c.epochs, c.batch_size, c.min_accuracy) == (str(tmp_path), 3, 16, 0.5)
+    assert (c.data, c.epochs, c.train.batch_size, c.min_accuracy) == (str(tmp_path), 3, 16, 0.5)
     assert c.push_dir == str(tmp_path / "serve") and c.classes == (0, 1, 2)
     assert c.beam_args == ("--direct_num_workers=2",) and not c.enable_cache
 
@@ -82,3 +82,29 @@ def test_beam_args_defaults_and_user_overrides():
         "--direct_num_workers=0", "--direct_running_mode=in_memory"]
     flink = ("--runner=FlinkRunner", "--flink_master=localhost:8081")
     assert configs.beam_pipeline_args(flink, big) == list(flink)
+
+
+def test_every_training_knob_has_a_flag(tmp_path):
+    import dataclasses  # pylint: disable=import-outside-toplevel
+    from trainer.config import DERIVED_FIELDS, TrainConfig  # pylint: disable=import-outside-toplevel
+
+    help_text = configs.build_parser("").format_help()
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        assert (flag in help_text) == (field.name not in DERIVED_FIELDS), flag
+    c = configs.parse(["--no-augment", "--precision", "mixed_bfloat16", "--early-stopping-patience", "0",
+                       "--rotation-degrees", "5", "--lr-schedule", "constant", "--classes", "0,1,2",
+                       "--pipeline-root", str(tmp_path)])
+    t = c.train_config
+    assert (t.augment, t.precision, t.early_stopping_patience, t.rotation_degrees, t.lr_schedule) == (
+        False, "mixed_bfloat16", 0, 5.0, "constant")
+    assert t.num_classes == 3 and t.checkpoint_root == os.path.join(str(tmp_path), "checkpoints")
+    assert TrainConfig.from_dict(t.to_dict()) == t
+
+
+@pytest.mark.parametrize("argv", [["--precision", "float8"], ["--weight-decay", "-1"],
+                                  ["--steps-per-execution", "0"]])
+def test_bad_training_flags_are_refused(argv, capsys):
+    with pytest.raises(SystemExit):
+        configs.parse(argv)
+    assert "error:" in capsys.readouterr().err

@@ -6,7 +6,6 @@ import time
 from components import serving
 from components.sources import SignsDataError
 from pipeline import configs, data_source, progress, summary
-from trainer.config import TrainConfig
 
 
 def _root_cause(error: BaseException) -> BaseException:
@@ -56,8 +55,6 @@ def run_locally(config: configs.PipelineConfig) -> int:
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=import-outside-toplevel
     from pipeline.pipeline import create_pipeline  # pylint: disable=import-outside-toplevel
 
-    train_config = TrainConfig(num_classes=max(config.classes) + 1, epochs=config.epochs,
-                               batch_size=config.batch_size, learning_rate=config.learning_rate)
     tfx_pipeline = create_pipeline(
         pipeline_name=configs.PIPELINE_NAME,
         pipeline_root=config.pipeline_root,
@@ -66,7 +63,7 @@ def run_locally(config: configs.PipelineConfig) -> int:
         source_kind=source.kind,
         classes=config.classes,
         eval_percent=config.eval_percent,
-        train_config=train_config.to_dict(),
+        train_config=config.train_config.to_dict(),
         epochs=config.epochs,
         min_accuracy=config.min_accuracy,
         min_improvement=config.min_improvement,

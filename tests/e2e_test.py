@@ -107,8 +107,15 @@ def test_trainer_leaves_history_and_summary(first_run):
     import json  # pylint: disable=import-outside-toplevel
     history = json.load(open(os.path.join(model.uri, "history.json")))
     assert history["config"]["epochs"] == 1 and len(history["epochs"]) == 1
-    assert {"loss", "accuracy", "val_accuracy", "seconds"} <= set(history["epochs"][0])
+    assert {"loss", "accuracy", "val_accuracy", "seconds", "learning_rate"} <= set(history["epochs"][0])
+    assert history["devices"] == {"gpus": 0, "replicas": 1, "precision": "float32", "jit_compile": False,
+                                  "strategy": "_DefaultDistributionStrategy"}
+    assert history["exported_epoch"] == 1 and history["resumed_from_epoch"] is None
+    assert history["config"]["augment"] and history["config"]["checkpoint_root"] == os.path.join(root, "checkpoints")
+    assert os.listdir(os.path.join(root, "checkpoints")) == []  # cleared once the model is exported
     [run] = _live_artifacts(_store(root), "ModelRun")
+    events = glob.glob(os.path.join(run.uri, "tensorboard", "*", "events.out.tfevents.*"))
+    assert {os.path.basename(os.path.dirname(e)) for e in events} == {"train", "validation"}
     text = open(os.path.join(run.uri, "model_summary.txt")).read()
     assert "res2a_branch2a" in text and "bn5c_branch2c" in text and "fc6" in text
     assert "Trainable params: 23,546,886" in text and "Non-trainable params: 53,120" in text

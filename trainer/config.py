@@ -1,22 +1,61 @@
-"""The training configuration: every knob of the Trainer, passed through TFX's custom_config."""
+"""The training configuration: every knob of the Trainer, passed through TFX's custom_config.
+
+Each field carries its help text and, where it has one, its allowed values; the local runner
+makes a flag of every field (`--batch-size`, `--early-stopping-patience`, ...) from them, and the
+Trainer writes the whole config into `history.json` beside the model.
+"""
 
 import dataclasses
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Tuple
+
+# Fields the runners fill in themselves rather than from a flag.
+DERIVED_FIELDS = ("num_classes", "checkpoint_root")
+
+
+def _field(default, help_text: str, choices: Optional[Tuple[str, ...]] = None):
+    return dataclasses.field(default=default, metadata={"help": help_text, "choices": choices})
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Settings of one training run; recorded with the model in the Trainer's artifacts."""
 
-    num_classes: int = 6  # outputs of the softmax; labels are 0 .. num_classes - 1
-    epochs: int = 10  # passes over the train split; 0 exports the untrained model
-    batch_size: int = 32  # images per step
-    learning_rate: float = 1e-3  # Adam's step size (the seed's default); 1e-4 .. 3e-3 is sane
-    lr_schedule: str = "cosine"  # "cosine" (decay to 1% by the last step) or "constant"
-    bn_momentum: float = 0.9  # BatchNormalization moving-average momentum, 0.9 .. 0.99
-    augment: bool = False  # random flips, shifts, turns, zoom and contrast on training batches
-    shuffle_buffer: int = 2048  # examples shuffled together; >= train size shuffles fully
-    seed: int = 0  # seeds weights init, shuffling and Keras's RNGs
+    num_classes: int = _field(6, "outputs of the softmax; labels are 0 .. num_classes - 1")
+    epochs: int = _field(10, "passes over the train split; 0 exports the untrained model")
+    batch_size: int = _field(32, "images per step on one device; with N GPUs a step takes N x this")
+    learning_rate: float = _field(1e-3, "Adam's peak step size (scaled by the number of GPUs)")
+    lr_schedule: str = _field("cosine", "cosine: decay to 1%% by the last step; constant: no decay",
+                              ("cosine", "constant"))
+    warmup_epochs: float = _field(1.0, "epochs of linear warm-up from 0 to the learning rate")
+    weight_decay: float = _field(0.0, "decoupled weight decay of Adam (AdamW style); 0 = none")
+    bn_momentum: float = _field(0.9, "BatchNormalization moving-average momentum, 0.9 .. 0.99")
+    augment: bool = _field(True, "random flips, shifts, turns, zoom, brightness and contrast on "
+                                 "training images, in tf.data")
+    flip: bool = _field(True, "mirror left and right (a left hand signs like a mirrored right hand)")
+    rotation_degrees: float = _field(12.0, "largest random turn, in degrees either way")
+    shift: float = _field(0.08, "largest random shift, as a fraction of the image side")
+    zoom: float = _field(0.1, "largest random zoom in or out, as a fraction")
+    brightness: float = _field(0.15, "largest random brightness change, as a fraction of full scale")
+    contrast: float = _field(0.2, "largest random contrast change, as a fraction")
+    early_stopping_patience: int = _field(
+        6, "stop after this many epochs without a better eval accuracy; 0 = never stop early")
+    restore_best_weights: bool = _field(True, "export the weights of the epoch with the best eval "
+                                              "accuracy, not the last epoch's")
+    shuffle_buffer: int = _field(4096, "examples shuffled together; >= train size shuffles fully")
+    cache_limit_mb: int = _field(2048, "keep decoded images in memory when the split fits in this")
+    seed: int = _field(0, "seeds weight init, shuffling, augmentation and Keras's RNGs")
+    precision: str = _field("auto", "float32, mixed_float16 or mixed_bfloat16 activations; auto = "
+                                    "mixed_float16 on GPUs, float32 on the CPU",
+                            ("auto", "float32", "mixed_float16", "mixed_bfloat16"))
+    jit_compile: str = _field("auto", "XLA-compile the train step; auto = on GPUs only",
+                              ("auto", "on", "off"))
+    distribute: str = _field("auto", "auto: MirroredStrategy over every GPU of the node; off: "
+                                     "one device", ("auto", "off"))
+    steps_per_execution: int = _field(1, "train steps run per call into the TF runtime")
+    checkpoint: bool = _field(True, "checkpoint every epoch so a re-run of the same training resumes")
+    checkpoint_root: str = _field("", "where resumable checkpoints live, keyed by the training's "
+                                      "inputs (the runners set <pipeline-root>/checkpoints)")
+    tensorboard: bool = _field(True, "write TensorBoard logs into the ModelRun artifact")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -26,3 +65,6 @@ class TrainConfig:
         """Builds a config from a dict, ignoring keys this version does not know."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in (values or {}).items() if k in names})
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)

@@ -51,3 +51,20 @@ def test_class_count_changes_only_the_head():
     ten = ResNet50(classes=10)
     assert ten.get_layer("fc10").units == 10
     assert ten.count_params() == 23_600_006 + 4 * 2049
+
+
+@pytest.mark.parametrize("policy,compute", [("mixed_float16", "float16"), ("mixed_bfloat16", "bfloat16")])
+def test_mixed_precision_build(policy, compute):
+    """Under a mixed policy: float32 variables, half-precision layers, a float32 softmax output."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = ResNet50(input_shape=(64, 64, 3), classes=6)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert model.count_params() == 23_600_006
+    assert model.get_layer("res3b_branch2b").compute_dtype == compute
+    assert all(w.dtype == "float32" for w in model.weights)
+    probs = model(keras.random.uniform((2, 64, 64, 3), seed=1), training=False)
+    assert keras.backend.standardize_dtype(probs.dtype) == "float32"
+    assert model.get_layer("fc6").compute_dtype == "float32"

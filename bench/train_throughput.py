@@ -1,0 +1,187 @@
+"""Times the Trainer's input pipeline plus model against a plain Keras fit on in-memory arrays.
+
+    python bench/train_throughput.py [--images 1024] [--epochs 3] [--batch-size 32] [--sweep]
+
+It writes N synthetic SIGNS images as ExampleGen writes them (gzip TFRecords of tf.Example with
+PNG bytes), then trains the seed's ResNet50 in two arms, each in a fresh process (so each gets its
+own TensorFlow thread pools and environment), with the same model, optimizer and batch size:
+
+- `baseline`: the seed's way: `model.fit(x, y)` on float32 NumPy arrays already in memory;
+- `trainer`: the Trainer's way: TFX's data accessor over the TFRecords, PNG decode, cache,
+  shuffle, batch, augmentation (the Trainer's default), prefetch; the model compiled by
+  `trainer.task.build_model` with the devices `trainer.task.resolve_devices` picks.
+
+It prints images per second of both (the median of the epochs after the first, whose time
+includes building the graph), their ratio, and the fraction of the machine's fp32 peak
+(1.85 GFLOP per training image, DESIGN.md; the peak defaults to this machine's 157 GFLOPS).
+`--sweep` adds trainer arms with the CPU settings that were candidates for more speed: thread
+pools, oneDNN off, bfloat16, XLA, steps per execution and a larger batch.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+GFLOP_PER_IMAGE = 1.85  # forward + backward of one 64x64 image through the seed's ResNet50
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# (name, environment, TrainConfig changes): the trainer arms of --sweep.
+SWEEP = (
+    ("trainer, no augmentation", {}, {"augment": False}),
+    ("trainer, 1 inter-op thread", {"TF_NUM_INTEROP_THREADS": "1"}, {}),
+    ("trainer, 1 intra-op thread", {"TF_NUM_INTRAOP_THREADS": "1"}, {}),
+    ("trainer, oneDNN off", {"TF_ENABLE_ONEDNN_OPTS": "0"}, {}),
+    ("trainer, mixed_bfloat16", {}, {"precision": "mixed_bfloat16"}),
+    ("trainer, XLA", {}, {"jit_compile": "on"}),
+    ("trainer, 4 steps per execution", {}, {"steps_per_execution": 4}),
+    ("trainer, batch 64", {}, {"batch_size": 64}),
+    ("trainer, batch 16", {}, {"batch_size": 16}),
+)
+
+
+def write_records(workdir: str, n: int, seed: int = 0) -> str:
+    """Writes N synthetic images as ExampleGen's train split; returns its file pattern."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from components import synthetic  # pylint: disable=import-outside-toplevel
+    from components.example_gen import to_example  # pylint: disable=import-outside-toplevel
+
+    split = os.path.join(workdir, f"records-{n}", "Split-train")
+    path = os.path.join(split, "data_tfrecord-00000-of-00001.gz")
+    if not os.path.exists(path):
+        os.makedirs(split, exist_ok=True)
+        x, y = synthetic.make_split(n, seed)
+        with tf.io.TFRecordWriter(path + ".tmp", "GZIP") as writer:
+            for i in range(n):
+                writer.write(to_example(x[i], int(y[i]), f"synthetic:{i}").SerializeToString())
+        os.replace(path + ".tmp", path)
+    return os.path.join(split, "*")
+
+
+def epoch_timer():
+    """A Keras callback whose `seconds` lists each epoch's wall time."""
+    import keras  # pylint: disable=import-outside-toplevel
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds, self._start = [], 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._start)
+
+    return EpochTimer()
+
+
+def run_arm(arm: str, pattern: str, n: int, epochs: int, changes: dict) -> dict:
+    """Trains one arm in this process; returns its epoch times."""
+    import keras  # pylint: disable=import-outside-toplevel
+
+    from components.schema import signs_schema  # pylint: disable=import-outside-toplevel
+    from trainer import data, task  # pylint: disable=import-outside-toplevel
+    from trainer.config import TrainConfig  # pylint: disable=import-outside-toplevel
+    from trainer.model import ResNet50  # pylint: disable=import-outside-toplevel
+
+    config = TrainConfig(epochs=epochs).replace(**changes)
+    keras.utils.set_random_seed(0)
+    times = epoch_timer()
+    if arm == "baseline":
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        images, labels = [], []
+        for batch in tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), "GZIP").batch(256):
+            parsed = tf.io.parse_example(batch, data.FEATURES)
+            images.append(data.decode_png_batch(parsed["image"]).numpy())
+            labels.append(parsed["label"].numpy())
+        x, y = np.concatenate(images), np.concatenate(labels)
+        model = ResNet50(classes=6)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"], jit_compile=False)
+        model.fit(x, y, batch_size=config.batch_size, epochs=epochs, callbacks=[times], verbose=0)
+        return {"seconds": times.seconds, "batch_size": config.batch_size}
+    devices = task.resolve_devices(config)
+    ds = data.make_dataset(data.in_memory_accessor(), [pattern], signs_schema(range(6)),
+                           config.batch_size * devices.replicas, training=True, config=config, n_examples=n)
+    with task.dtype_policy(devices.precision), devices.strategy.scope():
+        model = task.build_model(config, devices, steps_per_epoch=-(-n // config.batch_size))
+        model.fit(ds, epochs=epochs, callbacks=[times], verbose=0)
+    return {"seconds": times.seconds, "batch_size": config.batch_size, "devices": devices.describe()}
+
+
+def spawn(name: str, arm: str, args, env: dict, changes: dict) -> dict:
+    """Runs one arm in a fresh process with `env` added; returns its result."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--arm", arm, "--images", str(args.images),
+           "--epochs", str(args.epochs), "--workdir", args.workdir,
+           "--changes", json.dumps(dict(changes, batch_size=changes.get("batch_size", args.batch_size)))]
+    proc = subprocess.run(cmd, cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **env),
+                          capture_output=True, text=True, check=False)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        sys.exit(f"error: arm '{name}' failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    result = json.loads(lines[-1][len("RESULT "):])
+    steady = result["seconds"][1:] or result["seconds"]
+    result.update(name=name, env=env, changes=changes,
+                  images_per_s=args.images / statistics.median(steady),
+                  first_epoch_s=result["seconds"][0])
+    return result
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--images", type=int, default=1024, help="synthetic training images")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per arm (the first is not counted)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per step in both arms")
+    p.add_argument("--peak-gflops", type=float, default=157.0,
+                   help="the machine's fp32 peak (DESIGN.md: 2 cores x 64 FLOP/cycle x 2.45 GHz)")
+    p.add_argument("--sweep", action="store_true", help="also time the CPU candidates in SWEEP")
+    p.add_argument("--workdir", default="/tmp/signs-train-bench", help="where the records go")
+    p.add_argument("--arm", choices=("baseline", "trainer"), help=argparse.SUPPRESS)
+    p.add_argument("--changes", default="{}", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.epochs < 2:
+        p.error("--epochs must be at least 2: the first epoch builds the graph and is not counted")
+
+    if args.arm:
+        pattern = os.path.join(args.workdir, f"records-{args.images}", "Split-train", "*")
+        result = run_arm(args.arm, pattern, args.images, args.epochs, json.loads(args.changes))
+        print("RESULT " + json.dumps(result), flush=True)
+        return 0
+
+    started = time.time()
+    print(f"writing {args.images} synthetic images as gzip TFRecords under {args.workdir} ...", flush=True)
+    write_records(args.workdir, args.images)
+    arms = [("baseline: fit on NumPy arrays", "baseline", {}, {}), ("trainer", "trainer", {}, {})]
+    if args.sweep:
+        arms += [(name, "trainer", env, changes) for name, env, changes in SWEEP]
+    results = []
+    for name, arm, env, changes in arms:
+        print(f"timing {name} ({args.epochs} epochs of {args.images} images) ...", flush=True)
+        results.append(spawn(name, arm, args, env, changes))
+        print(f"  {results[-1]['images_per_s']:.1f} images/s", flush=True)
+
+    base = results[0]["images_per_s"]
+    print(f"\nThe seed's ResNet50, {args.images} images, batch {args.batch_size} unless named; "
+          f"images/s is the median of epochs 2..{args.epochs}.")
+    print(f"{'arm':36} {'images/s':>9} {'vs baseline':>12} {'of fp32 peak':>13} {'epoch 1 (s)':>12}")
+    for r in results:
+        peak = r["images_per_s"] * GFLOP_PER_IMAGE / args.peak_gflops
+        print(f"{r['name']:36} {r['images_per_s']:9.1f} {r['images_per_s'] / base:11.2f}x "
+              f"{peak:12.0%} {r['first_epoch_s']:12.1f}")
+    trainer = results[1]["images_per_s"]
+    print(f"\nratio trainer / baseline: {trainer / base:.2f} (must be >= 1.0; goal 1.5)")
+    print(f"total wall time {time.time() - started:.0f} s")
+    with open(os.path.join(args.workdir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Training state that survives a killed run: per-epoch checkpoints, best weights, early stopping.
+
+A TFX execution writes to a new output directory each time, so checkpoints cannot live there:
+they live under `<checkpoint_root>/<key>/`, where the key hashes everything the training depends
+on (the TrainConfig and the bytes of the train and eval records). A re-run of the same training
+finds them; any other training gets a directory of its own.
+
+    <key>/state.json            epoch, history, best value and epoch, early-stopping count
+    <key>/epoch-<N>.weights.h5  model and optimizer after epoch N (the newest only)
+    <key>/best.weights.h5       model weights of the best epoch so far
+
+Each file is written under a temporary name and renamed into place, and state.json is renamed
+last, so a run killed at any moment leaves the previous complete checkpoint.
+"""
+
+import hashlib
+import json
+import os
+import time
+from typing import Any, Dict, List, Optional
+
+from absl import logging
+import keras
+import tensorflow as tf
+
+STATE_FILE = "state.json"
+BEST_FILE = "best.weights.h5"
+# Config fields that do not change what is trained: a different value still resumes.
+_NOT_IN_KEY = ("checkpoint", "checkpoint_root", "tensorboard")
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)  # beside Keras's epoch lines on the console
+    logging.info(message)
+
+
+def training_key(config: Dict[str, Any], splits: Dict[str, List[str]]) -> str:
+    """A hex key of a training's inputs: the config, and each split's record bytes.
+
+    Args:
+      config: the TrainConfig as a dict.
+      splits: split name -> the split's file patterns.
+    """
+    digest = hashlib.sha256()
+    digest.update(json.dumps({k: v for k, v in config.items() if k not in _NOT_IN_KEY},
+                             sort_keys=True).encode())
+    for name in sorted(splits):
+        digest.update(name.encode())
+        for path in sorted(f for p in splits[name] for f in tf.io.gfile.glob(p)):
+            with tf.io.gfile.GFile(path, "rb") as f:
+                while chunk := f.read(1 << 22):
+                    digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _write_json(path: str, value: Any) -> None:
+    tmp = path + ".tmp"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        json.dump(value, f, indent=1)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def _save_weights(model: keras.Model, path: str) -> None:
+    tmp = os.path.join(os.path.dirname(path), "tmp-" + os.path.basename(path))  # keeps .weights.h5
+    model.save_weights(tmp, overwrite=True)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+class TrainingState(keras.callbacks.Callback):
+    """Records the history, keeps the best weights, stops early, and checkpoints every epoch.
+
+    Use: `start = state.restore(model)` before `fit(..., initial_epoch=start, callbacks=[state])`,
+    then `state.finish(model)` to put the best weights back, and `state.clear()` once the model is
+    safely exported.
+
+    Args:
+      directory: where the state is kept; None keeps it in memory only (no resuming).
+      monitor: the logged metric to maximise (e.g. "val_accuracy").
+      patience: epochs without improvement before stopping; 0 never stops early.
+      restore_best: `finish` loads the best epoch's weights.
+    """
+
+    def __init__(self, directory: Optional[str], monitor: str, patience: int, restore_best: bool):
+        super().__init__()
+        self.directory, self.monitor = directory, monitor
+        self.patience, self.restore_best = patience, restore_best
+        self.history: List[Dict[str, Any]] = []
+        self.best_value: Optional[float] = None
+        self.best_epoch = 0  # 1-based; 0 = none yet
+        self.wait = 0
+        self.stopped = False
+        self.resumed_from: Optional[int] = None
+        self._best_in_memory = None
+        self._epoch_start = 0.0
+
+    # -- resuming ------------------------------------------------------------------------------
+    def _path(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
+    def restore(self, model: keras.Model) -> int:
+        """Loads the newest checkpoint into `model` (weights and optimizer), if there is one.
+
+        Returns:
+          The number of epochs already done: `fit`'s `initial_epoch`.
+        """
+        if not self.directory or not tf.io.gfile.exists(self._path(STATE_FILE)):
+            return 0
+        with tf.io.gfile.GFile(self._path(STATE_FILE)) as f:
+            saved = json.load(f)
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(self._path(saved["weights"]))
+        self.history, self.wait, self.stopped = saved["history"], saved["wait"], saved["stopped"]
+        self.best_value, self.best_epoch = saved["best_value"], saved["best_epoch"]
+        self.resumed_from = saved["epoch"]
+        _say(f"Resuming training from the checkpoint of epoch {saved['epoch']} in {self.directory} "
+             f"(best {self.monitor} so far {self.best_value} at epoch {self.best_epoch})")
+        return saved["epoch"]
+
+    # -- each epoch ----------------------------------------------------------------------------
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        record = {"epoch": epoch + 1, "seconds": round(time.time() - self._epoch_start, 2)}
+        record.update({k: float(v) for k, v in logs.items()})
+        # Keras evaluates a schedule at the optimizer's step count here: the rate of the last step.
+        record["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.history.append(record)
+
+        value = logs.get(self.monitor)
+        if value is not None and (self.best_value is None or value > self.best_value):
+            self.best_value, self.best_epoch, self.wait = float(value), epoch + 1, 0
+            if self.directory:
+                tf.io.gfile.makedirs(self.directory)
+                _save_weights(self.model, self._path(BEST_FILE))
+            else:
+                self._best_in_memory = self.model.get_weights()
+        else:
+            self.wait += 1
+            if self.patience and self.wait >= self.patience:
+                self.model.stop_training = True
+                self.stopped = True
+                _say(f"Stopping early after epoch {epoch + 1}: no better {self.monitor} than "
+                     f"{self.best_value:.4f} (epoch {self.best_epoch}) for {self.wait} epochs")
+        if self.directory:
+            self._checkpoint(epoch + 1)
+
+    def _checkpoint(self, epoch: int) -> None:
+        tf.io.gfile.makedirs(self.directory)
+        weights = f"epoch-{epoch}.weights.h5"
+        _save_weights(self.model, self._path(weights))
+        previous = self._read_state()
+        _write_json(self._path(STATE_FILE), {
+            "epoch": epoch, "weights": weights, "history": self.history, "wait": self.wait,
+            "stopped": self.stopped, "best_value": self.best_value, "best_epoch": self.best_epoch})
+        if previous and previous["weights"] != weights and tf.io.gfile.exists(self._path(previous["weights"])):
+            tf.io.gfile.remove(self._path(previous["weights"]))
+
+    def _read_state(self) -> Optional[Dict[str, Any]]:
+        if not tf.io.gfile.exists(self._path(STATE_FILE)):
+            return None
+        with tf.io.gfile.GFile(self._path(STATE_FILE)) as f:
+            return json.load(f)
+
+    # -- the end -------------------------------------------------------------------------------
+    @property
+    def exported_epoch(self) -> int:
+        """The epoch whose weights `finish` leaves in the model (0: untrained)."""
+        last = self.history[-1]["epoch"] if self.history else 0
+        return self.best_epoch if self.restore_best and self.best_epoch else last
+
+    def finish(self, model: keras.Model) -> None:
+        """Puts the best epoch's weights back into `model` when that is not the last epoch."""
+        last = self.history[-1]["epoch"] if self.history else 0
+        if not self.restore_best or not self.best_epoch or self.best_epoch == last:
+            return
+        if self.directory:
+            model.load_weights(self._path(BEST_FILE))
+        elif self._best_in_memory is not None:
+            model.set_weights(self._best_in_memory)
+        else:
+            return
+        _say(f"Restored the weights of epoch {self.best_epoch} ({self.monitor} {self.best_value:.4f}); "
+             f"the last epoch, {last}, had {self.history[-1].get(self.monitor, float('nan')):.4f}")
+
+    def clear(self) -> None:
+        """Deletes the checkpoints (call once the model is exported)."""
+        if self.directory and tf.io.gfile.exists(self.directory):
+            tf.io.gfile.rmtree(self.directory)

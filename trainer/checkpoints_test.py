@@ -1,0 +1,104 @@
+"""Tests of the resumable training state on a small Keras model (the logic, not the ResNet)."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from trainer import checkpoints
+
+
+def _model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+class _Scripted(keras.callbacks.Callback):
+    """Overwrites val_accuracy with a scripted sequence, so best/patience are exact."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = values
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_accuracy"] = self.values[epoch]
+
+
+DATA = (np.random.default_rng(0).random((32, 4), dtype=np.float32), np.arange(32) % 3)
+
+
+def _fit(model, state, epochs, values, initial_epoch=0):
+    model.fit(*DATA, batch_size=8, epochs=epochs, initial_epoch=initial_epoch,
+              callbacks=[_Scripted(values), state], verbose=0)
+
+
+def test_early_stopping_and_best_weights_in_memory():
+    model = _model()
+    state = checkpoints.TrainingState(None, "val_accuracy", patience=2, restore_best=True)
+    _fit(model, state, 10, [0.5, 0.8, 0.7, 0.6, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9])
+    assert state.stopped and len(state.history) == 4  # epochs 3 and 4 are not better than 2
+    assert (state.best_epoch, state.best_value) == (2, 0.8)
+    last = model.get_weights()
+    state.finish(model)
+    assert state.exported_epoch == 2
+    assert any(not np.array_equal(a, b) for a, b in zip(last, model.get_weights()))
+    assert {"epoch", "seconds", "loss", "accuracy", "val_accuracy", "learning_rate"} <= set(state.history[0])
+
+
+def test_no_restore_exports_the_last_epoch():
+    model = _model()
+    state = checkpoints.TrainingState(None, "val_accuracy", patience=0, restore_best=False)
+    _fit(model, state, 3, [0.9, 0.5, 0.4])
+    last = model.get_weights()
+    state.finish(model)
+    assert not state.stopped and state.exported_epoch == 3
+    assert all(np.array_equal(a, b) for a, b in zip(last, model.get_weights()))
+
+
+def test_a_restarted_run_resumes_from_the_last_checkpoint(tmp_path, capsys):
+    directory = str(tmp_path / "ckpt")
+    values = [0.5, 0.7, 0.6, 0.8, 0.8]
+    first = _model()
+    state = checkpoints.TrainingState(directory, "val_accuracy", patience=0, restore_best=True)
+    _fit(first, state, 3, values)  # "killed" after epoch 3
+    saved = json.load(open(os.path.join(directory, checkpoints.STATE_FILE)))
+    assert saved["epoch"] == 3 and saved["best_epoch"] == 2
+    assert sorted(os.listdir(directory)) == ["best.weights.h5", "epoch-3.weights.h5", "state.json"]
+
+    second = _model()  # a fresh process: new weights, new optimizer
+    resumed = checkpoints.TrainingState(directory, "val_accuracy", patience=0, restore_best=True)
+    start = resumed.restore(second)
+    assert start == 3 and resumed.resumed_from == 3
+    assert "Resuming training from the checkpoint of epoch 3" in capsys.readouterr().out
+    assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), second.get_weights()))
+    assert int(second.optimizer.iterations) == int(first.optimizer.iterations) == 12
+    _fit(second, resumed, 5, values, initial_epoch=start)
+    assert [e["epoch"] for e in resumed.history] == [1, 2, 3, 4, 5]
+    assert resumed.best_epoch == 4 and int(second.optimizer.iterations) == 20
+    resumed.clear()
+    assert not os.path.exists(directory)
+
+
+def test_training_key_follows_config_and_data(tmp_path):
+    data = tmp_path / "train.gz"
+    data.write_bytes(b"records")
+    splits = {"train": [str(data)], "eval": [str(data)]}
+    key = checkpoints.training_key({"epochs": 3, "tensorboard": True}, splits)
+    assert key == checkpoints.training_key({"epochs": 3, "tensorboard": False}, splits)  # not in the key
+    assert key != checkpoints.training_key({"epochs": 4, "tensorboard": True}, splits)
+    data.write_bytes(b"other records")
+    assert key != checkpoints.training_key({"epochs": 3, "tensorboard": True}, splits)
+
+
+@pytest.mark.parametrize("patience,stops_after", [(1, 2), (3, 4)])
+def test_patience_counts_epochs_without_improvement(patience, stops_after):
+    model = _model()
+    state = checkpoints.TrainingState(None, "val_accuracy", patience=patience, restore_best=True)
+    _fit(model, state, 8, [0.9] + [0.1] * 7)
+    assert len(state.history) == stops_after

@@ -1,0 +1,78 @@
+"""Tests of the Trainer's input pipeline, through TFX's data accessor, on small real records."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components.example_gen import to_example
+from components.schema import signs_schema
+from trainer import data
+from trainer.config import TrainConfig
+
+N = 24
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    """N images as ExampleGen writes them: image i is filled with the value 10 * i, label i % 6."""
+    path = tmp_path_factory.mktemp("split") / "data_tfrecord-00000-of-00001.gz"
+    with tf.io.TFRecordWriter(str(path), "GZIP") as writer:
+        for i in range(N):
+            image = np.full((64, 64, 3), 10 * i, np.uint8)
+            writer.write(to_example(image, i % 6, f"img{i}.png").SerializeToString())
+    return str(path)
+
+
+def _batches(records, training, **changes):
+    config = TrainConfig(seed=1).replace(**changes)
+    ds = data.make_dataset(data.in_memory_accessor(), [records], signs_schema(range(6)), 8,
+                           training=training, config=config, n_examples=N)
+    return [(x.numpy(), y.numpy()) for x, y in ds]
+
+
+def test_eval_batches_keep_the_order_and_the_pixels(records):
+    batches = _batches(records, training=False)
+    assert [x.shape for x, _ in batches] == [(8, 64, 64, 3)] * 3
+    x = np.concatenate([b[0] for b in batches])
+    y = np.concatenate([b[1] for b in batches])
+    assert x.dtype == np.float32 and y.tolist() == [i % 6 for i in range(N)]
+    np.testing.assert_allclose(x[:, 0, 0, 0], np.arange(N) * 10 / 255.0, rtol=1e-6)
+
+
+def test_training_shuffles_each_epoch_and_keeps_labels_with_images(records):
+    config = TrainConfig(seed=1, augment=False)
+    ds = data.make_dataset(data.in_memory_accessor(), [records], signs_schema(range(6)), 8,
+                           training=True, config=config, n_examples=N)
+    orders = []
+    for _ in range(2):
+        x = np.concatenate([b[0].numpy() for b in ds])
+        orders.append(np.round(x[:, 0, 0, 0] * 255 / 10).astype(int).tolist())
+    assert sorted(orders[0]) == list(range(N)) and orders[0] != orders[1]
+    for x, y in ds:  # the label still belongs to its image after the shuffle
+        ids = np.round(x.numpy()[:, 0, 0, 0] * 255 / 10).astype(int)
+        assert (ids % 6 == y.numpy()).all()
+
+
+def test_augmentation_changes_training_images_only_within_range(records):
+    plain = np.concatenate([b[0] for b in _batches(records, training=True, augment=False)])
+    augmented = np.concatenate([b[0] for b in _batches(records, training=True, augment=True,
+                                                       flip=False, shift=0, zoom=0, rotation_degrees=0)])
+    assert augmented.shape == plain.shape
+    assert 0.0 <= augmented.min() and augmented.max() <= 1.0
+    # brightness/contrast move flat images' values; the same seed orders both runs alike
+    assert not np.allclose(np.sort(plain[:, 0, 0, 0]), np.sort(augmented[:, 0, 0, 0]))
+    evaluation = np.concatenate([b[0] for b in _batches(records, training=False, augment=True)])
+    np.testing.assert_allclose(evaluation[:, 0, 0, 0], np.arange(N) * 10 / 255.0, rtol=1e-6)
+
+
+def test_augmenter_follows_the_config():
+    names = [l.__class__.__name__ for l in data.augmenter(TrainConfig()).layers]
+    assert names == ["RandomFlip", "RandomTranslation", "RandomRotation", "RandomZoom",
+                     "RandomBrightness", "RandomContrast"]
+    off = TrainConfig(flip=False, zoom=0.0, brightness=0.0)
+    assert [l.__class__.__name__ for l in data.augmenter(off).layers] == [
+        "RandomTranslation", "RandomRotation", "RandomContrast"]
+
+
+def test_count_records(records):
+    assert data.count_records([records]) == N
