@@ -10,6 +10,12 @@ Used with FileBasedExampleGen through `custom_executor_spec`. The source kind tr
 Records are {image: PNG bytes (64x64 RGB), label: int64, source: file name or 'file.h5[index]'}.
 A bad image fails the run with a one-line `SignsDataError`, or with `bad_images='skip'` is left
 out and listed in `skipped-<split>.txt` inside the Examples artifact.
+
+Memory does not grow with the data set: sources are read a chunk or a file at a time, and each
+split streams from its reader to its TFRecord writer. TFX's own `WriteSplit` puts a `Reshuffle`
+(a GroupByKey) before the writer, which the DirectRunner holds whole in memory; `Do` writes
+without it. The work items (h5 chunks, image files, TFRecord files) are reshuffled instead: small
+descriptors, and the step that lets the runner spread reading over its workers.
 """
 
 import json
@@ -20,9 +26,12 @@ from typing import Any, Dict, List, Sequence
 import apache_beam as beam
 import tensorflow as tf
 from google.protobuf import any_pb2, json_format, struct_pb2
+from tfx.components.example_gen import utils as example_gen_utils, write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.util import examples_utils
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
 
 from components import sources
 
@@ -138,6 +147,7 @@ def SignsToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], spl
         chunks = [(path, i, min(i + sources.H5_CHUNK, n)) for i in range(0, n, sources.H5_CHUNK)]
         records = (pipeline
                    | "H5Chunks" >> beam.Create(chunks)
+                   | "SpreadChunks" >> beam.Reshuffle()  # chunk descriptors, not images
                    | "ReadH5" >> beam.FlatMap(lambda c: sources.read_h5_chunk(*c)))
     else:
         if kind == sources.IMAGE_FOLDER:
@@ -188,7 +198,26 @@ class Executor(BaseExampleGenExecutor):
         return splits
 
     def Do(self, input_dict, output_dict, exec_properties):
+        """BaseExampleGenExecutor.Do, with each split streamed to its writer (no Reshuffle)."""
         examples = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.EXAMPLES_KEY])
         exec_properties = dict(exec_properties, **{SKIPPED_DIR_KEY: examples.uri})
-        super().Do(input_dict, output_dict, exec_properties)
+        input_config = proto_utils.json_to_proto(
+            exec_properties[standard_component_specs.INPUT_CONFIG_KEY], example_gen_pb2.Input())
+        output_config = proto_utils.json_to_proto(
+            exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], example_gen_pb2.Output())
+        examples.split_names = artifact_utils.encode_split_names(
+            example_gen_utils.generate_output_split_names(input_config, output_config))
+        with self._make_beam_pipeline() as pipeline:
+            for name, split in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
+                _ = (split
+                     | f"Serialize[{name}]" >> beam.Map(lambda example: example.SerializeToString())
+                     | f"Write[{name}]" >> beam.io.WriteToTFRecord(
+                         os.path.join(artifact_utils.get_split_uri([examples], name), write_split.DEFAULT_FILE_NAME),
+                         file_name_suffix=".gz"))
+        payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
+        if payload_format:
+            examples_utils.set_payload_format(examples, payload_format)
+        file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)
+        if file_format:
+            examples_utils.set_file_format(examples, write_split.to_file_format_str(file_format))

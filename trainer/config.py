@@ -41,7 +41,8 @@ class TrainConfig:
         6, "stop after this many epochs without a better eval accuracy; 0 = never stop early")
     restore_best_weights: bool = _field(True, "export the weights of the epoch with the best eval "
                                               "accuracy, not the last epoch's")
-    shuffle_buffer: int = _field(4096, "examples shuffled together; >= train size shuffles fully")
+    shuffle_buffer: int = _field(4096, "examples shuffled together when the split is not cached "
+                                       "(a cached split is shuffled whole)")
     cache_limit_mb: int = _field(2048, "keep decoded images in memory when the split fits in this")
     seed: int = _field(0, "seeds weight init, shuffling, augmentation and Keras's RNGs")
     precision: str = _field("auto", "float32, mixed_float16 or mixed_bfloat16 activations; auto = "

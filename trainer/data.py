@@ -8,6 +8,7 @@ Everything after the cache runs each epoch; everything before it runs once. Deco
 images are 12 KiB each, so 10,000 images cache in 120 MiB.
 """
 
+import os
 from typing import Any, List, Optional
 
 import tensorflow as tf
@@ -78,7 +79,8 @@ def augmenter(config) -> Any:
 
 
 def make_dataset(data_accessor, file_patterns: List[str], schema, batch_size: int, *,
-                 training: bool, config, n_examples: Optional[int] = None) -> tf.data.Dataset:
+                 training: bool, config, n_examples: Optional[int] = None,
+                 autotune: bool = True) -> tf.data.Dataset:
     """Reads a split of ExampleGen's records into (images, labels) batches.
 
     Args:
@@ -90,6 +92,11 @@ def make_dataset(data_accessor, file_patterns: List[str], schema, batch_size: in
       training: shuffle each epoch and augment (if `config.augment`).
       config: the `trainer.config.TrainConfig` (shuffle_buffer, cache_limit_mb, seed, augmentation).
       n_examples: the split's size, if known; decides whether the decoded split is cached.
+      autotune: let tf.data tune its parallelism and buffers (for GPUs, whose input must keep up
+        with a fast device). Off, the maps use one thread per core and prefetch 2 batches: on a
+        CPU the input pipeline shares the cores with the model, and the autotuner's own work and
+        threads cost training steps (steady epochs ran at 50-62 images/s with it, 63-64 without,
+        on 2 cores; README, "Training speed on the CPU").
 
     Returns:
       A dataset of (float32 images (B, 64, 64, 3) in [0, 1], int64 labels (B,)), finite: one
@@ -97,23 +104,34 @@ def make_dataset(data_accessor, file_patterns: List[str], schema, batch_size: in
     """
     from tfx_bsl.public import tfxio  # pylint: disable=import-outside-toplevel
 
+    parallel = tf.data.AUTOTUNE if autotune else max(1, len(os.sched_getaffinity(0)))
     options = tfxio.TensorFlowDatasetOptions(batch_size=READ_BATCH, shuffle=False, num_epochs=1,
                                              label_key=LABEL_KEY)
     ds = data_accessor.tf_dataset_factory(file_patterns, options, schema)
     ds = ds.map(lambda features, label: (decode_png_batch_uint8(features["image"]), tf.reshape(label, [-1])),
-                num_parallel_calls=tf.data.AUTOTUNE)
+                num_parallel_calls=parallel)
     ds = ds.unbatch()
-    if n_examples is not None and n_examples * IMAGE_BYTES <= config.cache_limit_mb * 2 ** 20:
+    cached = n_examples is not None and n_examples * IMAGE_BYTES <= config.cache_limit_mb * 2 ** 20
+    if cached:
         ds = ds.cache()
     if training:
-        ds = ds.shuffle(config.shuffle_buffer, seed=config.seed, reshuffle_each_iteration=True)
+        # A cached split is in memory anyway: shuffle it whole. Records are written in source
+        # order (class folders are shuffled by ExampleGen, an h5 file is not), so a partial
+        # shuffle of a large uncached split mixes only `shuffle_buffer` neighbours.
+        buffer = n_examples if cached else config.shuffle_buffer
+        ds = ds.shuffle(buffer, seed=config.seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=parallel)
     if training and config.augment:
         layers = augmenter(config)
         ds = ds.map(lambda x, y: (tf.clip_by_value(layers(x, training=True), 0.0, 1.0), y),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+                    num_parallel_calls=parallel)
+    ds = ds.prefetch(tf.data.AUTOTUNE if autotune else 2)
+    if not autotune:
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        ds = ds.with_options(options)
+    return ds
 
 
 def in_memory_accessor():

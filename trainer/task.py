@@ -38,6 +38,11 @@ class Devices:
     precision: str
     jit_compile: bool
 
+    @property
+    def input_autotune(self) -> bool:
+        """tf.data autotuning: for GPUs; on the CPU it takes cycles from the model."""
+        return self.gpus > 0
+
     def describe(self) -> Dict[str, Any]:
         return {"gpus": self.gpus, "replicas": self.replicas, "precision": self.precision,
                 "jit_compile": self.jit_compile, "strategy": type(self.strategy).__name__}
@@ -121,9 +126,9 @@ def train(config: TrainConfig, data_accessor, train_files: List[str], eval_files
     logging.info("train split: %d examples, %d steps of %d an epoch; eval split: %d examples",
                  n_train, steps_per_epoch, global_batch, n_eval)
     train_ds = data.make_dataset(data_accessor, train_files, schema, global_batch, training=True,
-                                 config=config, n_examples=n_train)
+                                 config=config, n_examples=n_train, autotune=devices.input_autotune)
     eval_ds = data.make_dataset(data_accessor, eval_files, schema, global_batch, training=False,
-                                config=config, n_examples=n_eval)
+                                config=config, n_examples=n_eval, autotune=devices.input_autotune)
 
     keras.utils.set_random_seed(config.seed)
     with dtype_policy(devices.precision), devices.strategy.scope():
