@@ -108,7 +108,9 @@ def test_trainer_leaves_history_and_summary(first_run):
     history = json.load(open(os.path.join(model.uri, "history.json")))
     assert history["config"]["epochs"] == 1 and len(history["epochs"]) == 1
     assert {"loss", "accuracy", "val_accuracy", "seconds", "learning_rate"} <= set(history["epochs"][0])
-    assert history["devices"] == {"gpus": 0, "replicas": 1, "precision": "float32", "jit_compile": False,
+    from trainer.task import cpu_has_amx_bf16  # pylint: disable=import-outside-toplevel
+    precision = "mixed_bfloat16" if cpu_has_amx_bf16() else "float32"
+    assert history["devices"] == {"gpus": 0, "replicas": 1, "precision": precision, "jit_compile": False,
                                   "strategy": "_DefaultDistributionStrategy"}
     assert history["exported_epoch"] == 1 and history["resumed_from_epoch"] is None
     assert history["config"]["augment"] and history["config"]["checkpoint_root"] == os.path.join(root, "checkpoints")

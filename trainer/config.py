@@ -46,7 +46,8 @@ class TrainConfig:
     cache_limit_mb: int = _field(2048, "keep decoded images in memory when the split fits in this")
     seed: int = _field(0, "seeds weight init, shuffling, augmentation and Keras's RNGs")
     precision: str = _field("auto", "float32, mixed_float16 or mixed_bfloat16 activations; auto = "
-                                    "mixed_float16 on GPUs, float32 on the CPU",
+                                    "mixed_float16 on GPUs, mixed_bfloat16 on CPUs with AMX-BF16, "
+                                    "float32 on other CPUs; the exported model is float32",
                             ("auto", "float32", "mixed_float16", "mixed_bfloat16"))
     jit_compile: str = _field("auto", "XLA-compile the train step; auto = on GPUs only",
                               ("auto", "on", "off"))

@@ -7,9 +7,29 @@ from trainer import task
 from trainer.config import TrainConfig
 
 
-def test_cpu_defaults_are_float32_without_xla():
-    devices = task.resolve_devices(TrainConfig(), gpus=0)
+def test_cpu_defaults_without_xla_and_bfloat16_only_with_amx():
+    devices = task.resolve_devices(TrainConfig(), gpus=0, amx_bf16=False)
     assert (devices.precision, devices.jit_compile, devices.replicas) == ("float32", False, 1)
+    assert not devices.input_autotune
+    assert task.resolve_devices(TrainConfig(), gpus=0, amx_bf16=True).precision == "mixed_bfloat16"
+    assert task.resolve_devices(TrainConfig(precision="float32"), gpus=0, amx_bf16=True).precision == "float32"
+
+
+def test_amx_detection_reads_the_cpu_flags():
+    flags = [line for line in open("/proc/cpuinfo") if line.startswith("flags")][:1]
+    assert task.cpu_has_amx_bf16() == bool(flags and " amx_bf16" in flags[0])
+
+
+def test_the_float32_copy_has_the_same_weights_and_answers():
+    config = TrainConfig()
+    with task.dtype_policy("mixed_bfloat16"):
+        model = task.ResNet50(classes=6)
+    copy = task.float32_copy(model, config)
+    assert copy.get_layer("res3b_branch2b").compute_dtype == "float32"
+    assert all((a == b).all() for a, b in zip(model.get_weights(), copy.get_weights()))
+    x = keras.random.uniform((2, 64, 64, 3), seed=3)
+    diff = keras.ops.max(keras.ops.abs(model(x, training=False) - copy(x, training=False)))
+    assert float(diff) < 0.05  # bfloat16 rounding only
 
 
 def test_a_gpu_gets_mixed_precision_and_xla_unless_told_otherwise():
