@@ -47,7 +47,8 @@ def test_train_throughput_prints_both_arms_and_the_ratio(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "baseline: fit on NumPy arrays" in proc.stdout and "ratio trainer / baseline:" in proc.stdout
     results = json.load(open(tmp_path / "results.json"))
-    assert [r["name"] for r in results] == ["baseline: fit on NumPy arrays", "trainer"]
+    assert [r["name"] for r in results] == ["baseline: fit on NumPy arrays", "trainer", "trainer, float32"]
+    assert results[2]["devices"]["precision"] == "float32"
     from trainer.task import cpu_has_amx_bf16  # pylint: disable=import-outside-toplevel
     assert results[1]["devices"]["precision"] == ("mixed_bfloat16" if cpu_has_amx_bf16() else "float32")
 
