@@ -53,21 +53,20 @@ def write_h5(path: str, n: int, seed: int = 0) -> None:
 
 def run_pipeline(h5_path: str, root: str, beam_args: list) -> dict:
     """ExampleGen + StatisticsGen on the h5 file; returns seconds (total and per component)."""
-    from tfx.components import StatisticsGen  # pylint: disable=import-outside-toplevel
     from tfx.components.example_gen.component import FileBasedExampleGen  # pylint: disable=import-outside-toplevel
     from tfx.dsl.components.base import executor_spec  # pylint: disable=import-outside-toplevel
     from tfx.orchestration import metadata, pipeline as tfx_pipeline  # pylint: disable=import-outside-toplevel
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=import-outside-toplevel
     from components import example_gen, sources  # pylint: disable=import-outside-toplevel
     from pipeline import summary  # pylint: disable=import-outside-toplevel
-    from pipeline.pipeline import example_gen_io  # pylint: disable=import-outside-toplevel
+    from pipeline.pipeline import example_gen_io, statistics  # pylint: disable=import-outside-toplevel
 
     input_config, output_config = example_gen_io([("all", os.path.basename(h5_path))], 20)
     gen = FileBasedExampleGen(
         input_base=os.path.dirname(h5_path), input_config=input_config, output_config=output_config,
         custom_config=example_gen.make_custom_config(range(6), sources.H5_FILE),
         custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen.Executor)).with_id("ExampleGen")
-    stats = StatisticsGen(examples=gen.outputs["examples"]).with_id("StatisticsGen")
+    stats = statistics(gen.outputs["examples"])  # the pipeline's own StatisticsGen settings
     db = os.path.join(root, "metadata.sqlite")
     p = tfx_pipeline.Pipeline(pipeline_name="ingest_bench", pipeline_root=root, components=[gen, stats],
                               enable_cache=False, beam_pipeline_args=beam_args,

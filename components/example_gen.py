@@ -12,18 +12,26 @@ A bad image fails the run with a one-line `SignsDataError`, or with `bad_images=
 out and listed in `skipped-<split>.txt` inside the Examples artifact.
 
 Memory does not grow with the data set: sources are read a chunk or a file at a time, and each
-split streams from its reader to its TFRecord writer. TFX's own `WriteSplit` puts a `Reshuffle`
-(a GroupByKey) before the writer, which the DirectRunner holds whole in memory; `Do` writes
-without it. The work items (h5 chunks, image files, TFRecord files) are reshuffled instead: small
-descriptors, and the step that lets the runner spread reading over its workers.
+split streams from its reader to its files. TFX's `WriteSplit` holds the whole split in memory on
+the DirectRunner twice over: a `Reshuffle` (a GroupByKey) before the sink, and Beam's
+`WriteToTFRecord`, whose write step takes a side input and so cannot be fused with the step that
+makes the records. `WriteRecords` writes each bundle to a temporary gzip file instead, and a last
+step renames the files of the bundles that succeeded to `data_tfrecord-NNNNN-of-MMMMM.gz` (a
+retried bundle's partial file is never renamed). The work items (h5 chunks, image files, TFRecord
+files) are reshuffled instead of the records: small descriptors, and the step that lets the
+runner spread the reading over its workers.
 """
 
 import json
 import os
 import re
+import uuid
 from typing import Any, Dict, List, Sequence
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 import tensorflow as tf
 from google.protobuf import any_pb2, json_format, struct_pb2
 from tfx.components.example_gen import utils as example_gen_utils, write_split
@@ -175,6 +183,51 @@ def _report_skipped(skipped, directory, split_pattern: str) -> None:
         os.path.join(directory, f"skipped-{name}"), file_name_suffix=".txt", shard_name_template="")
 
 
+class _WriteBundles(beam.DoFn):
+    """Writes each bundle's serialized records to a temporary gzip TFRecord file; emits its path."""
+
+    def __init__(self, tmp_dir: str):
+        super().__init__()
+        self._tmp_dir = tmp_dir
+        self._writer, self._path = None, None
+
+    def start_bundle(self):
+        self._writer, self._path = None, None
+
+    def process(self, record: bytes):
+        if self._writer is None:
+            tf.io.gfile.makedirs(self._tmp_dir)
+            self._path = os.path.join(self._tmp_dir, f"{uuid.uuid4().hex}.gz")
+            self._writer = tf.io.TFRecordWriter(self._path, "GZIP")
+        self._writer.write(record)
+
+    def finish_bundle(self):
+        if self._writer is not None:
+            self._writer.close()
+            yield WindowedValue(self._path, MIN_TIMESTAMP, [GlobalWindow()])
+
+
+def _finalize(paths: List[str], split_dir: str, tmp_dir: str) -> int:
+    """Renames the finished bundles' files into the split, then drops the temporary directory."""
+    paths = sorted(paths)
+    for i, path in enumerate(paths):
+        tf.io.gfile.rename(path, os.path.join(
+            split_dir, f"{write_split.DEFAULT_FILE_NAME}-{i:05d}-of-{len(paths):05d}.gz"), overwrite=True)
+    if tf.io.gfile.exists(tmp_dir):
+        tf.io.gfile.rmtree(tmp_dir)
+    return len(paths)
+
+
+@beam.ptransform_fn
+def WriteRecords(records: beam.PCollection, split_dir: str) -> beam.PCollection:
+    """Writes serialized records as gzip TFRecord files into `split_dir`, streaming."""
+    tmp_dir = os.path.join(split_dir, f".tmp-{uuid.uuid4().hex}")
+    return (records
+            | "WriteBundles" >> beam.ParDo(_WriteBundles(tmp_dir))
+            | "Files" >> beam.combiners.ToList()
+            | "Finalize" >> beam.Map(_finalize, split_dir, tmp_dir))
+
+
 def _fail_if_empty(count: int, split: str, input_base: str) -> None:
     if count == 0:
         raise sources.SignsDataError(
@@ -198,7 +251,7 @@ class Executor(BaseExampleGenExecutor):
         return splits
 
     def Do(self, input_dict, output_dict, exec_properties):
-        """BaseExampleGenExecutor.Do, with each split streamed to its writer (no Reshuffle)."""
+        """BaseExampleGenExecutor.Do, with each split streamed to its files (`WriteRecords`)."""
         examples = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.EXAMPLES_KEY])
         exec_properties = dict(exec_properties, **{SKIPPED_DIR_KEY: examples.uri})
@@ -212,9 +265,7 @@ class Executor(BaseExampleGenExecutor):
             for name, split in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
                 _ = (split
                      | f"Serialize[{name}]" >> beam.Map(lambda example: example.SerializeToString())
-                     | f"Write[{name}]" >> beam.io.WriteToTFRecord(
-                         os.path.join(artifact_utils.get_split_uri([examples], name), write_split.DEFAULT_FILE_NAME),
-                         file_name_suffix=".gz"))
+                     | f"Write[{name}]" >> WriteRecords(artifact_utils.get_split_uri([examples], name)))
         payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
         if payload_format:
             examples_utils.set_payload_format(examples, payload_format)

@@ -3,6 +3,7 @@
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import tensorflow_model_analysis as tfma
+from tensorflow_data_validation.statistics.stats_options import StatsOptions
 from tfx.components import ExampleValidator, SchemaGen, StatisticsGen
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
@@ -22,6 +23,18 @@ from components.schema import CurateSchema
 from components.trainer import SignsTrainer
 
 TRAINER_RUN_FN = "trainer.task.run_fn"
+
+
+def statistics(examples) -> StatisticsGen:
+    """StatisticsGen whose memory does not grow with the data set.
+
+    TFDV's default top-k and unique-value counts group every distinct value of every string
+    feature, the PNG bytes of each image and each source id included, so the DirectRunner holds
+    them all in memory. The sketch-based generator (Misra-Gries and K-minimum-values) keeps a fixed
+    size summary per feature instead; its counts are estimates where values are many.
+    """
+    return StatisticsGen(examples=examples,
+                         stats_options=StatsOptions(use_sketch_based_topk_uniques=True)).with_id("StatisticsGen")
 
 
 def example_gen_io(input_splits: Sequence[Tuple[str, str]], eval_percent: int):
@@ -132,7 +145,7 @@ def create_pipeline(
         custom_executor_spec=executor_spec.BeamExecutorSpec(signs_example_gen.Executor),
     ).with_id("ExampleGen")
     # Per-split feature statistics, for the schema and for reviewing the data.
-    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"]).with_id("StatisticsGen")
+    statistics_gen = statistics(example_gen.outputs["examples"])
     if schema_path:
         # The user's curated schema, used as it is.
         schema_gen = ImportSchemaGen(schema_file=schema_path).with_id("SchemaImporter")
