@@ -1,13 +1,13 @@
 """Times ingestion: ExampleGen + StatisticsGen against a plain single-process Python loop.
 
-    python bench/ingest.py [--sizes 10000,30000] [--workdir /tmp/signs-ingest-bench] [--beam-arg ...]
+    python bench/ingest.py [--sizes 10000,100000] [--workdir /tmp/signs-ingest-bench] [--beam-arg ...]
 
 For each size N it writes N synthetic SIGNS-format 64x64 images into one h5 file (streamed, a
 chunk at a time), then, each in a fresh process:
 
 - `pipeline`: FileBasedExampleGen (our executor, split 80/20 by image hash) and StatisticsGen,
-  run by LocalDagRunner with the Beam arguments a real run would get (multi-processing DirectRunner
-  on all cores from `configs.MULTI_PROCESSING_FROM` images on; `--beam-arg` overrides);
+  run by LocalDagRunner with the Beam arguments a real run would get (`configs.LOCAL_BEAM_ARGS`:
+  the DirectRunner in-process with a worker thread per core; `--beam-arg` overrides);
 - `loop`: one Python loop that reads the same h5 in chunks and writes the same gzip TFRecords
   (PNG image, label, source, split by the same hash), no Beam.
 
@@ -140,7 +140,7 @@ def measure(kind: str, h5_path: str, out: str, beam_args: list) -> dict:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", default="10000,30000", help="comma-separated image counts (up to 100000)")
+    p.add_argument("--sizes", default="10000,100000", help="comma-separated image counts (up to 100000)")
     p.add_argument("--workdir", default="/tmp/signs-ingest-bench")
     p.add_argument("--beam-arg", action="append", default=[], dest="beam_args")
     p.add_argument("--child", choices=("pipeline", "loop"), help=argparse.SUPPRESS)
@@ -160,7 +160,7 @@ def main(argv=None) -> None:
         h5_path = os.path.join(args.workdir, f"n{n}", "bench_signs.h5")
         os.makedirs(os.path.dirname(h5_path), exist_ok=True)
         write_h5(h5_path, n)
-        beam_args = configs.beam_pipeline_args(tuple(args.beam_args), n)
+        beam_args = configs.beam_pipeline_args(tuple(args.beam_args))
         stamp = time.strftime("%H%M%S")
         tfx = measure("pipeline", h5_path, os.path.join(args.workdir, f"n{n}", f"tfx-{stamp}"), beam_args)
         loop = measure("loop", h5_path, os.path.join(args.workdir, f"n{n}", f"loop-{stamp}"), [])
@@ -179,6 +179,10 @@ def main(argv=None) -> None:
               f"loop time {l1['seconds'] / l0['seconds']:.2f}x, pipeline peak memory "
               f"{t1['tree_rss_mb'] / t0['tree_rss_mb']:.2f}x, loop peak memory "
               f"{l1['tree_rss_mb'] / l0['tree_rss_mb']:.2f}x")
+        per_image = (t1["seconds"] / n1) / (t0["seconds"] / n0)
+        print(f"pipeline cost per image at {n1} / at {n0}: {per_image:.2f} (linear if <= 1.3); "
+              f"peak memory {t1['tree_rss_mb'] / t0['tree_rss_mb']:.2f}x (<= 1.5); throughput at {n1}: "
+              f"{l1['seconds'] / t1['seconds']:.2f}x the plain loop's (>= 1.0)")
 
 
 if __name__ == "__main__":

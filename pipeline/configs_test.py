@@ -72,16 +72,13 @@ def test_bad_data_flags_are_refused(argv, capsys):
 
 
 def test_beam_args_defaults_and_user_overrides():
-    small, big = configs.MULTI_PROCESSING_FROM - 1, configs.MULTI_PROCESSING_FROM
-    assert configs.beam_pipeline_args((), small) == ["--direct_running_mode=in_memory"]
-    assert configs.beam_pipeline_args((), big) == [
-        "--direct_running_mode=multi_processing", "--direct_num_workers=0"]
-    assert configs.beam_pipeline_args(("--direct_num_workers=2",), big) == [
-        "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
-    assert configs.beam_pipeline_args(("--direct_running_mode=in_memory",), big) == [
-        "--direct_num_workers=0", "--direct_running_mode=in_memory"]
+    assert configs.beam_pipeline_args(()) == ["--direct_running_mode=in_memory", "--direct_num_workers=0"]
+    assert configs.beam_pipeline_args(("--direct_num_workers=2",)) == [
+        "--direct_running_mode=in_memory", "--direct_num_workers=2"]
+    assert configs.beam_pipeline_args(("--direct_running_mode=multi_processing",)) == [
+        "--direct_num_workers=0", "--direct_running_mode=multi_processing"]
     flink = ("--runner=FlinkRunner", "--flink_master=localhost:8081")
-    assert configs.beam_pipeline_args(flink, big) == list(flink)
+    assert configs.beam_pipeline_args(flink) == list(flink)
 
 
 def test_every_training_knob_has_a_flag(tmp_path):

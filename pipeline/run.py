@@ -48,7 +48,7 @@ def run_locally(config: configs.PipelineConfig) -> int:
         print(f"No --data given: using the {data_text}. Pass --data for real photos.", flush=True)
     else:
         print(f"Data: {data_text}", flush=True)
-    beam_args = configs.beam_pipeline_args(config.beam_args, n_images)
+    beam_args = configs.beam_pipeline_args(config.beam_args)
     print(f"Beam: {' '.join(beam_args)} (about {n_images} images)", flush=True)
 
     from tfx.orchestration import metadata  # pylint: disable=import-outside-toplevel
