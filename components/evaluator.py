@@ -31,14 +31,22 @@ class BaselineAwareEvaluatorSpec(standard_component_specs.EvaluatorSpec):
 
 
 def apply_thresholds(eval_config_json: str, min_accuracy: float, min_improvement: float) -> str:
-    """Sets the accuracy metric's value and change thresholds in an EvalConfig (JSON)."""
+    """Sets the accuracy metric's value and change thresholds in an EvalConfig (JSON).
+
+    They apply to the overall slice only. A plain `threshold` would apply to every slice, so each
+    class's accuracy (the by-label slices) would have to pass the bar as well.
+    """
     config = json.loads(eval_config_json)
     for spec in config.get("metrics_specs", []):
         for metric in spec.get("metrics", []):
             if metric.get("class_name") == "SparseCategoricalAccuracy":
-                metric["threshold"] = {
-                    "value_threshold": {"lower_bound": float(min_accuracy)},
-                    "change_threshold": {"direction": "HIGHER_IS_BETTER", "absolute": float(min_improvement)}}
+                metric.pop("threshold", None)
+                metric["per_slice_thresholds"] = [{
+                    "slicing_specs": [{}],  # the overall slice
+                    "threshold": {
+                        "value_threshold": {"lower_bound": float(min_accuracy)},
+                        "change_threshold": {"direction": "HIGHER_IS_BETTER",
+                                             "absolute": float(min_improvement)}}}]
     return json.dumps(config)
 
 
