@@ -29,7 +29,9 @@ def _thresholds(uri: str) -> List[Dict[str, Any]]:
     found = []
     for spec in config.get("metricsSpecs", []):
         for metric in spec.get("metrics", []):
-            threshold = metric.get("threshold", {})
+            # the overall-slice threshold the Evaluator writes (or a plain one, for every slice)
+            per_slice = [t.get("threshold", {}) for t in metric.get("perSliceThresholds", [])]
+            threshold = metric.get("threshold") or (per_slice[0] if per_slice else {})
             name = _snake(metric["className"])
             value = threshold.get("valueThreshold", {})
             if "lowerBound" in value:

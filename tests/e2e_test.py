@@ -61,6 +61,7 @@ def test_first_run_succeeds_and_summarises(first_run):
         assert f"{name} done" in out  # progress
     assert "signs-pipeline run summary" in out
     assert "eval accuracy:" in out and "blessed:       YES" in out
+    assert "passes the bar >= 0." in out  # the deciding threshold is named
     assert "pushed model:" in out
 
 
