@@ -118,7 +118,7 @@ def run_arm(arm: str, pattern: str, n: int, epochs: int, changes: dict) -> dict:
         model.fit(x, y, batch_size=config.batch_size, epochs=epochs, callbacks=[times], verbose=0)
         return {"seconds": times.seconds, "batch_size": config.batch_size}
     devices = task.resolve_devices(config)
-    ds = data.make_dataset(data.in_memory_accessor(), [pattern], signs_schema(range(6)),
+    ds = data.make_dataset(data.records_accessor(), [pattern], signs_schema(range(6)),
                            config.batch_size * devices.replicas, training=True, config=config, n_examples=n,
                            autotune=devices.input_autotune if autotune is None else autotune)
     with task.dtype_policy(devices.precision), devices.strategy.scope():

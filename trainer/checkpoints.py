@@ -92,6 +92,7 @@ class TrainingState(keras.callbacks.Callback):
         self.resumed_from: Optional[int] = None
         self._best_in_memory = None
         self._epoch_start = 0.0
+        self._weights_file: Optional[str] = None  # the newest checkpoint's weights, in `directory`
 
     # -- resuming ------------------------------------------------------------------------------
     def _path(self, name: str) -> str:
@@ -110,6 +111,7 @@ class TrainingState(keras.callbacks.Callback):
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         model.load_weights(self._path(saved["weights"]))
+        self._weights_file = saved["weights"]
         self.history, self.wait, self.stopped = saved["history"], saved["wait"], saved["stopped"]
         self.best_value, self.best_epoch = saved["best_value"], saved["best_epoch"]
         self.resumed_from = saved["epoch"]
@@ -151,18 +153,12 @@ class TrainingState(keras.callbacks.Callback):
         tf.io.gfile.makedirs(self.directory)
         weights = f"epoch-{epoch}.weights.h5"
         _save_weights(self.model, self._path(weights))
-        previous = self._read_state()
         _write_json(self._path(STATE_FILE), {
             "epoch": epoch, "weights": weights, "history": self.history, "wait": self.wait,
             "stopped": self.stopped, "best_value": self.best_value, "best_epoch": self.best_epoch})
-        if previous and previous["weights"] != weights and tf.io.gfile.exists(self._path(previous["weights"])):
-            tf.io.gfile.remove(self._path(previous["weights"]))
-
-    def _read_state(self) -> Optional[Dict[str, Any]]:
-        if not tf.io.gfile.exists(self._path(STATE_FILE)):
-            return None
-        with tf.io.gfile.GFile(self._path(STATE_FILE)) as f:
-            return json.load(f)
+        previous, self._weights_file = self._weights_file, weights
+        if previous and previous != weights and tf.io.gfile.exists(self._path(previous)):
+            tf.io.gfile.remove(self._path(previous))
 
     # -- the end -------------------------------------------------------------------------------
     @property

@@ -134,7 +134,7 @@ def make_dataset(data_accessor, file_patterns: List[str], schema, batch_size: in
     return ds
 
 
-def in_memory_accessor():
+def records_accessor():
     """A data accessor for gzip TFRecords of tf.Example outside a TFX run (benchmarks, tests).
 
     It is TFX's own: the factory the Trainer gets for an Examples artifact, built here for

@@ -25,7 +25,7 @@ def records(tmp_path_factory):
 
 def _batches(records, training, **changes):
     config = TrainConfig(seed=1).replace(**changes)
-    ds = data.make_dataset(data.in_memory_accessor(), [records], signs_schema(range(6)), 8,
+    ds = data.make_dataset(data.records_accessor(), [records], signs_schema(range(6)), 8,
                            training=training, config=config, n_examples=N)
     return [(x.numpy(), y.numpy()) for x, y in ds]
 
@@ -41,7 +41,7 @@ def test_eval_batches_keep_the_order_and_the_pixels(records):
 
 def test_training_shuffles_each_epoch_and_keeps_labels_with_images(records):
     config = TrainConfig(seed=1, augment=False)
-    ds = data.make_dataset(data.in_memory_accessor(), [records], signs_schema(range(6)), 8,
+    ds = data.make_dataset(data.records_accessor(), [records], signs_schema(range(6)), 8,
                            training=True, config=config, n_examples=N)
     orders = []
     for _ in range(2):
