@@ -1,17 +1,17 @@
 """LatestServedModel: the model now serving, read from the push destination, as the baseline.
 
 An ordinary component rather than `tfx.dsl.Resolver`, so open-source Kubeflow Pipelines (which
-runs only container and importer executors) can run it too.
+runs only container and importer executors) can run it too. The serving directory may be a local
+path or an object-store URL (`components.storage`).
 """
 
 import os
-import shutil
 
 from tfx.dsl.component.experimental.annotations import OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Model
 
-from components import serving
+from components import serving, storage
 
 ABSENT = "absent"  # int custom property: 1 when nothing is served yet (the first run)
 
@@ -32,7 +32,7 @@ def LatestServedModel(serving_dir: Parameter[str], serving_state: Parameter[str]
     if version is None:
         baseline.set_int_custom_property(ABSENT, 1)
         return
-    shutil.copytree(serving.version_dir(serving_dir, version), os.path.join(baseline.uri, "Format-Serving"))
+    storage.download_tree(serving.version_dir(serving_dir, version), os.path.join(baseline.uri, "Format-Serving"))
     baseline.set_int_custom_property(ABSENT, 0)
     baseline.set_int_custom_property("served_version", version)
     baseline.set_string_custom_property("served_from", serving.version_dir(serving_dir, version))

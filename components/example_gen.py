@@ -41,7 +41,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components import sources
+from components import sources, storage
 
 DEFAULT_CLASSES = (0, 1, 2, 3, 4, 5)
 BAD_IMAGE_POLICIES = ("fail", "skip")  # what a bad image among good ones does to the run
@@ -148,8 +148,8 @@ def SignsToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], spl
     settings = read_settings(exec_properties)
     kind, classes = settings["kind"], settings["classes"]
     if split_pattern.endswith(".h5"):
-        path = os.path.join(input_base, split_pattern)
-        if not os.path.exists(path):
+        path = storage.join(input_base, split_pattern)
+        if not storage.exists(path):
             raise sources.SignsDataError(f"{path}: no such file")
         n = sources.check_h5(path, classes)
         chunks = [(path, i, min(i + sources.H5_CHUNK, n)) for i in range(0, n, sources.H5_CHUNK)]
@@ -161,7 +161,7 @@ def SignsToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], spl
         if kind == sources.IMAGE_FOLDER:
             items = sources.list_image_folder(input_base, classes)
         elif kind == sources.TFRECORDS:
-            items = sources.list_tfrecord_files(os.path.join(input_base, split_pattern))
+            items = sources.list_tfrecord_files(storage.join(input_base, split_pattern))
         else:
             raise ValueError(f"split pattern {split_pattern!r} does not fit a {kind!r} source")
         read = (pipeline

@@ -1,7 +1,16 @@
 """The serving directory in TF Serving layout: `<serving_dir>/<integer version>/saved_model.pb`.
 
-Pushes are atomic (copied aside, then renamed into place), never overwrite or delete a version
-unless `keep_last` asks for it, and two pushers racing each get a version of their own.
+The serving directory is a local path or an object-store URL (`components.storage`). A version
+counts once its `saved_model.pb` is there, and that file is always written last:
+
+- on a local disk, a push is copied aside and renamed into place (rename(2) is atomic and fails
+  if another pusher took that version first);
+- on an object store, a push first claims its version with a create-only write of
+  `<version>/push_info.json` (S3 `If-None-Match`, GCS `ifGenerationMatch=0`), then copies the
+  model's files, `saved_model.pb` last.
+
+So no reader ever sees a half-written version, no version is ever overwritten, and two pushers
+racing each get a version of their own. Versions are deleted only when `keep_last` asks for it.
 """
 
 import json
@@ -11,18 +20,18 @@ import time
 import uuid
 from typing import Dict, List, Optional
 
+from components import storage
+
 PUSH_INFO = "push_info.json"  # written into each version: where the model came from
+SAVED_MODEL = "saved_model.pb"
 
 
 def list_versions(serving_dir: str) -> List[int]:
     """Complete versions (integer directories holding saved_model.pb), oldest first."""
-    if not os.path.isdir(serving_dir):
+    if not storage.isdir(serving_dir):
         return []
-    versions = []
-    for name in os.listdir(serving_dir):
-        if name.isdigit() and os.path.exists(os.path.join(serving_dir, name, "saved_model.pb")):
-            versions.append(int(name))
-    return sorted(versions)
+    return sorted(int(name) for name in storage.listdir(serving_dir)
+                  if name.isdigit() and storage.exists(storage.join(serving_dir, name, SAVED_MODEL)))
 
 
 def newest_version(serving_dir: str) -> Optional[int]:
@@ -31,14 +40,13 @@ def newest_version(serving_dir: str) -> Optional[int]:
 
 
 def version_dir(serving_dir: str, version: int) -> str:
-    return os.path.join(serving_dir, str(version))
+    return storage.join(serving_dir, str(version))
 
 
 def push_info(serving_dir: str, version: int) -> Dict:
     """The push record of a version ({} for versions pushed by something else)."""
     try:
-        with open(os.path.join(version_dir(serving_dir, version), PUSH_INFO)) as f:
-            return json.load(f)
+        return json.loads(storage.read_bytes(storage.join(version_dir(serving_dir, version), PUSH_INFO)))
     except (OSError, ValueError):
         return {}
 
@@ -48,32 +56,47 @@ def state(serving_dir: str) -> str:
     return "versions=" + ",".join(str(v) for v in list_versions(serving_dir))
 
 
+def _info(info: Dict, version: int) -> bytes:
+    return json.dumps(dict(info, version=version, pushed_at=time.strftime("%Y-%m-%dT%H:%M:%S"))).encode()
+
+
 def push(model_dir: str, serving_dir: str, info: Dict, keep_last: int = 0) -> int:
     """Copies a SavedModel into the next free version of `serving_dir`; returns that version.
 
     Args:
-      model_dir: the SavedModel directory to push.
-      serving_dir: the TF Serving base directory; created if missing.
+      model_dir: the local SavedModel directory to push.
+      serving_dir: the TF Serving base directory, a path or a gs://, s3://, minio:// URL.
       info: facts about the model, stored as `push_info.json` in the version.
       keep_last: if > 0, versions older than the newest `keep_last` are then deleted.
 
     Returns:
       The new version number (1 for the first push).
     """
-    if not os.path.exists(os.path.join(model_dir, "saved_model.pb")):
+    if not os.path.exists(os.path.join(model_dir, SAVED_MODEL)):
         raise FileNotFoundError(f"{model_dir}: no saved_model.pb to push")
+    if storage.is_remote(serving_dir):
+        version = _push_to_store(model_dir, serving_dir, info)
+    else:
+        version = _push_to_disk(model_dir, serving_dir, info)
+    if keep_last > 0:
+        for old in list_versions(serving_dir)[:-keep_last]:
+            storage.remove(version_dir(serving_dir, old))
+    return version
+
+
+def _push_to_disk(model_dir: str, serving_dir: str, info: Dict) -> int:
     os.makedirs(serving_dir, exist_ok=True)
     staging = os.path.join(serving_dir, f".staging-{uuid.uuid4().hex}")
     shutil.copytree(model_dir, staging)
     try:
         version = (newest_version(serving_dir) or 0) + 1
         while True:
-            with open(os.path.join(staging, PUSH_INFO), "w") as f:
-                json.dump(dict(info, version=version, pushed_at=time.strftime("%Y-%m-%dT%H:%M:%S")), f)
+            with open(os.path.join(staging, PUSH_INFO), "wb") as f:
+                f.write(_info(info, version))
             try:
                 # rename(2) is atomic and fails if another pusher took this version first.
                 os.rename(staging, version_dir(serving_dir, version))
-                break
+                return version
             except OSError:
                 if not os.path.exists(version_dir(serving_dir, version)):
                     raise
@@ -81,7 +104,22 @@ def push(model_dir: str, serving_dir: str, info: Dict, keep_last: int = 0) -> in
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if keep_last > 0:
-        for old in list_versions(serving_dir)[:-keep_last]:
-            shutil.rmtree(version_dir(serving_dir, old))
+
+
+def _push_to_store(model_dir: str, serving_dir: str, info: Dict) -> int:
+    version = (newest_version(serving_dir) or 0) + 1
+    # A claimed version may be a push in progress, or one killed part-way: either way not ours.
+    while not storage.create_only(storage.join(version_dir(serving_dir, version), PUSH_INFO),
+                                  _info(info, version)):
+        version += 1
+    target = version_dir(serving_dir, version)
+    try:
+        storage.upload_tree(model_dir, target, last=(SAVED_MODEL,))
+    except BaseException:
+        # Without saved_model.pb the version is invisible; drop what was copied, if we still can.
+        try:
+            storage.remove(target)
+        except storage.StorageError:
+            pass
+        raise
     return version

@@ -5,11 +5,13 @@ record index for h5) and what is wrong, so the runner can stop with that line al
 """
 
 import io
-import os
+import posixpath
 import re
 from typing import Iterator, Sequence
 
 import numpy as np
+
+from components import storage
 
 IMAGE_SIZE = 64  # SIGNS images are 64x64 RGB
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -32,7 +34,7 @@ def h5_keys(path: str) -> tuple[str, str]:
     import h5py  # pylint: disable=import-outside-toplevel
 
     try:
-        with h5py.File(path, "r") as f:
+        with h5py.File(storage.local_copy(path), "r") as f:
             names = sorted(f.keys())
     except OSError as e:
         raise SignsDataError(f"{path}: not a readable HDF5 file ({e})") from e
@@ -48,7 +50,7 @@ def check_h5(path: str, classes: Sequence[int]) -> int:
     import h5py  # pylint: disable=import-outside-toplevel
 
     x_key, y_key = h5_keys(path)
-    with h5py.File(path, "r") as f:
+    with h5py.File(storage.local_copy(path), "r") as f:
         x, y = f[x_key], f[y_key]
         if x.ndim != 4 or x.shape[3] != 3 or x.dtype != np.uint8:
             raise SignsDataError(
@@ -74,24 +76,24 @@ def read_h5_chunk(path: str, start: int, stop: int) -> Iterator[tuple[np.ndarray
     import h5py  # pylint: disable=import-outside-toplevel
 
     x_key, y_key = h5_keys(path)
-    with h5py.File(path, "r") as f:
+    with h5py.File(storage.local_copy(path), "r") as f:
         x, y = f[x_key][start:stop], f[y_key][start:stop]
-    name = os.path.basename(path)
+    name = posixpath.basename(path)
     for i, (image, label) in enumerate(zip(x, y)):
         yield _to_signs_size(image), int(label), f"{name}[{start + i}]"
 
 
 def list_image_folder(root: str, classes: Sequence[int]) -> list[tuple[str, int]]:
     """Lists (path, label) for every image under `root/<label>/`, for the labels in `classes`."""
-    if not os.path.isdir(root):
+    if not storage.isdir(root):
         raise SignsDataError(f"{root}: not a directory")
     found = []
     for label in classes:
-        folder = os.path.join(root, str(label))
-        if not os.path.isdir(folder):
+        folder = storage.join(root, str(label))
+        if not storage.isdir(folder):
             raise SignsDataError(f"{folder}: missing class folder for label {label}")
-        files = sorted(os.listdir(folder))
-        images = [os.path.join(folder, n) for n in files if n.lower().endswith(IMAGE_EXTENSIONS)]
+        files = storage.listdir(folder)
+        images = [storage.join(folder, n) for n in files if n.lower().endswith(IMAGE_EXTENSIONS)]
         if not images:
             raise SignsDataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) for label {label}")
         found.extend((p, label) for p in images)
@@ -101,10 +103,9 @@ def list_image_folder(root: str, classes: Sequence[int]) -> list[tuple[str, int]
 def read_image_file(path: str) -> np.ndarray:
     """Decodes any image file into SIGNS form: EXIF-upright, RGB, 64x64 uint8."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = storage.read_bytes(path)
     except OSError as e:
-        raise SignsDataError(f"{path}: unreadable ({e.strerror})") from e
+        raise SignsDataError(f"{path}: unreadable ({e.strerror or e})") from e
     if not data:
         raise SignsDataError(f"{path}: empty file (0 bytes)")
     return decode_image(data, path)
@@ -132,9 +133,7 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
 
 def list_tfrecord_files(pattern: str) -> list[str]:
     """Lists the TFRecord files matching a glob pattern, sorted; errors if there are none."""
-    import glob  # pylint: disable=import-outside-toplevel
-
-    files = sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
+    files = [p for p in storage.glob(pattern) if storage.isfile(p)]
     if not files:
         raise SignsDataError(f"{pattern}: no TFRecord files")
     return files
@@ -149,9 +148,9 @@ def read_tfrecord_file(path: str) -> Iterator[tuple[bytes, str, str]]:
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    name = os.path.basename(path)
+    name = posixpath.basename(path)
     compression = "GZIP" if path.endswith(".gz") else ""
-    records = tf.data.TFRecordDataset(path, compression_type=compression).as_numpy_iterator()
+    records = tf.data.TFRecordDataset(storage.local_copy(path), compression_type=compression).as_numpy_iterator()
     index = 0
     while True:
         try:

@@ -1,16 +1,28 @@
 """Compiles the SIGNS pipeline into a KFP 2.x PipelineSpec (pipeline.yaml) for open-source Kubeflow."""
 
+import copy
 import dataclasses
 import os
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import yaml
 
 from pipeline import data_source
 
+# Pipeline roots the open-source backend takes (`backend/src/v2/objectstore/config.go`), less
+# mem://, which keeps nothing a later run or a serving cluster could read.
+ROOT_SCHEMES = ("gs://", "s3://", "minio://")
+DEFAULT_PIPELINE_ROOT = "minio://mlpipeline/v2/artifacts"  # KFP's default install
+DEFAULT_MINIO_ENDPOINT = "http://minio-service.kubeflow:9000"
+# KFP's default install keeps its MinIO credentials in this secret (keys accesskey, secretkey).
+DEFAULT_MINIO_SECRET = "mlpipeline-minio-artifact"
+ENTRYPOINT = ["python", "-m", "kubeflow.entrypoint"]
+FINGERPRINT = "data_fingerprint"  # ExampleGen's cache key: what is under data_root (see submit)
+
 # Runtime parameters of the compiled pipeline: (type, default); one package serves many runs.
 RUNTIME_PARAMETERS = {
     "data_root": (str, None),  # default: <pipeline-root>/data
+    FINGERPRINT: (str, ""),  # set by `submit` from the data root's listing
     "epochs": (int, 10),
     "min_accuracy": (float, 0.9),
     "min_improvement": (float, 0.0),
@@ -31,7 +43,7 @@ class CompileConfig:
 
     output: str = "pipeline.yaml"  # the PipelineSpec to write
     image: str = "signs-pipeline:0.1.0"  # container image every task runs
-    pipeline_root: str = "/mnt/signs-pipeline"  # gs://, s3:// or a path mounted in every pod
+    pipeline_root: str = DEFAULT_PIPELINE_ROOT  # gs://, s3:// or minio://
     data_root: str = ""  # default of the data_root parameter; "" = <pipeline-root>/data
     source_kind: str = "h5_pair"  # h5_pair (train_signs.h5 + test_signs.h5) or image_folder
     classes: Tuple[int, ...] = (0, 1, 2, 3, 4, 5)
@@ -42,10 +54,36 @@ class CompileConfig:
     trainer_cpu: str = "8"
     trainer_memory: str = "32G"
     beam_args: Tuple[str, ...] = ()
+    minio_endpoint: str = DEFAULT_MINIO_ENDPOINT  # for minio:// roots
+    s3_endpoint: str = ""  # for s3:// roots on another S3 service than AWS's
+    credentials_secret: Optional[str] = None  # None: KFP's MinIO secret for minio:// roots
 
     @property
     def serving_dir(self) -> str:
-        return os.path.join(self.pipeline_root, "serving_model")
+        return _join(self.pipeline_root, "serving_model")
+
+    @property
+    def secret(self) -> str:
+        if self.credentials_secret is not None:
+            return self.credentials_secret
+        return DEFAULT_MINIO_SECRET if self.pipeline_root.startswith("minio://") else ""
+
+
+class CompileError(ValueError):
+    """A setting the open-source KFP backend would refuse; one line."""
+
+
+def _join(root: str, *parts: str) -> str:
+    return "/".join([root.rstrip("/"), *parts])
+
+
+def check_root(root: str) -> None:
+    """Raises CompileError unless the backend takes `root` and it can hold the serving dir."""
+    if root.startswith("mem://"):
+        raise CompileError(f"--pipeline-root {root}: mem:// keeps nothing after the run; use gs://, s3:// or minio://")
+    if not root.startswith(ROOT_SCHEMES) or len(root.split("://", 1)[1].strip("/")) == 0:
+        raise CompileError(f"--pipeline-root {root!r}: the KFP backend takes only gs://BUCKET/..., "
+                           f"s3://BUCKET/... or minio://BUCKET/... roots")
 
 
 def _resources(cpu: str, memory: str, gpus: int = 0, accelerator: str = ""):
@@ -76,17 +114,18 @@ def build(config: CompileConfig) -> Dict[str, Any]:
     from pipeline.pipeline import create_pipeline  # pylint: disable=import-outside-toplevel
     from trainer.config import TrainConfig  # pylint: disable=import-outside-toplevel
 
+    check_root(config.pipeline_root)
     defaults = dict(RUNTIME_PARAMETERS)
-    defaults["data_root"] = (str, config.data_root or os.path.join(config.pipeline_root, "data"))
+    defaults["data_root"] = (str, config.data_root or _join(config.pipeline_root, "data"))
     params = {name: data_types.RuntimeParameter(name=name, ptype=ptype, default=default)
-              for name, (ptype, default) in defaults.items()}
+              for name, (ptype, default) in defaults.items() if name != FINGERPRINT}
     tfx_pipeline = create_pipeline(
         pipeline_name=configs.PIPELINE_NAME, pipeline_root=config.pipeline_root,
         data_root=params["data_root"], input_splits=INPUT_SPLITS[config.source_kind],
         source_kind=config.source_kind, classes=config.classes,
         eval_percent=20, train_config=TrainConfig(
             num_classes=max(config.classes) + 1,
-            checkpoint_root=os.path.join(config.pipeline_root, "checkpoints")).to_dict(),
+            checkpoint_root=_join(config.pipeline_root, "checkpoints")).to_dict(),
         epochs=params["epochs"], min_accuracy=params["min_accuracy"],
         min_improvement=params["min_improvement"], serving_dir=config.serving_dir,
         beam_pipeline_args=list(config.beam_args), enable_cache=True)
@@ -101,39 +140,78 @@ def build(config: CompileConfig) -> Dict[str, Any]:
         default_image=config.image, use_pipeline_spec_2_1=True)
     job = kubeflow_v2_dag_runner.KubeflowV2DagRunner(runner_config).run(tfx_pipeline, write_out=False)
     spec = job["pipelineSpec"]
+    spec["root"]["inputDefinitions"]["parameters"][FINGERPRINT] = {"parameterType": "STRING"}
     for name, definition in spec["root"]["inputDefinitions"]["parameters"].items():
         definition["defaultValue"] = defaults[name][1]  # the PipelineJob's runtimeConfig is not submitted
         definition["isOptional"] = True
-    return _for_open_source_kfp(spec)
+    spec["defaultPipelineRoot"] = config.pipeline_root
+    return _for_open_source_kfp(spec, config)
 
 
-def _for_open_source_kfp(spec: Dict[str, Any]) -> Dict[str, Any]:
+def _for_open_source_kfp(spec: Dict[str, Any], config: CompileConfig) -> Dict[str, Any]:
     """Adapts TFX's (Vertex-minded) spec to what the open-source KFP backend runs.
 
+    - Every task runs `kubeflow.entrypoint`, which takes the executor input the open-source
+      launcher really sends (see that module), instead of TFX's own entrypoint.
     - FileBasedExampleGen's driver is a `lifecycle.preCacheCheck` hook, which open-source KFP
-      never runs; our ExampleGen executor needs no driver, so the hook is dropped.
+      never runs; our ExampleGen executor needs no driver, so the hook is dropped. TFX does not
+      copy its platform config either: every task without resources gets the default ones.
+    - ExampleGen takes the `data_fingerprint` parameter, so KFP's cache key (the parameter values)
+      changes when the files under data_root do.
     - LatestServedModel reads the serving directory, which changes between runs with the same
       inputs: it must never be answered from KFP's cache.
+    - The store's endpoint goes into every task's environment, and its credentials come from a
+      Kubernetes secret (a platform spec, the package's second YAML document).
     """
+    env = [{"name": "SIGNS_MINIO_ENDPOINT", "value": config.minio_endpoint}]
+    if config.s3_endpoint:
+        env.append({"name": "SIGNS_S3_ENDPOINT", "value": config.s3_endpoint})
+    default_resources = _resources(config.cpu, config.memory)
+    from google.protobuf import json_format  # pylint: disable=import-outside-toplevel
     for executor in spec["deploymentSpec"]["executors"].values():
-        executor.get("container", {}).pop("lifecycle", None)
-    spec["root"]["dag"]["tasks"]["LatestServedModel"]["cachingOptions"] = {"enableCache": False}
+        container = executor.get("container")
+        if container is None:
+            continue
+        container.pop("lifecycle", None)
+        container["command"] = list(ENTRYPOINT)
+        container.setdefault("resources", json_format.MessageToDict(default_resources))
+        container["env"] = [e for e in container.get("env", []) if e["name"] not in {v["name"] for v in env}] + env
+    tasks = spec["root"]["dag"]["tasks"]
+    tasks["LatestServedModel"]["cachingOptions"] = {"enableCache": False}
+    tasks["ExampleGen"]["inputs"]["parameters"][FINGERPRINT] = {"componentInputParameter": FINGERPRINT}
+    example_gen = spec["components"][tasks["ExampleGen"]["componentRef"]["name"]]
+    example_gen["inputDefinitions"]["parameters"][FINGERPRINT] = {"parameterType": "STRING"}
+    if config.secret:
+        secret = {"secretAsEnv": [{"secretName": config.secret, "keyToEnv": [
+            {"secretKey": "accesskey", "envVar": "AWS_ACCESS_KEY_ID"},
+            {"secretKey": "secretkey", "envVar": "AWS_SECRET_ACCESS_KEY"}]}]}
+        spec[PLATFORM_KEY] = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {
+            label: copy.deepcopy(secret) for label, e in spec["deploymentSpec"]["executors"].items() if "container" in e}}}}}
     return spec
 
 
+PLATFORM_KEY = "_platform_spec"  # held beside the PipelineSpec in memory; its own YAML document on disk
+
+
 def write(spec: Dict[str, Any], path: str) -> str:
-    """Writes a PipelineSpec dict as the YAML package that `kfp.Client` accepts."""
+    """Writes the package `kfp.Client` accepts: the PipelineSpec, then its platform spec, if any."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    pipeline_spec = {k: v for k, v in spec.items() if k != PLATFORM_KEY}
+    documents = [pipeline_spec] + ([spec[PLATFORM_KEY]] if PLATFORM_KEY in spec else [])
     with open(path, "w") as f:
         f.write("# signs-pipeline: compiled by `python kubeflow/runner.py compile`\n")
-        yaml.safe_dump(spec, f, sort_keys=True)
+        yaml.safe_dump_all(documents, f, sort_keys=True)
     return path
 
 
 def load(path: str) -> Dict[str, Any]:
-    """Reads a compiled package (the PipelineSpec YAML)."""
+    """Reads a compiled package (the PipelineSpec YAML, and its platform spec if it has one)."""
     with open(path) as f:
-        return yaml.safe_load(f)
+        documents = [d for d in yaml.safe_load_all(f) if d]
+    spec = documents[0]
+    if len(documents) > 1:
+        spec[PLATFORM_KEY] = documents[1]
+    return spec
 
 
 _CASTS = {"NUMBER_INTEGER": int, "NUMBER_DOUBLE": float, "STRING": str, "BOOLEAN": lambda v: v.lower() in ("1", "true", "yes")}

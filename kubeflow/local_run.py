@@ -1,22 +1,41 @@
-"""Runs a compiled package (PipelineSpec YAML) on this machine, task by task, as the KFP v2
-launcher would in a cluster: same executor input, same container command and arguments.
+"""Runs a compiled package on this machine, task by task, as open-source KFP 2.x runs it in a cluster.
 
-For each task, in dependency order: resolve its parameters (constants, pipeline parameters) and
-input artifacts (upstream outputs), allocate its output artifacts under the work dir, write the
-ExecutorInput JSON into the container's `{{$}}` argument, run the container's command here (its
-`python` is this interpreter), then read the task's ExecutorOutput for the artifacts' metadata.
-Only container executors are supported, as on open-source KFP; a lifecycle hook (FileBasedExampleGen's
-driver) is not run, as open-source KFP does not run it.
+For each task, in dependency order, this plays the backend's driver and launcher
+(kubeflow/pipelines `backend/src/v2/driver` and `component/launcher_v2.go`):
+
+- **driver:** parameters from constants and pipeline parameters; input artifacts from upstream
+  outputs as the metadata client returns them (`name` = an MLMD id, `type: {instanceSchema: ""}`,
+  metadata = the custom properties plus `display_name` and `store_session_info`); output artifacts
+  at `<root>/<pipeline>/<run id>/<task>/<salt>/<output>` with their spec types, plus the
+  `executor-logs` output (`system.Artifact`); `outputFile` at the task root's local path.
+- **launcher:** downloads every input artifact from the object store to its local path
+  (`/minio/...`, `/s3/...`, `/gcs/...`, under `--work-dir` here), makes the outputs' parent
+  folders, runs the container's command with the ExecutorInput for `{{$}}` (its `python` is this
+  interpreter), writes the task's output to `executor-logs`, merges the ExecutorOutput into the
+  outputs (a URI there replaces the remote one), and uploads each output from its local path.
+
+The object store is real: the store the package's root names (reached as `components.storage`
+reaches it), or with `--local-store` a stand-in server started here on 127.0.0.1 (moto's S3 for
+`minio://` and `s3://` roots, gcp-storage-emulator for `gs://`). Not played: KFP's cache, retries,
+and Kubernetes itself (images, resources, secrets).
 """
 
+import contextlib
+import itertools
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List
+import uuid
+from typing import Any, Dict, Iterator, List, Optional
 
 from kubeflow import compile as kfp_compile
+from kubeflow import entrypoint
+
+EXECUTOR_LOGS = entrypoint.EXECUTOR_LOGS
+_MLMD_IDS = itertools.count(1001)
 
 
 class PackageError(Exception):
@@ -38,36 +57,46 @@ def task_order(tasks: Dict[str, Any]) -> List[str]:
     return order
 
 
-def _artifact_type(definition: Dict[str, Any]) -> Dict[str, Any]:
-    return definition.get("artifactType", {})
-
-
-def executor_input(task_name: str, task: Dict[str, Any], component: Dict[str, Any],
-                   params: Dict[str, Any], produced: Dict[str, Dict[str, Any]], task_dir: str) -> Dict[str, Any]:
-    """Builds the ExecutorInput (as JSON-ready dict) the KFP launcher would give this task."""
-    inputs = task.get("inputs", {})
-    parameter_values = {}
-    for name, source in inputs.get("parameters", {}).items():
+def _parameter_values(task_name: str, task: Dict[str, Any], params: Dict[str, Any]) -> Dict[str, Any]:
+    values = {}
+    for name, source in task.get("inputs", {}).get("parameters", {}).items():
         if "componentInputParameter" in source:
-            parameter_values[name] = params[source["componentInputParameter"]]
+            values[name] = params[source["componentInputParameter"]]
         elif "runtimeValue" in source:
             value = source["runtimeValue"]
-            parameter_values[name] = value["constant"] if "constant" in value else next(iter(value["constantValue"].values()))
+            values[name] = value["constant"] if "constant" in value else next(iter(value["constantValue"].values()))
         else:
             raise PackageError(f"task {task_name}: parameter {name} has an unsupported source {sorted(source)}")
+    return values
+
+
+def executor_input(task_name: str, task: Dict[str, Any], component: Dict[str, Any], params: Dict[str, Any],
+                   produced: Dict[str, Dict[str, Dict[str, Any]]], task_root: str, local_root: str) -> Dict[str, Any]:
+    """The ExecutorInput the open-source driver gives a task (as a JSON-ready dict).
+
+    Args:
+      produced: task -> output name -> the published artifact ({id, uri, metadata}).
+      task_root: the task's remote root, `<pipeline root>/<pipeline>/<run id>/<task>/<salt>`.
+      local_root: where the launcher's local copies live (`/` in a pod).
+    """
     artifacts = {}
-    for name, source in inputs.get("artifacts", {}).items():
+    for name, source in task.get("inputs", {}).get("artifacts", {}).items():
         upstream = source.get("taskOutputArtifact")
         if upstream is None:
             raise PackageError(f"task {task_name}: input artifact {name} is not a task output ({sorted(source)})")
-        artifacts[name] = {"artifacts": produced[upstream["producerTask"]][upstream["outputArtifactKey"]]}
-    outputs = {}
-    for name, definition in component.get("outputDefinitions", {}).get("artifacts", {}).items():
-        outputs[name] = {"artifacts": [{
-            "name": f"{task_name}.{name}", "uri": os.path.join(task_dir, name),
-            "type": _artifact_type(definition), "metadata": {}}]}
-    return {"inputs": {"parameterValues": parameter_values, "artifacts": artifacts},
-            "outputs": {"artifacts": outputs, "outputFile": os.path.join(task_dir, "executor_output.json")}}
+        published = produced[upstream["producerTask"]][upstream["outputArtifactKey"]]
+        artifacts[name] = {"artifacts": [{
+            "name": str(published["id"]), "uri": published["uri"], "type": {"instanceSchema": ""},
+            "metadata": dict(published["metadata"], display_name=upstream["outputArtifactKey"],
+                             store_session_info="{}")}]}
+    definitions = dict(component.get("outputDefinitions", {}).get("artifacts", {}))
+    definitions[EXECUTOR_LOGS] = {"artifactType": {"schemaTitle": "system.Artifact"}}
+    outputs = {name: {"artifacts": [{"name": name, "uri": f"{task_root}/{name}",
+                                     "type": definition["artifactType"]}]}
+               for name, definition in definitions.items()}
+    return {"inputs": {"parameterValues": _parameter_values(task_name, task, params), "artifacts": artifacts},
+            "outputs": {"artifacts": outputs,
+                        "outputFile": os.path.join(entrypoint.local_path(task_root, local_root), "output_metadata.json")}}
 
 
 def _command(container: Dict[str, Any], payload: str) -> List[str]:
@@ -75,39 +104,132 @@ def _command(container: Dict[str, Any], payload: str) -> List[str]:
     return command + [a.replace("{{$}}", payload) for a in container.get("args", [])]
 
 
-def _outputs(executor_in: Dict[str, Any], output_file: str) -> Dict[str, List[Dict[str, Any]]]:
-    """Output artifacts as the ExecutorOutput reports them (with metadata), else as allocated."""
-    produced = {k: v["artifacts"] for k, v in executor_in["outputs"]["artifacts"].items()}
+def _download_inputs(executor_in: Dict[str, Any], local_root: str) -> None:
+    from components import storage  # pylint: disable=import-outside-toplevel
+    for artifacts in executor_in["inputs"]["artifacts"].values():
+        for artifact in artifacts["artifacts"]:
+            storage.download_tree(artifact["uri"], entrypoint.local_path(artifact["uri"], local_root))
+
+
+def _publish_outputs(executor_in: Dict[str, Any], local_root: str) -> Dict[str, Dict[str, Any]]:
+    """Merges the ExecutorOutput into the outputs and uploads each from its local path."""
+    from components import storage  # pylint: disable=import-outside-toplevel
+    output_file = executor_in["outputs"]["outputFile"]
+    reported = {}
     if os.path.exists(output_file):
         with open(output_file) as f:
             reported = json.load(f).get("artifacts", {})
-        for key, value in reported.items():
-            for allocated, artifact in zip(produced.get(key, []), value.get("artifacts", [])):
-                allocated["metadata"] = artifact.get("metadata", {})
-                allocated["uri"] = artifact.get("uri", allocated["uri"])
-    return produced
+    published = {}
+    for name, artifacts in executor_in["outputs"]["artifacts"].items():
+        artifact = dict(artifacts["artifacts"][0], metadata={})
+        if name != EXECUTOR_LOGS and reported.get(name, {}).get("artifacts"):
+            merged = reported[name]["artifacts"][0]
+            artifact["uri"] = merged.get("uri") or artifact["uri"]
+            artifact["metadata"] = merged.get("metadata", {})
+        local = entrypoint.local_path(artifact["uri"], local_root)
+        if local is None:
+            raise PackageError(f"output {name}: {artifact['uri']} is not on an object store; the launcher would not upload it")
+        if os.path.isdir(local):
+            storage.upload_tree(local, artifact["uri"])
+        elif os.path.isfile(local):
+            with open(local, "rb") as f:
+                storage.write_bytes(artifact["uri"], f.read())
+        published[name] = {"id": next(_MLMD_IDS), "uri": artifact["uri"], "metadata": artifact["metadata"]}
+    return published
 
 
-def run(package: str, overrides: Dict[str, str], work_dir: str) -> int:
+@contextlib.contextmanager
+def local_store(pipeline_root: str) -> Iterator[str]:
+    """Starts a stand-in object store on 127.0.0.1 for the root's scheme; yields its endpoint."""
+    from components import storage  # pylint: disable=import-outside-toplevel
+    kind = storage.scheme(pipeline_root)
+    bucket = pipeline_root.split("://", 1)[1].split("/", 1)[0]
+    saved = dict(os.environ)
+    if kind in ("s3", "minio"):
+        from moto.server import ThreadedMotoServer  # pylint: disable=import-outside-toplevel
+        import logging  # pylint: disable=import-outside-toplevel
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        url = f"http://{host}:{port}"
+        os.environ.update({"SIGNS_S3_ENDPOINT": url, "SIGNS_MINIO_ENDPOINT": url, "AWS_ACCESS_KEY_ID": "run-local",
+                           "AWS_SECRET_ACCESS_KEY": "run-local", "AWS_DEFAULT_REGION": "us-east-1"})
+        stop = server.stop
+    elif kind == "gs":
+        from gcp_storage_emulator.server import create_server  # pylint: disable=import-outside-toplevel
+        port = _free_port()
+        server = create_server("127.0.0.1", port, in_memory=True)
+        server.start()
+        url = f"http://127.0.0.1:{port}"
+        os.environ["STORAGE_EMULATOR_HOST"] = url
+        stop = server.stop
+    else:
+        raise PackageError(f"{pipeline_root}: --local-store needs a gs://, s3:// or minio:// pipeline root")
+    try:
+        storage.reset()
+        storage.make_bucket(f"{kind}://{bucket}")
+        yield url
+    finally:
+        stop()
+        os.environ.clear()
+        os.environ.update(saved)
+        storage.reset()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(package: str, overrides: Dict[str, str], work_dir: str, pipeline_root: Optional[str] = None,
+        use_local_store: bool = False) -> int:
     """`kubeflow/runner.py run-local`: runs every task; returns the exit code."""
     if not os.path.exists(package):
         print(f"error: {package}: no such package; run `python kubeflow/runner.py compile` first")
         return 1
     spec = kfp_compile.load(package)
+    root = pipeline_root or spec.get("defaultPipelineRoot")
     try:
+        if not root:
+            raise PackageError(f"{package}: the package has no defaultPipelineRoot; pass --pipeline-root")
+        kfp_compile.check_root(root)
         params = kfp_compile.parameter_values(spec, overrides)
         tasks = spec["root"]["dag"]["tasks"]
         order = task_order(tasks)
     except (ValueError, PackageError) as e:
         print(f"error: {e}")
         return 1
-    run_id = time.strftime("run-%Y%m%d-%H%M%S")
+    with contextlib.ExitStack() as stack:
+        if use_local_store:
+            endpoint = stack.enter_context(local_store(root))
+            print(f"object store: a stand-in server at {endpoint} for {root}")
+        return _run_tasks(spec, tasks, order, params, root, work_dir)
+
+
+def _run_tasks(spec, tasks, order, params, root: str, work_dir: str) -> int:
+    from components import storage  # pylint: disable=import-outside-toplevel
+    if kfp_compile.FINGERPRINT in params and not params[kfp_compile.FINGERPRINT] and params.get("data_root"):
+        try:
+            params[kfp_compile.FINGERPRINT] = storage.fingerprint(params["data_root"])
+        except storage.StorageError as e:
+            print(f"error: {e}")
+            return 1
+    reason = storage.check_reachable(root)
+    if reason:
+        print(f"error: {reason}")
+        return 1
+    pipeline_name = spec["pipelineInfo"]["name"]
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     run_dir = os.path.abspath(os.path.join(work_dir, run_id))
-    os.makedirs(run_dir)
-    print(f"run-local {package}: {len(order)} tasks, parameters {params}")
-    print(f"task outputs and logs: {run_dir}", flush=True)
-    produced: Dict[str, Dict[str, Any]] = {}
+    local_root = os.path.join(run_dir, "launcher")  # stands for the pod's "/"
+    os.makedirs(local_root)
+    print(f"run-local: {len(order)} tasks, run {run_id}, pipeline root {root}, parameters {params}")
+    print(f"task logs and the launcher's local copies: {run_dir}", flush=True)
+    produced: Dict[str, Dict[str, Dict[str, Any]]] = {}
     started = time.time()
+    env = dict(os.environ, **{entrypoint.LOCAL_ROOT_ENV: local_root})
     for name in order:
         task = tasks[name]
         component = spec["components"][task["componentRef"]["name"]]
@@ -115,24 +237,37 @@ def run(package: str, overrides: Dict[str, str], work_dir: str) -> int:
         if "container" not in executor:
             print(f"error: task {name}: executor {sorted(executor)} is not a container; open-source KFP runs only containers")
             return 1
-        task_dir = os.path.join(run_dir, name)
-        os.makedirs(task_dir)
-        executor_in = executor_input(name, task, component, params, produced, task_dir)
-        with open(os.path.join(task_dir, "executor_input.json"), "w") as f:
+        task_root = f"{root.rstrip('/')}/{pipeline_name}/{run_id}/{name}/{uuid.uuid4().hex[:8]}"
+        try:
+            executor_in = executor_input(name, task, component, params, produced, task_root, local_root)
+            _download_inputs(executor_in, local_root)
+        except (PackageError, storage.StorageError) as e:
+            print(f"error: task {name}: {e}")
+            return 1
+        for artifacts in executor_in["outputs"]["artifacts"].values():
+            local = entrypoint.local_path(artifacts["artifacts"][0]["uri"], local_root)
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+        os.makedirs(os.path.join(run_dir, name))
+        with open(os.path.join(run_dir, name, "executor_input.json"), "w") as f:
             json.dump(executor_in, f, indent=1)
-        command = _command(executor["container"], json.dumps(executor_in))
         print(f"[{time.time() - started:5.0f}s] {name} ...", flush=True)
         task_start = time.time()
-        with open(os.path.join(task_dir, "log.txt"), "w") as log:
-            proc = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
+        log_path = entrypoint.local_path(executor_in["outputs"]["artifacts"][EXECUTOR_LOGS]["artifacts"][0]["uri"], local_root)
+        with open(log_path, "w") as log:
+            proc = subprocess.run(_command(executor["container"], json.dumps(executor_in)), stdout=log,
+                                  stderr=subprocess.STDOUT, env=env, check=False)
+        os.symlink(log_path, os.path.join(run_dir, name, "log.txt"))
         if proc.returncode != 0:
-            print(f"error: task {name} failed (exit {proc.returncode}); its log: {os.path.join(task_dir, 'log.txt')}")
-            with open(os.path.join(task_dir, "log.txt")) as log:
-                tail = [l.rstrip() for l in log.readlines()[-3:]]
-            for line in tail:
-                print(f"  {line}")
+            print(f"error: task {name} failed (exit {proc.returncode}); its log: {os.path.join(run_dir, name, 'log.txt')}")
+            with open(log_path) as log:
+                for line in [l.rstrip() for l in log.readlines()[-3:]]:
+                    print(f"  {line}")
             return 1
-        produced[name] = _outputs(executor_in, executor_in["outputs"]["outputFile"])
+        try:
+            produced[name] = _publish_outputs(executor_in, local_root)
+        except (PackageError, storage.StorageError) as e:
+            print(f"error: task {name}: {e}")
+            return 1
         print(f"[{time.time() - started:5.0f}s] {name} done ({time.time() - task_start:.0f} s)", flush=True)
     _summary(produced, time.time() - started)
     return 0
@@ -144,13 +279,18 @@ def _custom(artifact: Dict[str, Any], key: str):
 
 def _summary(produced: Dict[str, Dict[str, Any]], seconds: float) -> None:
     print(f"\nall tasks succeeded in {seconds:.0f} s")
-    blessing = produced.get("Evaluator", {}).get("blessing", [{}])[0]
+    baseline = produced.get("LatestServedModel", {}).get("baseline", {})
+    if _custom(baseline, "absent") in (0, 0.0):
+        print(f"baseline:      version {int(_custom(baseline, 'served_version'))} ({_custom(baseline, 'served_from')})")
+    else:
+        print("baseline:      none (nothing was serving)")
+    blessing = produced.get("Evaluator", {}).get("blessing", {})
     print(f"blessed:       {'YES' if _custom(blessing, 'blessed') in (1, 1.0) else 'NO'}")
-    pushed = produced.get("Pusher", {}).get("pushed_model", [{}])[0]
+    pushed = produced.get("Pusher", {}).get("pushed_model", {})
     if _custom(pushed, "pushed") in (1, 1.0):
         print(f"pushed model:  {_custom(pushed, 'pushed_destination')}")
     else:
         print("pushed model:  none")
-    report = produced.get("Review", {}).get("report", [{}])[0]
-    if _custom(report, "report_path"):
-        print(f"review report: {_custom(report, 'report_path')}")
+    report = produced.get("Review", {}).get("report", {})
+    if report:
+        print(f"review report: {report['uri'].rstrip('/')}/report.html")

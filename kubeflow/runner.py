@@ -1,8 +1,8 @@
 """The SIGNS pipeline on open-source Kubeflow Pipelines 2.x: compile, submit, or prove a package here.
 
-    python kubeflow/runner.py compile  [--output pipeline.yaml] [--image IMG] [--pipeline-root gs://...] [--gpus 1]
+    python kubeflow/runner.py compile  --image REGISTRY/signs-pipeline:TAG [--pipeline-root minio://mlpipeline/v2/artifacts] [--gpus 1]
     python kubeflow/runner.py submit   --host URL [--package pipeline.yaml] [--param epochs=20] [--wait]
-    python kubeflow/runner.py run-local pipeline.yaml [--param NAME=VALUE] [--work-dir DIR]
+    python kubeflow/runner.py run-local pipeline.yaml --local-store [--param NAME=VALUE] [--work-dir DIR]
 """
 
 import argparse
@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="write the PipelineSpec YAML", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     c.add_argument("--output", default=d.output, help="the package to write")
     c.add_argument("--image", default=f"signs-pipeline:{_version()}", help="the image every task runs (kubeflow/Dockerfile)")
-    c.add_argument("--pipeline-root", default=d.pipeline_root, help="gs://, s3:// or a path mounted in every pod")
+    c.add_argument("--pipeline-root", default=d.pipeline_root,
+                   help="where every artifact goes, and under it data/, serving_model/ and checkpoints/: gs://, s3:// or minio://")
     c.add_argument("--data-root", default="", help="default of the data_root runtime parameter (default: <pipeline-root>/data)")
     c.add_argument("--source-kind", choices=("h5_pair", "image_folder"), default=d.source_kind,
                    help="what data_root holds: a SIGNS h5 pair, or class sub-folders of images")
@@ -52,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--trainer-memory", default=d.trainer_memory, help="memory request of the Trainer")
     c.add_argument("--beam-arg", action="append", default=[], dest="beam_args",
                    help="an Apache Beam argument for the data components, repeatable")
+    c.add_argument("--minio-endpoint", default=d.minio_endpoint, help="the MinIO service tasks reach for minio:// paths")
+    c.add_argument("--s3-endpoint", default=d.s3_endpoint, help="an S3 service other than AWS's for s3:// paths")
+    c.add_argument("--credentials-secret", default=None,
+                   help="Kubernetes secret (keys accesskey, secretkey) mapped to AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                        "in every task; default: mlpipeline-minio-artifact for minio:// roots, none otherwise ('' for none)")
 
     s = sub.add_parser("submit", help="submit a compiled package to a KFP 2.x cluster")
     s.add_argument("--host", required=True, help="the KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow:80")
@@ -69,7 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run-local", help="run every task of a compiled package on this machine")
     r.add_argument("package", help="the compiled pipeline.yaml")
     r.add_argument("--param", type=_param, action="append", default=[], help="NAME=VALUE, repeatable")
-    r.add_argument("--work-dir", default="kfp_local", help="where task outputs and executor inputs go")
+    r.add_argument("--work-dir", default="kfp_local", help="where task logs, executor inputs and the launcher's local copies go")
+    r.add_argument("--pipeline-root", default=None, help="override the package's pipeline root")
+    r.add_argument("--local-store", action="store_true",
+                   help="start a stand-in object store on 127.0.0.1 for the root (S3 for minio:// and s3://, GCS for gs://)")
     return p
 
 
@@ -82,8 +91,15 @@ def main(argv=None) -> int:
             output=args.output, image=args.image, pipeline_root=args.pipeline_root,
             data_root=args.data_root, source_kind=args.source_kind, gpus=args.gpus,
             accelerator=args.accelerator, cpu=args.cpu, memory=args.memory,
-            trainer_cpu=args.trainer_cpu, trainer_memory=args.trainer_memory, beam_args=tuple(args.beam_args))
-        path = kfp_compile.write(kfp_compile.build(config), args.output)
+            trainer_cpu=args.trainer_cpu, trainer_memory=args.trainer_memory, beam_args=tuple(args.beam_args),
+            minio_endpoint=args.minio_endpoint, s3_endpoint=args.s3_endpoint,
+            credentials_secret=args.credentials_secret)
+        try:
+            kfp_compile.check_root(config.pipeline_root)  # before TFX is imported
+            path = kfp_compile.write(kfp_compile.build(config), args.output)
+        except kfp_compile.CompileError as e:
+            print(f"error: {e}")
+            return 1
         print(f"wrote {path} (image {args.image}, pipeline root {args.pipeline_root}, "
               f"Trainer: {args.gpus} x {args.accelerator})")
         return 0
@@ -91,7 +107,7 @@ def main(argv=None) -> int:
         from kubeflow import submit  # pylint: disable=import-outside-toplevel
         return submit.submit(args)
     from kubeflow import local_run  # pylint: disable=import-outside-toplevel
-    return local_run.run(args.package, dict(args.param), args.work_dir)
+    return local_run.run(args.package, dict(args.param), args.work_dir, args.pipeline_root, args.local_store)
 
 
 if __name__ == "__main__":

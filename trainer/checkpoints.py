@@ -10,18 +10,23 @@ finds them; any other training gets a directory of its own.
     <key>/best.weights.h5       model weights of the best epoch so far
 
 Each file is written under a temporary name and renamed into place, and state.json is renamed
-last, so a run killed at any moment leaves the previous complete checkpoint.
+last, so a run killed at any moment leaves the previous complete checkpoint. On an object store
+(`gs://`, `s3://`, `minio://`, through `components.storage`) the files are written to a local
+mirror and uploaded, state.json last; each upload is one whole object.
 """
 
 import hashlib
 import json
 import os
+import tempfile
 import time
 from typing import Any, Dict, List, Optional
 
 from absl import logging
 import keras
 import tensorflow as tf
+
+from components import storage
 
 STATE_FILE = "state.json"
 BEST_FILE = "best.weights.h5"
@@ -82,6 +87,10 @@ class TrainingState(keras.callbacks.Callback):
 
     def __init__(self, directory: Optional[str], monitor: str, patience: int, restore_best: bool):
         super().__init__()
+        # On an object store, Keras writes into a local mirror that is uploaded after each epoch.
+        self.remote = directory if directory and storage.is_remote(directory) else None
+        if self.remote:
+            directory = tempfile.mkdtemp(prefix="signs-checkpoints-")
         self.directory, self.monitor = directory, monitor
         self.patience, self.restore_best = patience, restore_best
         self.history: List[Dict[str, Any]] = []
@@ -104,6 +113,8 @@ class TrainingState(keras.callbacks.Callback):
         Returns:
           The number of epochs already done: `fit`'s `initial_epoch`.
         """
+        if self.remote and storage.exists(storage.join(self.remote, STATE_FILE)):
+            storage.download_tree(self.remote, self.directory)
         if not self.directory or not tf.io.gfile.exists(self._path(STATE_FILE)):
             return 0
         with tf.io.gfile.GFile(self._path(STATE_FILE)) as f:
@@ -115,7 +126,7 @@ class TrainingState(keras.callbacks.Callback):
         self.history, self.wait, self.stopped = saved["history"], saved["wait"], saved["stopped"]
         self.best_value, self.best_epoch = saved["best_value"], saved["best_epoch"]
         self.resumed_from = saved["epoch"]
-        _say(f"Resuming training from the checkpoint of epoch {saved['epoch']} in {self.directory} "
+        _say(f"Resuming training from the checkpoint of epoch {saved['epoch']} in {self.remote or self.directory} "
              f"(best {self.monitor} so far {self.best_value} at epoch {self.best_epoch})")
         return saved["epoch"]
 
@@ -137,6 +148,7 @@ class TrainingState(keras.callbacks.Callback):
             if self.directory:
                 tf.io.gfile.makedirs(self.directory)
                 _save_weights(self.model, self._path(BEST_FILE))
+                self._publish(BEST_FILE)
             else:
                 self._best_in_memory = self.model.get_weights()
         else:
@@ -156,9 +168,20 @@ class TrainingState(keras.callbacks.Callback):
         _write_json(self._path(STATE_FILE), {
             "epoch": epoch, "weights": weights, "history": self.history, "wait": self.wait,
             "stopped": self.stopped, "best_value": self.best_value, "best_epoch": self.best_epoch})
+        self._publish(weights, STATE_FILE)
         previous, self._weights_file = self._weights_file, weights
         if previous and previous != weights and tf.io.gfile.exists(self._path(previous)):
             tf.io.gfile.remove(self._path(previous))
+            if self.remote:
+                storage.remove(storage.join(self.remote, previous))
+
+    def _publish(self, *names: str) -> None:
+        """Uploads the named files of the local mirror to the object store, in order."""
+        if not self.remote:
+            return
+        for name in names:
+            with open(self._path(name), "rb") as f:
+                storage.write_bytes(storage.join(self.remote, name), f.read())
 
     # -- the end -------------------------------------------------------------------------------
     @property
@@ -185,3 +208,5 @@ class TrainingState(keras.callbacks.Callback):
         """Deletes the checkpoints (call once the model is exported)."""
         if self.directory and tf.io.gfile.exists(self.directory):
             tf.io.gfile.rmtree(self.directory)
+        if self.remote:
+            storage.remove(self.remote)

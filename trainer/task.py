@@ -18,6 +18,7 @@ from absl import logging
 import keras
 import tensorflow as tf
 
+from components import storage
 from trainer import checkpoints, data, export
 from trainer.config import TrainConfig
 from trainer.model import ResNet50
@@ -178,6 +179,8 @@ def checkpoint_dir_for(config: TrainConfig, train_files: List[str], eval_files: 
         return None
     root = config.checkpoint_root or os.path.join(model_run_dir, os.pardir, os.pardir, os.pardir, "checkpoints")
     key = checkpoints.training_key(config.to_dict(), {"train": train_files, "eval": eval_files})
+    if storage.is_remote(root):
+        return storage.join(root, key)
     return os.path.join(os.path.normpath(root), key)
 
 

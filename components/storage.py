@@ -1,0 +1,342 @@
+"""One storage layer for what lives outside KFP's artifacts: data root, serving dir, checkpoints.
+
+A location is a local path or a URL: `gs://bucket/key`, `s3://bucket/key`, or `minio://bucket/key`
+(Kubeflow Pipelines' own MinIO, which speaks the S3 API). fsspec does the work: gcsfs for `gs://`,
+s3fs for `s3://` and `minio://`, its local filesystem for paths.
+
+Endpoints and credentials come from the environment, as in a Kubeflow pod:
+
+- `s3://`: `SIGNS_S3_ENDPOINT` (default: AWS), credentials from boto's chain (`AWS_ACCESS_KEY_ID`,
+  `AWS_SECRET_ACCESS_KEY`, an IAM role, ...).
+- `minio://`: `SIGNS_MINIO_ENDPOINT` (default `http://minio-service.kubeflow:9000`, KFP's
+  install); credentials as for `s3://` (the compiled package maps KFP's `mlpipeline-minio-artifact`
+  secret to them).
+- `gs://`: Google's default credentials; `STORAGE_EMULATOR_HOST` points it at an emulator.
+
+Object stores have no directories: nothing here writes a `dir/` marker object, so KFP's launcher,
+which downloads every object of an artifact as a file, never trips on one.
+"""
+
+import contextlib
+import hashlib
+import os
+import posixpath
+import shutil
+import tempfile
+import threading
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+SCHEMES = ("gs", "s3", "minio")
+DEFAULT_MINIO_ENDPOINT = "http://minio-service.kubeflow:9000"
+
+
+class StorageError(Exception):
+    """A store could not be reached or refused us; the message is one line naming the location."""
+
+
+def scheme(location: str) -> str:
+    """'gs', 's3', 'minio', or '' for a local path; raises on any other URL scheme."""
+    head, sep, _ = location.partition("://")
+    if not sep:
+        return ""
+    if head not in SCHEMES:
+        raise StorageError(f"{location}: unsupported scheme {head}://; use gs://, s3://, minio:// or a path")
+    return head
+
+
+def is_remote(location: str) -> bool:
+    return bool(scheme(location))
+
+
+def join(location: str, *parts: str) -> str:
+    """Joins path parts onto a location; URLs keep their `scheme://`."""
+    if is_remote(location):
+        return posixpath.join(location.rstrip("/"), *parts)
+    return os.path.join(location, *parts)
+
+
+def endpoint(location: str) -> str:
+    """The endpoint a location's store is reached at, for messages ('' for local paths)."""
+    kind = scheme(location)
+    if kind == "minio":
+        return os.environ.get("SIGNS_MINIO_ENDPOINT", DEFAULT_MINIO_ENDPOINT)
+    if kind == "s3":
+        return os.environ.get("SIGNS_S3_ENDPOINT", "") or "AWS S3"
+    if kind == "gs":
+        return os.environ.get("STORAGE_EMULATOR_HOST", "") or "Google Cloud Storage"
+    return ""
+
+
+_FILESYSTEMS: Dict[Tuple[str, str], object] = {}
+_LOCK = threading.Lock()
+
+
+def _filesystem(location: str):
+    kind = scheme(location)
+    key = (kind, endpoint(location))
+    with _LOCK:
+        if key not in _FILESYSTEMS:
+            if kind in ("s3", "minio"):
+                import s3fs  # pylint: disable=import-outside-toplevel
+                url = os.environ.get("SIGNS_S3_ENDPOINT") if kind == "s3" else endpoint(location)
+                _FILESYSTEMS[key] = s3fs.S3FileSystem(
+                    endpoint_url=url or None,
+                    config_kwargs={"connect_timeout": 10, "read_timeout": 60,
+                                   "retries": {"max_attempts": 2, "mode": "standard"}})
+            elif kind == "gs":
+                import gcsfs  # pylint: disable=import-outside-toplevel
+                token = "anon" if os.environ.get("STORAGE_EMULATOR_HOST") else None
+                _FILESYSTEMS[key] = gcsfs.GCSFileSystem(token=token, retries=2)
+            else:
+                from fsspec.implementations.local import LocalFileSystem  # pylint: disable=import-outside-toplevel
+                _FILESYSTEMS[key] = LocalFileSystem(auto_mkdir=True)
+    return _FILESYSTEMS[key]
+
+
+def _path(location: str) -> str:
+    """The location as its filesystem names it: 'bucket/key' for URLs, the path itself locally."""
+    return location.partition("://")[2] if is_remote(location) else location
+
+
+def _url(location: str, path: str) -> str:
+    """Turns a filesystem path back into a location of the same scheme as `location`."""
+    kind = scheme(location)
+    return f"{kind}://{path}" if kind else path
+
+
+@contextlib.contextmanager
+def _errors(location: str):
+    """Turns a store's exceptions into one-line StorageErrors naming the location and endpoint."""
+    try:
+        yield
+    except (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError):
+        raise
+    except StorageError:
+        raise
+    except Exception as e:  # pylint: disable=broad-except
+        name = type(e).__name__
+        if name in ("NoCredentialsError", "PartialCredentialsError"):
+            reason = "no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+        elif name in ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError",
+                      "ConnectionError", "ServerDisconnectedError", "ClientOSError"):
+            reason = "cannot connect"
+        elif isinstance(e, PermissionError):
+            reason = "permission denied"
+        else:
+            reason = str(e).splitlines()[0][:200] if str(e) else name
+        where = f" at {endpoint(location)}" if is_remote(location) else ""
+        raise StorageError(f"{location}{where}: {reason}") from None
+
+
+def exists(location: str) -> bool:
+    with _errors(location):
+        return _filesystem(location).exists(_path(location))
+
+
+def isdir(location: str) -> bool:
+    with _errors(location):
+        return _filesystem(location).isdir(_path(location))
+
+
+def isfile(location: str) -> bool:
+    with _errors(location):
+        return _filesystem(location).isfile(_path(location))
+
+
+def listdir(location: str) -> List[str]:
+    """Names of the entries directly under a directory (files and sub-directories)."""
+    with _errors(location):
+        fs = _filesystem(location)
+        return sorted(posixpath.basename(p.rstrip("/")) for p in fs.ls(_path(location), detail=False))
+
+
+def glob(pattern: str) -> List[str]:
+    """Files and directories matching a glob pattern, as locations of the pattern's scheme."""
+    with _errors(pattern):
+        return sorted(_url(pattern, p) for p in _filesystem(pattern).glob(_path(pattern)))
+
+
+def walk_files(location: str) -> Dict[str, Dict]:
+    """Every file under a directory: relative path -> the store's info (size, etag or mtime)."""
+    with _errors(location):
+        fs = _filesystem(location)
+        root = _path(location).rstrip("/")
+        if not fs.isdir(root):
+            return {}
+        found = fs.find(root, withdirs=False, detail=True)
+        return {posixpath.relpath(p, root) if is_remote(location) else os.path.relpath(p, root): info
+                for p, info in found.items()}
+
+
+def read_bytes(location: str) -> bytes:
+    with _errors(location):
+        return _filesystem(location).cat_file(_path(location))
+
+
+def write_bytes(location: str, data: bytes) -> None:
+    """Writes a whole object (local: a temporary file renamed into place)."""
+    with _errors(location):
+        if is_remote(location):
+            _filesystem(location).pipe_file(_path(location), data)
+            return
+        os.makedirs(os.path.dirname(os.path.abspath(location)), exist_ok=True)
+        tmp = f"{location}.tmp-{os.getpid()}-{threading.get_ident()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, location)
+
+
+def create_only(location: str, data: bytes) -> bool:
+    """Writes `data` only if nothing is at `location` yet; returns False if something was.
+
+    Atomic on each store: S3's `If-None-Match: *`, GCS's `ifGenerationMatch=0`, and
+    O_CREAT|O_EXCL on a local disk.
+    """
+    with _errors(location):
+        if is_remote(location):
+            try:
+                _filesystem(location).pipe_file(_path(location), data, mode="create")
+            except FileExistsError:
+                return False
+            return True
+        os.makedirs(os.path.dirname(os.path.abspath(location)), exist_ok=True)
+        try:
+            fd = os.open(location, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return True
+
+
+def open_file(location: str, mode: str = "rb"):
+    """A file object for reading or writing (`rb`, `wb`)."""
+    with _errors(location):
+        return _filesystem(location).open(_path(location), mode)
+
+
+def makedirs(location: str) -> None:
+    """Makes a local directory; a no-op on object stores (no marker objects)."""
+    if not is_remote(location):
+        os.makedirs(location, exist_ok=True)
+
+
+def remove(location: str) -> None:
+    with _errors(location):
+        fs = _filesystem(location)
+        if fs.exists(_path(location)):
+            fs.rm(_path(location), recursive=True)
+
+
+def upload_tree(local_dir: str, location: str, last: Sequence[str] = ()) -> None:
+    """Copies every file of a local directory to `location`; the files named in `last` go last.
+
+    Args:
+      local_dir: the directory to copy.
+      location: where its files go (`location/<relative path>`).
+      last: relative paths written after all the others, in order (e.g. `saved_model.pb`, so a
+        reader that waits for it never sees a half-copied model).
+    """
+    files = sorted(os.path.relpath(os.path.join(d, n), local_dir)
+                   for d, _, names in os.walk(local_dir) for n in names)
+    ordered = [f for f in files if f not in last] + [f for f in last if f in files]
+    with _errors(location):
+        fs = _filesystem(location)
+        for rel in ordered:
+            target = join(location, *rel.split(os.sep))
+            if is_remote(location):
+                fs.put_file(os.path.join(local_dir, rel), _path(target))
+            else:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                shutil.copy2(os.path.join(local_dir, rel), target)
+
+
+def download_tree(location: str, local_dir: str) -> int:
+    """Copies every file under `location` into `local_dir`; returns how many."""
+    files = walk_files(location)
+    with _errors(location):
+        fs = _filesystem(location)
+        for rel in files:
+            target = os.path.join(local_dir, *rel.split("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            fs.get_file(_path(join(location, rel)), target)
+    return len(files)
+
+
+_LOCAL_COPIES: Dict[str, str] = {}
+
+
+def local_copy(location: str) -> str:
+    """A local path holding the file at `location`: the path itself, or a copy made once per process.
+
+    For readers that need a real file (h5py reads h5 files at random offsets).
+    """
+    if not is_remote(location):
+        return location
+    with _LOCK:
+        if location not in _LOCAL_COPIES:
+            directory = tempfile.mkdtemp(prefix="signs-copy-")
+            target = os.path.join(directory, posixpath.basename(location))
+            with _errors(location):
+                _filesystem(location).get_file(_path(location), target)
+            _LOCAL_COPIES[location] = target
+        return _LOCAL_COPIES[location]
+
+
+def fingerprint(location: str) -> str:
+    """A short hash of what is under a directory (names, sizes, etags or mtimes); '' if empty.
+
+    Changes whenever a file under it is added, removed or rewritten.
+    """
+    files = walk_files(location)
+    if not files:
+        return ""
+    digest = hashlib.sha256()
+    for rel in sorted(files):
+        info = files[rel]
+        stamp = info.get("ETag") or info.get("etag") or info.get("md5Hash") or info.get("mtime") or info.get("LastModified") or ""
+        digest.update(f"{rel}\t{info.get('size')}\t{stamp}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def local_dir_for(location: str) -> Iterator[str]:
+    """A local directory to write into, then copied to `location` when the block succeeds."""
+    if not is_remote(location):
+        os.makedirs(location, exist_ok=True)
+        yield location
+        return
+    with tempfile.TemporaryDirectory(prefix="signs-out-") as tmp:
+        yield tmp
+        upload_tree(tmp, location)
+
+
+def check_reachable(location: str) -> Optional[str]:
+    """None if the store of `location` answers; otherwise the one-line reason."""
+    try:
+        exists(location)
+    except StorageError as e:
+        return str(e)
+    return None
+
+
+def make_bucket(location: str) -> None:
+    """Creates the bucket of a URL if it does not exist (for stand-in stores and tests)."""
+    bucket = _path(location).split("/", 1)[0]
+    with _errors(location):
+        fs = _filesystem(location)
+        if not fs.exists(bucket):
+            fs.mkdir(bucket)
+
+
+def reset() -> None:
+    """Forgets the cached filesystems and local copies (after the environment's endpoints change)."""
+    with _LOCK:
+        _FILESYSTEMS.clear()
+        _LOCAL_COPIES.clear()
+    try:
+        import fsspec  # pylint: disable=import-outside-toplevel
+        for cls in (fsspec.get_filesystem_class("s3"), fsspec.get_filesystem_class("gs")):
+            cls.clear_instance_cache()
+    except (ImportError, ValueError):
+        pass
