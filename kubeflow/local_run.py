@@ -16,20 +16,22 @@ For each task, in dependency order, this plays the backend's driver and launcher
 
 The object store is real: the store the package's root names (reached as `components.storage`
 reaches it), or with `--local-store` a stand-in server started here on 127.0.0.1 (moto's S3 for
-`minio://` and `s3://` roots, gcp-storage-emulator for `gs://`). Not played: KFP's cache, retries,
-and Kubernetes itself (images, resources, secrets).
+`minio://` and `s3://` roots, gcp-storage-emulator for `gs://`). KFP's cache is played too: a task whose caching is on is answered from an earlier run in the same
+`--work-dir` when its key matches, the key being what the backend hashes (the parameter values,
+the input artifacts' ids, the image, the command and arguments). Not played: retries, and
+Kubernetes itself (pulling images, resources, secrets).
 """
 
 import contextlib
+import hashlib
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional
 
 from kubeflow import compile as kfp_compile
 from kubeflow import entrypoint
@@ -138,51 +140,6 @@ def _publish_outputs(executor_in: Dict[str, Any], local_root: str) -> Dict[str, 
     return published
 
 
-@contextlib.contextmanager
-def local_store(pipeline_root: str) -> Iterator[str]:
-    """Starts a stand-in object store on 127.0.0.1 for the root's scheme; yields its endpoint."""
-    from components import storage  # pylint: disable=import-outside-toplevel
-    kind = storage.scheme(pipeline_root)
-    bucket = pipeline_root.split("://", 1)[1].split("/", 1)[0]
-    saved = dict(os.environ)
-    if kind in ("s3", "minio"):
-        from moto.server import ThreadedMotoServer  # pylint: disable=import-outside-toplevel
-        import logging  # pylint: disable=import-outside-toplevel
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        url = f"http://{host}:{port}"
-        os.environ.update({"SIGNS_S3_ENDPOINT": url, "SIGNS_MINIO_ENDPOINT": url, "AWS_ACCESS_KEY_ID": "run-local",
-                           "AWS_SECRET_ACCESS_KEY": "run-local", "AWS_DEFAULT_REGION": "us-east-1"})
-        stop = server.stop
-    elif kind == "gs":
-        from gcp_storage_emulator.server import create_server  # pylint: disable=import-outside-toplevel
-        port = _free_port()
-        server = create_server("127.0.0.1", port, in_memory=True)
-        server.start()
-        url = f"http://127.0.0.1:{port}"
-        os.environ["STORAGE_EMULATOR_HOST"] = url
-        stop = server.stop
-    else:
-        raise PackageError(f"{pipeline_root}: --local-store needs a gs://, s3:// or minio:// pipeline root")
-    try:
-        storage.reset()
-        storage.make_bucket(f"{kind}://{bucket}")
-        yield url
-    finally:
-        stop()
-        os.environ.clear()
-        os.environ.update(saved)
-        storage.reset()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run(package: str, overrides: Dict[str, str], work_dir: str, pipeline_root: Optional[str] = None,
         use_local_store: bool = False) -> int:
     """`kubeflow/runner.py run-local`: runs every task; returns the exit code."""
@@ -201,9 +158,10 @@ def run(package: str, overrides: Dict[str, str], work_dir: str, pipeline_root: O
     except (ValueError, PackageError) as e:
         print(f"error: {e}")
         return 1
+    from components import storage  # pylint: disable=import-outside-toplevel
     with contextlib.ExitStack() as stack:
         if use_local_store:
-            endpoint = stack.enter_context(local_store(root))
+            endpoint = stack.enter_context(storage.stand_in_store(root))
             print(f"object store: a stand-in server at {endpoint} for {root}")
         return _run_tasks(spec, tasks, order, params, root, work_dir)
 
@@ -228,6 +186,7 @@ def _run_tasks(spec, tasks, order, params, root: str, work_dir: str) -> int:
     print(f"run-local: {len(order)} tasks, run {run_id}, pipeline root {root}, parameters {params}")
     print(f"task logs and the launcher's local copies: {run_dir}", flush=True)
     produced: Dict[str, Dict[str, Dict[str, Any]]] = {}
+    cache = Cache(os.path.join(work_dir, "kfp_cache.json"))
     started = time.time()
     env = dict(os.environ, **{entrypoint.LOCAL_ROOT_ENV: local_root})
     for name in order:
@@ -250,6 +209,11 @@ def _run_tasks(spec, tasks, order, params, root: str, work_dir: str) -> int:
         os.makedirs(os.path.join(run_dir, name))
         with open(os.path.join(run_dir, name, "executor_input.json"), "w") as f:
             json.dump(executor_in, f, indent=1)
+        key = cache.key(executor["container"], executor_in) if task.get("cachingOptions", {}).get("enableCache") else None
+        if key and cache.get(key):
+            produced[name] = cache.get(key)["outputs"]
+            print(f"[{time.time() - started:5.0f}s] {name} cached (outputs of run {cache.get(key)['run']})", flush=True)
+            continue
         print(f"[{time.time() - started:5.0f}s] {name} ...", flush=True)
         task_start = time.time()
         log_path = entrypoint.local_path(executor_in["outputs"]["artifacts"][EXECUTOR_LOGS]["artifacts"][0]["uri"], local_root)
@@ -268,9 +232,44 @@ def _run_tasks(spec, tasks, order, params, root: str, work_dir: str) -> int:
         except (PackageError, storage.StorageError) as e:
             print(f"error: task {name}: {e}")
             return 1
+        if key:
+            cache.put(key, run_id, produced[name])
         print(f"[{time.time() - started:5.0f}s] {name} done ({time.time() - task_start:.0f} s)", flush=True)
     _summary(produced, time.time() - started)
     return 0
+
+
+class Cache:
+    """KFP's execution cache, kept in a JSON file: cache key -> the run and its published outputs."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.entries: Dict[str, Any] = {}
+        if os.path.exists(path):
+            with open(path) as f:
+                self.entries = json.load(f)
+        ids = [a["id"] for e in self.entries.values() for a in e["outputs"].values()]
+        global _MLMD_IDS  # pylint: disable=global-statement
+        _MLMD_IDS = itertools.count(max(ids + [1000]) + 1)  # artifact ids stay unique across runs
+
+    @staticmethod
+    def key(container: Dict[str, Any], executor_in: Dict[str, Any]) -> str:
+        """What the backend's cache key holds (`driver/cache.go`): inputs' ids, parameters, image, command."""
+        inputs = {name: [a["name"] for a in artifacts["artifacts"]]
+                  for name, artifacts in executor_in["inputs"]["artifacts"].items()}
+        material = {"inputArtifactNames": inputs, "inputParameterValues": executor_in["inputs"]["parameterValues"],
+                    "outputArtifactsSpec": sorted(executor_in["outputs"]["artifacts"]),
+                    "image": container.get("image"), "cmdArgs": container.get("command", []) + container.get("args", [])}
+        return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+    def get(self, key: str) -> Optional[Dict[str, Any]]:
+        return self.entries.get(key)
+
+    def put(self, key: str, run_id: str, outputs: Dict[str, Any]) -> None:
+        self.entries[key] = {"run": run_id, "outputs": outputs}
+        with open(self.path + ".tmp", "w") as f:
+            json.dump(self.entries, f, indent=1)
+        os.replace(self.path + ".tmp", self.path)
 
 
 def _custom(artifact: Dict[str, Any], key: str):
