@@ -75,3 +75,52 @@ def test_two_processes_pushing_at_once_both_land(tmp_path):
                            (2, serving.push_info(serving_dir, 2)["model_uri"])):
         data = open(os.path.join(serving_dir, str(v), "variables", "variables.data-00000-of-00001")).read()
         assert data == f"w{info_source[1]}" * 100_000  # each version is one whole model
+
+
+# -- on an object store (a real S3 server, moto, on 127.0.0.1, as KFP's MinIO) -------------------
+
+@pytest.fixture(scope="module")
+def minio():
+    from components import storage  # pylint: disable=import-outside-toplevel
+    with storage.stand_in_store("minio://mlpipeline") as endpoint:
+        yield endpoint
+
+
+def test_pushes_to_an_object_store_count_up(minio, tmp_path):
+    del minio
+    model = _fake_model(tmp_path / "model")
+    serving_dir = "minio://mlpipeline/count-up/serving_model"
+    assert serving.newest_version(serving_dir) is None
+    assert serving.push(model, serving_dir, {"model_uri": "m1"}) == 1
+    assert serving.push(model, serving_dir, {"model_uri": "m2"}, keep_last=1) == 2
+    assert serving.list_versions(serving_dir) == [2]
+    assert serving.push_info(serving_dir, 2)["model_uri"] == "m2"
+
+
+def test_a_push_killed_on_the_store_is_invisible_and_never_reused(minio, tmp_path):
+    from components import storage  # pylint: disable=import-outside-toplevel
+    del minio
+    serving_dir = "minio://mlpipeline/killed/serving_model"
+    # What a pusher killed after its claim and part of the copy leaves: no saved_model.pb.
+    storage.write_bytes(f"{serving_dir}/1/push_info.json", b"{}")
+    storage.write_bytes(f"{serving_dir}/1/variables/variables.index", b"partial")
+    assert serving.list_versions(serving_dir) == []
+    assert serving.push(_fake_model(tmp_path / "model"), serving_dir, {}) == 2
+    assert storage.read_bytes(f"{serving_dir}/1/variables/variables.index") == b"partial"  # not overwritten
+
+
+def test_two_processes_pushing_to_the_store_at_once_both_land(minio, tmp_path):
+    del minio
+    serving_dir = "minio://mlpipeline/race/serving_model"
+    models = [_fake_model(tmp_path / f"model{i}", payload=f"w{i}") for i in range(2)]
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_push_after, args=(barrier, m, serving_dir, f"m{i}", results))
+             for i, m in enumerate(models)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    assert sorted([results.get(), results.get()]) == [1, 2]
+    assert sorted(serving.push_info(serving_dir, v)["model_uri"] for v in (1, 2)) == ["m0", "m1"]

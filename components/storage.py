@@ -69,7 +69,7 @@ def endpoint(location: str) -> str:
 
 
 _FILESYSTEMS: Dict[Tuple[str, str], object] = {}
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # local_copy holds it while it makes a filesystem
 
 
 def _filesystem(location: str):

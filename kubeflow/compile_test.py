@@ -26,8 +26,10 @@ def test_only_container_executors_and_no_driver_hooks(spec):
         if container:
             assert "lifecycle" not in container, label  # open-source KFP does not run hooks
             assert container["image"] == "registry.example/signs-pipeline:0.1.0"
-            assert container["command"][:3] == ["python", "-m",
-                                                "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+            # Ours, which takes what the open-source launcher sends (kubeflow/entrypoint.py).
+            assert container["command"] == ["python", "-m", "kubeflow.entrypoint"]
+            assert "--json_serialized_inputs_spec_args" in container["args"]  # where input types come from
+            assert container["resources"]["cpuRequest"] > 0, label  # ExampleGen's too
     assert "resolver" not in str(spec).lower()
     assert sorted(spec["root"]["dag"]["tasks"]) == sorted(
         ["ExampleGen", "StatisticsGen", "SchemaGen", "CurateSchema", "ExampleValidator", "DataChecks",
@@ -54,12 +56,53 @@ def test_gpus_and_accelerator_flags():
 def test_runtime_parameters_with_defaults(spec):
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["data_root"] == {"parameterType": "STRING", "defaultValue": "gs://bucket/signs/data", "isOptional": True}
+    assert params["data_fingerprint"] == {"parameterType": "STRING", "defaultValue": "", "isOptional": True}
     assert params["epochs"]["parameterType"] == "NUMBER_INTEGER" and params["epochs"]["defaultValue"] == 10
     assert params["min_accuracy"]["defaultValue"] == 0.9 and params["min_improvement"]["defaultValue"] == 0.0
     tasks = spec["root"]["dag"]["tasks"]
     assert tasks["ExampleGen"]["inputs"]["parameters"]["input_base"] == {"componentInputParameter": "data_root"}
     assert tasks["Trainer"]["inputs"]["parameters"]["epochs"] == {"componentInputParameter": "epochs"}
     assert tasks["Evaluator"]["inputs"]["parameters"]["min_accuracy"] == {"componentInputParameter": "min_accuracy"}
+
+
+def test_the_package_carries_its_root_and_puts_everything_under_it(spec):
+    assert spec["defaultPipelineRoot"] == "gs://bucket/signs"
+    tasks = spec["root"]["dag"]["tasks"]
+    serving_dir = tasks["LatestServedModel"]["inputs"]["parameters"]["serving_dir"]["runtimeValue"]["constant"]
+    assert serving_dir == "gs://bucket/signs/serving_model"
+    assert '"checkpoint_root": "gs://bucket/signs/checkpoints"' in tasks["Trainer"]["inputs"]["parameters"]["custom_config"]["runtimeValue"]["constant"]
+
+
+@pytest.mark.parametrize("root", ["/mnt/signs-pipeline", "mem://x", "hdfs://n/p", "gs://", "minio:///"])
+def test_compile_refuses_a_root_the_backend_refuses(root):
+    with pytest.raises(kfp_compile.CompileError, match="--pipeline-root"):
+        kfp_compile.check_root(root)
+
+
+def test_minio_root_gets_kfps_credentials_secret_and_endpoint(tmp_path):
+    spec = kfp_compile.build(kfp_compile.CompileConfig(pipeline_root="minio://mlpipeline/v2/artifacts"))
+    platform = spec[kfp_compile.PLATFORM_KEY]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(platform) == set(spec["deploymentSpec"]["executors"])
+    assert platform["Trainer_executor"]["secretAsEnv"] == [{"secretName": "mlpipeline-minio-artifact", "keyToEnv": [
+        {"secretKey": "accesskey", "envVar": "AWS_ACCESS_KEY_ID"}, {"secretKey": "secretkey", "envVar": "AWS_SECRET_ACCESS_KEY"}]}]
+    env = spec["deploymentSpec"]["executors"]["Pusher_executor"]["container"]["env"]
+    assert {"name": "SIGNS_MINIO_ENDPOINT", "value": "http://minio-service.kubeflow:9000"} in env
+    # On disk: the PipelineSpec, then the platform spec, as kfp.Client reads a package.
+    path = kfp_compile.write(spec, str(tmp_path / "pipeline.yaml"))
+    from kfp.client.client import _extract_pipeline_yaml  # pylint: disable=import-outside-toplevel
+    doc = _extract_pipeline_yaml(path)
+    assert doc.pipeline_spec.default_pipeline_root == "minio://mlpipeline/v2/artifacts"
+    from google.protobuf import json_format  # pylint: disable=import-outside-toplevel
+    read = json_format.MessageToDict(doc.platform_spec)["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert read["Trainer_executor"]["secretAsEnv"][0]["secretName"] == "mlpipeline-minio-artifact"
+    assert kfp_compile.load(path) == spec
+
+
+def test_example_gen_cache_key_holds_the_data_fingerprint(spec):
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["ExampleGen"]["inputs"]["parameters"]["data_fingerprint"] == {"componentInputParameter": "data_fingerprint"}
+    component = spec["components"][tasks["ExampleGen"]["componentRef"]["name"]]
+    assert component["inputDefinitions"]["parameters"]["data_fingerprint"] == {"parameterType": "STRING"}
 
 
 def test_baseline_is_never_cached(spec):
@@ -73,13 +116,13 @@ def test_written_package_loads_in_kfp(spec, tmp_path):
     path = kfp_compile.write(spec, str(tmp_path / "pipeline.yaml"))
     component = kfp.components.load_component_from_file(path)
     assert component.name == "signs"
-    assert set(component.component_spec.inputs) == {"data_root", "epochs", "min_accuracy", "min_improvement"}
+    assert set(component.component_spec.inputs) == {"data_root", "data_fingerprint", "epochs", "min_accuracy", "min_improvement"}
     assert kfp_compile.load(path) == spec
 
 
 def test_parameter_overrides_are_typed(spec):
     values = kfp_compile.parameter_values(spec, {"epochs": "3", "min_accuracy": "0.5", "data_root": "/d"})
-    assert values == {"data_root": "/d", "epochs": 3, "min_accuracy": 0.5, "min_improvement": 0.0}
+    assert values == {"data_root": "/d", "data_fingerprint": "", "epochs": 3, "min_accuracy": 0.5, "min_improvement": 0.0}
     with pytest.raises(ValueError, match="no such parameter"):
         kfp_compile.parameter_values(spec, {"epoch": "3"})
     with pytest.raises(ValueError, match="epochs=many: not a number_integer"):

@@ -1,0 +1,102 @@
+"""Tests of the storage layer on a local disk and on a real S3 server (moto, on 127.0.0.1)."""
+
+import os
+
+import pytest
+
+from components import storage
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with storage.stand_in_store("s3://signs-test") as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(params=["local", "s3"])
+def root(request, tmp_path):
+    if request.param == "local":
+        return str(tmp_path / "root")
+    request.getfixturevalue("s3")
+    return f"s3://signs-test/{tmp_path.name}"
+
+
+def test_schemes():
+    assert storage.scheme("/a/b") == "" and storage.scheme("minio://b/k") == "minio"
+    assert storage.join("gs://b/k/", "x", "y") == "gs://b/k/x/y"
+    with pytest.raises(storage.StorageError, match="hdfs://n/p: unsupported scheme hdfs://"):
+        storage.scheme("hdfs://n/p")
+
+
+def test_write_list_read(root):
+    storage.write_bytes(storage.join(root, "a", "1.txt"), b"one")
+    storage.write_bytes(storage.join(root, "a", "2.txt"), b"two")
+    assert storage.isdir(storage.join(root, "a")) and storage.isfile(storage.join(root, "a", "1.txt"))
+    assert storage.listdir(storage.join(root, "a")) == ["1.txt", "2.txt"]
+    assert storage.glob(storage.join(root, "a", "*.txt")) == [storage.join(root, "a", "1.txt"), storage.join(root, "a", "2.txt")]
+    assert storage.read_bytes(storage.join(root, "a", "2.txt")) == b"two"
+    assert not storage.exists(storage.join(root, "b"))
+
+
+def test_create_only_never_overwrites(root):
+    target = storage.join(root, "claim")
+    assert storage.create_only(target, b"first")
+    assert not storage.create_only(target, b"second")
+    assert storage.read_bytes(target) == b"first"
+
+
+def test_trees_round_trip_with_the_last_file_last(root, tmp_path):
+    src = tmp_path / "src"
+    os.makedirs(src / "variables")
+    (src / "variables" / "v.data").write_bytes(b"w" * 1000)
+    (src / "saved_model.pb").write_bytes(b"graph")
+    storage.upload_tree(str(src), storage.join(root, "model"), last=("saved_model.pb",))
+    assert sorted(storage.walk_files(storage.join(root, "model"))) == ["saved_model.pb", "variables/v.data"]
+    assert storage.download_tree(storage.join(root, "model"), str(tmp_path / "back")) == 2
+    assert (tmp_path / "back" / "variables" / "v.data").read_bytes() == b"w" * 1000
+
+
+def test_fingerprint_follows_the_files(root):
+    data = storage.join(root, "data")
+    assert storage.fingerprint(data) == ""
+    storage.write_bytes(storage.join(data, "train_signs.h5"), b"x" * 10)
+    first = storage.fingerprint(data)
+    assert first and storage.fingerprint(data) == first
+    storage.write_bytes(storage.join(data, "train_signs.h5"), b"y" * 11)
+    assert storage.fingerprint(data) != first
+    storage.write_bytes(storage.join(data, "test_signs.h5"), b"z")
+    assert len({first, storage.fingerprint(data)}) == 2
+
+
+def test_no_directory_markers_on_the_store(s3, tmp_path):
+    del s3
+    storage.makedirs("s3://signs-test/markers/a/b")
+    storage.write_bytes("s3://signs-test/markers/a/b/c.txt", b"c")
+    import boto3  # pylint: disable=import-outside-toplevel
+    client = boto3.client("s3", endpoint_url=os.environ["SIGNS_S3_ENDPOINT"])
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket="signs-test", Prefix="markers/")["Contents"]]
+    assert keys == ["markers/a/b/c.txt"]
+
+
+def test_an_unreachable_store_is_one_line_naming_the_endpoint(monkeypatch):
+    monkeypatch.setenv("SIGNS_MINIO_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SECRET-VALUE")
+    storage.reset()
+    reason = storage.check_reachable("minio://mlpipeline/v2/artifacts")
+    storage.reset()
+    assert reason.startswith("minio://mlpipeline/v2/artifacts at http://127.0.0.1:9: ")
+    assert "\n" not in reason and "SECRET-VALUE" not in reason
+
+
+def test_missing_credentials_are_named(s3, monkeypatch):
+    del s3
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    storage.reset()
+    with pytest.raises(storage.StorageError, match=r"s3://signs-test/x at http://127.0.0.1:\d+: no credentials"):
+        storage.exists("s3://signs-test/x")
+    storage.reset()
