@@ -7,7 +7,7 @@ import os
 import time
 import urllib.error
 import urllib.request
-from typing import Optional
+from typing import Any, Dict, Optional, Set
 
 TERMINAL = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED", "CANCELLED"}
 
@@ -42,6 +42,36 @@ def _check_host(host: str, token: Optional[str]) -> None:
         raise SubmitError(f"{host}: unreachable ({reason})") from e
 
 
+def check_image(image: str) -> None:
+    """Raises SubmitError unless the image names a registry a cluster can pull from."""
+    first = image.split("/", 1)[0]
+    if "/" not in image or not ("." in first or ":" in first or first == "localhost"):
+        raise SubmitError(f"the package's image {image} names no registry a cluster can pull from; "
+                          f"push it and compile with --image REGISTRY/{image.rsplit('/', 1)[-1]}")
+
+
+def images(spec: Dict[str, Any]) -> Set[str]:
+    return {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values() if "container" in e}
+
+
+def data_fingerprint(data_root: str) -> str:
+    """ExampleGen's cache key: a fingerprint of the files under data_root, or a fresh value.
+
+    The store may not be reachable from where `submit` runs; then the value is unique, so KFP's
+    cache never answers ExampleGen with another data set's examples (it reruns instead).
+    """
+    from components import storage  # pylint: disable=import-outside-toplevel
+    try:
+        found = storage.fingerprint(data_root)
+    except storage.StorageError as e:
+        print(f"note: {e}; ExampleGen will run afresh instead of from KFP's cache")
+        return f"unlisted-{time.time_ns()}"
+    if not found:
+        print(f"note: {data_root}: nothing there seen from here; ExampleGen will run afresh instead of from KFP's cache")
+        return f"unlisted-{time.time_ns()}"
+    return found
+
+
 def _redact(text: str, token: Optional[str]) -> str:
     return text.replace(token, "<token>") if token else text
 
@@ -53,12 +83,19 @@ def submit(args) -> int:
         if not os.path.exists(args.package):
             raise SubmitError(f"{args.package}: no such package; run `python kubeflow/runner.py compile` first")
         from kubeflow import compile as kfp_compile  # pylint: disable=import-outside-toplevel
+        spec = kfp_compile.load(args.package)
         try:
-            params = kfp_compile.parameter_values(kfp_compile.load(args.package), dict(args.param))
+            params = kfp_compile.parameter_values(spec, dict(args.param))
+            if args.pipeline_root:
+                kfp_compile.check_root(args.pipeline_root)
         except ValueError as e:
             raise SubmitError(str(e)) from e
+        for image in sorted(images(spec)):
+            check_image(image)
         token = _token(args.token_file)
         _check_host(args.host, token)
+        if kfp_compile.FINGERPRINT in params and not params[kfp_compile.FINGERPRINT]:
+            params[kfp_compile.FINGERPRINT] = data_fingerprint(params["data_root"])
         import kfp  # pylint: disable=import-outside-toplevel
 
         client = kfp.Client(host=args.host, namespace=args.namespace, existing_token=token)

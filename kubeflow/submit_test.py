@@ -22,7 +22,7 @@ def _submit(*args, env=None):
 def package(tmp_path_factory):
     from kubeflow import compile as kfp_compile  # pylint: disable=import-outside-toplevel
     path = str(tmp_path_factory.mktemp("pkg") / "pipeline.yaml")
-    return kfp_compile.write(kfp_compile.build(kfp_compile.CompileConfig()), path)
+    return kfp_compile.write(kfp_compile.build(kfp_compile.CompileConfig(image="registry.example/signs-pipeline:0.1.0")), path)
 
 
 def test_unreachable_host_fails_fast_with_one_line(package):
@@ -70,6 +70,40 @@ def test_unknown_parameter_is_refused_before_contacting_the_host(package):
     out = _submit("--host", "http://127.0.0.1:9", "--package", package, "--param", "epoch=2")
     assert out.returncode != 0
     assert out.stdout.strip().startswith("error: --param epoch: the package has no such parameter")
+
+
+def test_an_image_without_a_registry_is_refused_before_contacting_the_host(tmp_path):
+    from kubeflow import compile as kfp_compile  # pylint: disable=import-outside-toplevel
+    local_only = kfp_compile.write(kfp_compile.build(kfp_compile.CompileConfig(image="signs-pipeline:0.1.0")),
+                                   str(tmp_path / "pipeline.yaml"))
+    out = _submit("--host", "http://127.0.0.1:9", "--package", local_only)
+    assert out.returncode == 1
+    assert out.stdout.strip() == ("error: the package's image signs-pipeline:0.1.0 names no registry a cluster can pull "
+                                  "from; push it and compile with --image REGISTRY/signs-pipeline:0.1.0")
+
+
+@pytest.mark.parametrize("image, ok", [("ghcr.io/me/signs:1", True), ("localhost:5000/signs:1", True),
+                                       ("registry.example/signs", True), ("signs:1", False), ("me/signs:1", False)])
+def test_registry_check(image, ok):
+    from kubeflow import submit  # pylint: disable=import-outside-toplevel
+    if ok:
+        submit.check_image(image)
+    else:
+        with pytest.raises(submit.SubmitError, match="names no registry"):
+            submit.check_image(image)
+
+
+def test_fingerprint_of_an_unreachable_store_is_unique_and_said(monkeypatch, capsys):
+    from components import storage  # pylint: disable=import-outside-toplevel
+    from kubeflow import submit  # pylint: disable=import-outside-toplevel
+    monkeypatch.setenv("SIGNS_MINIO_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    storage.reset()
+    first, second = submit.data_fingerprint("minio://mlpipeline/data"), submit.data_fingerprint("minio://mlpipeline/data")
+    storage.reset()
+    assert first.startswith("unlisted-") and first != second  # never a cache hit on unknown data
+    assert "note: minio://mlpipeline/data at http://127.0.0.1:9: " in capsys.readouterr().out
 
 
 class _FakeRuns:
