@@ -121,3 +121,27 @@ def test_image_folder_listing(tmp_path):
     os.remove(tmp_path / "3" / "a.png")
     with pytest.raises(SignsDataError, match=r"3: no images .* for label 3"):
         sources.list_image_folder(str(tmp_path), CLASSES)
+
+
+def test_sources_on_an_object_store(tmp_path):
+    """A data root on S3 (MinIO, AWS): h5 files, class folders and their errors, as on a disk."""
+    from components import storage  # pylint: disable=import-outside-toplevel
+    with storage.stand_in_store("s3://signs-data"):
+        root = "s3://signs-data/root"
+        os.makedirs(tmp_path / "h5")
+        storage.upload_tree(os.path.dirname(_write_h5(tmp_path / "h5" / "train_signs.h5", _images(3), np.arange(3))),
+                            f"{root}/h5")
+        assert sources.check_h5(f"{root}/h5/train_signs.h5", CLASSES) == 3
+        assert [r[2] for r in sources.read_h5_chunk(f"{root}/h5/train_signs.h5", 1, 3)] == \
+            ["train_signs.h5[1]", "train_signs.h5[2]"]
+        for label in (0, 1):
+            Image.fromarray(_images(1)[0]).save(tmp_path / f"{label}.png")
+            storage.write_bytes(f"{root}/folder/{label}/a.png", (tmp_path / f"{label}.png").read_bytes())
+        found = sources.list_image_folder(f"{root}/folder", (0, 1))
+        assert found == [(f"{root}/folder/0/a.png", 0), (f"{root}/folder/1/a.png", 1)]
+        assert sources.read_image_file(found[0][0]).shape == (64, 64, 3)
+        with pytest.raises(SignsDataError, match=f"^{root}/folder/2: missing class folder for label 2$"):
+            sources.list_image_folder(f"{root}/folder", (0, 1, 2))
+        storage.write_bytes(f"{root}/folder/1/b.png", b"not a png")
+        with pytest.raises(SignsDataError, match=f"^{root}/folder/1/b.png: not a decodable image"):
+            sources.read_image_file(f"{root}/folder/1/b.png")
