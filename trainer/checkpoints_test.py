@@ -102,3 +102,28 @@ def test_patience_counts_epochs_without_improvement(patience, stops_after):
     state = checkpoints.TrainingState(None, "val_accuracy", patience=patience, restore_best=True)
     _fit(model, state, 8, [0.9] + [0.1] * 7)
     assert len(state.history) == stops_after
+
+
+def test_checkpoints_on_an_object_store_resume_in_a_new_process(capsys):
+    """A checkpoint_root on MinIO or S3 (Kubeflow's default): the pod that resumes has no local copy."""
+    from components import storage  # pylint: disable=import-outside-toplevel
+    with storage.stand_in_store("minio://mlpipeline"):
+        directory = "minio://mlpipeline/v2/artifacts/checkpoints/abc123"
+        values = [0.5, 0.7, 0.6, 0.8, 0.8]
+        first = _model()
+        state = checkpoints.TrainingState(directory, "val_accuracy", patience=0, restore_best=True)
+        _fit(first, state, 3, values)  # "killed" after epoch 3
+        assert sorted(storage.walk_files(directory)) == ["best.weights.h5", "epoch-3.weights.h5", "state.json"]
+        assert json.loads(storage.read_bytes(f"{directory}/state.json"))["epoch"] == 3
+
+        second = _model()
+        resumed = checkpoints.TrainingState(directory, "val_accuracy", patience=0, restore_best=True)
+        assert not os.path.exists(os.path.join(resumed.directory, "state.json"))  # a fresh local mirror
+        assert resumed.restore(second) == 3
+        assert f"Resuming training from the checkpoint of epoch 3 in {directory}" in capsys.readouterr().out
+        assert all(np.array_equal(a, b) for a, b in zip(first.get_weights(), second.get_weights()))
+        assert int(second.optimizer.iterations) == 12
+        _fit(second, resumed, 5, values, initial_epoch=3)
+        assert sorted(storage.walk_files(directory)) == ["best.weights.h5", "epoch-5.weights.h5", "state.json"]
+        resumed.clear()
+        assert storage.walk_files(directory) == {}
