@@ -22,6 +22,8 @@ from tfx.utils import json_utils
 from components.baseline import ABSENT
 
 MIN_ACCURACY_KEY, MIN_IMPROVEMENT_KEY = "min_accuracy", "min_improvement"
+# ModelBlessing custom property: the served version the candidate was compared against (0: none).
+COMPARED_WITH_KEY = "compared_with_version"
 
 
 class BaselineAwareEvaluatorSpec(standard_component_specs.EvaluatorSpec):
@@ -65,6 +67,11 @@ class Executor(evaluator_executor.Executor):
             props[standard_component_specs.EVAL_CONFIG_KEY],
             props.pop(MIN_ACCURACY_KEY), props.pop(MIN_IMPROVEMENT_KEY))
         super().Do(input_dict, output_dict, props)
+        # What the Pusher checks before it ships: the version this model was compared against.
+        compared = 0 if not baseline or baseline[0].get_int_custom_property(ABSENT) else \
+            baseline[0].get_int_custom_property("served_version")
+        blessing = output_dict[standard_component_specs.BLESSING_KEY][0]
+        blessing.set_int_custom_property(COMPARED_WITH_KEY, compared)
 
 
 class BaselineAwareEvaluator(base_beam_component.BaseBeamComponent):

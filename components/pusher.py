@@ -12,10 +12,17 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import json_utils, proto_utils
 
 from components import serving
+from components.evaluator import COMPARED_WITH_KEY
+
+NOT_PUSHED_KEY = "not_pushed_reason"  # PushedModel custom property: why a blessed model was not pushed
 
 
 class Executor(pusher_executor.Executor):
     """Pushes to `<base_directory>/<next version>` atomically; skips a model already serving.
+
+    A blessing that says which version it was compared against (`compared_with_version`, from
+    BaselineAwareEvaluator) is pushed only as the version right after it: if another run pushed
+    since, this run is not pushed, and says why.
 
     `custom_config` may hold `keep_last` (int, 0 = keep every version).
     """
@@ -40,8 +47,18 @@ class Executor(pusher_executor.Executor):
             self._MarkNotPushed(pushed)
             pushed.set_int_custom_property("already_serving_version", newest)
             return
-        version = serving.push(model_path, serving_dir, {"model_uri": model.uri, "model_id": model.id},
-                               keep_last=int(custom.get("keep_last", 0)))
+        blessing = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_BLESSING_KEY])
+        after = blessing.get_int_custom_property(COMPARED_WITH_KEY) \
+            if blessing.has_custom_property(COMPARED_WITH_KEY) else None
+        try:
+            version = serving.push(model_path, serving_dir, {"model_uri": model.uri, "model_id": model.id},
+                                   keep_last=int(custom.get("keep_last", 0)), after=after)
+        except serving.PushConflict as e:
+            logging.warning("Not pushed: %s", e)
+            print(f"Not pushed: {e}", flush=True)
+            self._MarkNotPushed(pushed)
+            pushed.set_string_custom_property(NOT_PUSHED_KEY, str(e))
+            return
         destination_path = serving.version_dir(serving_dir, version)
         logging.info("Model pushed to %s.", destination_path)
         self._MarkPushed(pushed, pushed_destination=destination_path, pushed_version=str(version))

@@ -158,6 +158,8 @@ def render(facts: Dict[str, Any]) -> str:
         decision.append(f"Pushed as version {pushed['version']}: {pushed['destination']}")
     elif pushed.get("already_serving_version"):
         decision.append(f"Already serving as version {pushed['already_serving_version']}; not pushed again.")
+    elif pushed.get("not_pushed_reason"):
+        decision.append(f"Not pushed: {pushed['not_pushed_reason']}.")
     else:
         decision.append("Not pushed: the serving directory is unchanged.")
     config = facts["history"].get("config", {})

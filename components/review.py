@@ -120,7 +120,8 @@ def Review(examples: InputArtifact[Examples], statistics: InputArtifact[ExampleS
               "destination": props["pushed_destination"].string_value if "pushed_destination" in props else "",
               "version": props["pushed_version"].string_value if "pushed_version" in props else "",
               "already_serving_version": props["already_serving_version"].int_value
-              if "already_serving_version" in props else None}
+              if "already_serving_version" in props else None,
+              "not_pushed_reason": props["not_pushed_reason"].string_value if "not_pushed_reason" in props else ""}
     facts = gather(examples.uri, statistics.uri, anomalies.uri, model.uri, evaluation.uri,
                    blessed=bool(blessing.get_int_custom_property("blessed")),
                    baseline_version=None if absent else baseline.get_int_custom_property("served_version"),

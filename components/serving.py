@@ -11,6 +11,10 @@ counts once its `saved_model.pb` is there, and that file is always written last:
 
 So no reader ever sees a half-written version, no version is ever overwritten, and two pushers
 racing each get a version of their own. Versions are deleted only when `keep_last` asks for it.
+
+A gated push (`after=N`: the model was compared against version N, 0 for none) goes into version
+N+1 or nowhere: the same atomic rename or create-only claim makes it a compare-and-swap, so a
+model never ships past a version it was not compared against.
 """
 
 import json
@@ -56,11 +60,24 @@ def state(serving_dir: str) -> str:
     return "versions=" + ",".join(str(v) for v in list_versions(serving_dir))
 
 
+class PushConflict(Exception):
+    """A gated push found a newer version than the one its model was compared against; one line."""
+
+
+def _conflict(serving_dir: str, after: int) -> PushConflict:
+    newest = newest_version(serving_dir)
+    if newest is not None and newest > after:
+        return PushConflict(f"version {newest} was pushed while this run was evaluating against "
+                            f"{'version ' + str(after) if after else 'no serving model'}; re-run to compare against it")
+    return PushConflict(f"{version_dir(serving_dir, after + 1)} is being pushed by another run (or a push was killed "
+                        f"there: delete it if no push is running); re-run to compare against it")
+
+
 def _info(info: Dict, version: int) -> bytes:
     return json.dumps(dict(info, version=version, pushed_at=time.strftime("%Y-%m-%dT%H:%M:%S"))).encode()
 
 
-def push(model_dir: str, serving_dir: str, info: Dict, keep_last: int = 0) -> int:
+def push(model_dir: str, serving_dir: str, info: Dict, keep_last: int = 0, after: Optional[int] = None) -> int:
     """Copies a SavedModel into the next free version of `serving_dir`; returns that version.
 
     Args:
@@ -68,28 +85,35 @@ def push(model_dir: str, serving_dir: str, info: Dict, keep_last: int = 0) -> in
       serving_dir: the TF Serving base directory, a path or a gs://, s3://, minio:// URL.
       info: facts about the model, stored as `push_info.json` in the version.
       keep_last: if > 0, versions older than the newest `keep_last` are then deleted.
+      after: the version the model was compared against (0: none was serving); the push then
+        goes into version `after + 1` only.
 
     Returns:
       The new version number (1 for the first push).
+
+    Raises:
+      PushConflict: `after` is given and another version landed since.
     """
     if not os.path.exists(os.path.join(model_dir, SAVED_MODEL)):
         raise FileNotFoundError(f"{model_dir}: no saved_model.pb to push")
+    if after is not None and (newest_version(serving_dir) or 0) != after:
+        raise _conflict(serving_dir, after)
     if storage.is_remote(serving_dir):
-        version = _push_to_store(model_dir, serving_dir, info)
+        version = _push_to_store(model_dir, serving_dir, info, after)
     else:
-        version = _push_to_disk(model_dir, serving_dir, info)
+        version = _push_to_disk(model_dir, serving_dir, info, after)
     if keep_last > 0:
         for old in list_versions(serving_dir)[:-keep_last]:
             storage.remove(version_dir(serving_dir, old))
     return version
 
 
-def _push_to_disk(model_dir: str, serving_dir: str, info: Dict) -> int:
+def _push_to_disk(model_dir: str, serving_dir: str, info: Dict, after: Optional[int]) -> int:
     os.makedirs(serving_dir, exist_ok=True)
     staging = os.path.join(serving_dir, f".staging-{uuid.uuid4().hex}")
     shutil.copytree(model_dir, staging)
     try:
-        version = (newest_version(serving_dir) or 0) + 1
+        version = (newest_version(serving_dir) or 0) + 1 if after is None else after + 1
         while True:
             with open(os.path.join(staging, PUSH_INFO), "wb") as f:
                 f.write(_info(info, version))
@@ -100,17 +124,21 @@ def _push_to_disk(model_dir: str, serving_dir: str, info: Dict) -> int:
             except OSError:
                 if not os.path.exists(version_dir(serving_dir, version)):
                     raise
+                if after is not None:
+                    raise _conflict(serving_dir, after) from None
                 version += 1
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
-def _push_to_store(model_dir: str, serving_dir: str, info: Dict) -> int:
-    version = (newest_version(serving_dir) or 0) + 1
+def _push_to_store(model_dir: str, serving_dir: str, info: Dict, after: Optional[int]) -> int:
+    version = (newest_version(serving_dir) or 0) + 1 if after is None else after + 1
     # A claimed version may be a push in progress, or one killed part-way: either way not ours.
     while not storage.create_only(storage.join(version_dir(serving_dir, version), PUSH_INFO),
                                   _info(info, version)):
+        if after is not None:
+            raise _conflict(serving_dir, after)
         version += 1
     target = version_dir(serving_dir, version)
     try:

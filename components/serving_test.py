@@ -124,3 +124,95 @@ def test_two_processes_pushing_to_the_store_at_once_both_land(minio, tmp_path):
         assert p.exitcode == 0
     assert sorted([results.get(), results.get()]) == [1, 2]
     assert sorted(serving.push_info(serving_dir, v)["model_uri"] for v in (1, 2)) == ["m0", "m1"]
+
+
+# -- compare-and-push: a model ships only right after the version it was compared against --------
+
+def test_a_gated_push_goes_right_after_its_baseline(tmp_path):
+    model = _fake_model(tmp_path / "model")
+    serving_dir = str(tmp_path / "serving")
+    assert serving.push(model, serving_dir, {}, after=0) == 1
+    assert serving.push(model, serving_dir, {}, after=1) == 2
+    with pytest.raises(serving.PushConflict, match="^version 2 was pushed while this run was evaluating against version 1; "
+                                                   "re-run to compare against it$"):
+        serving.push(model, serving_dir, {}, after=1)
+    with pytest.raises(serving.PushConflict, match="^version 2 was pushed while this run was evaluating against no serving model"):
+        serving.push(model, serving_dir, {}, after=0)
+    assert serving.list_versions(serving_dir) == [1, 2]
+
+
+def test_a_gated_push_on_the_store_refuses_a_claimed_version(minio, tmp_path):
+    from components import storage  # pylint: disable=import-outside-toplevel
+    del minio
+    serving_dir = "minio://mlpipeline/gated/serving_model"
+    model = _fake_model(tmp_path / "model")
+    assert serving.push(model, serving_dir, {}, after=0) == 1
+    storage.write_bytes(f"{serving_dir}/2/push_info.json", b"{}")  # another run's push, in progress
+    with pytest.raises(serving.PushConflict, match=f"^{serving_dir}/2 is being pushed by another run"):
+        serving.push(model, serving_dir, {}, after=1)
+    assert serving.list_versions(serving_dir) == [1]
+
+
+def _gated_push_after(barrier, model, serving_dir, after, results):
+    barrier.wait()
+    try:
+        results.put(("pushed", serving.push(model, serving_dir, {}, after=after)))
+    except serving.PushConflict as e:
+        results.put(("refused", str(e)))
+
+
+@pytest.mark.parametrize("where", ["disk", "store"])
+def test_two_runs_gated_on_the_same_baseline_ship_one_model(where, minio, tmp_path):
+    """Both were compared against version 1: exactly one ships; the other says why."""
+    serving_dir = str(tmp_path / "serving") if where == "disk" else f"minio://mlpipeline/race-gated-{tmp_path.name}/serving_model"
+    del minio
+    serving.push(_fake_model(tmp_path / "v1"), serving_dir, {})
+    models = [_fake_model(tmp_path / f"model{i}", payload=f"w{i}") for i in range(2)]
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_gated_push_after, args=(barrier, m, serving_dir, 1, results)) for m in models]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    outcomes = sorted([results.get(), results.get()])
+    assert outcomes[0] == ("pushed", 2)
+    assert outcomes[1][0] == "refused" and "re-run to compare against it" in outcomes[1][1]
+    assert serving.list_versions(serving_dir) == [1, 2]
+
+
+_KILL_SCRIPT = """
+import sys
+from components import serving
+serving.push(sys.argv[1], sys.argv[2], {{}})
+"""
+
+
+@pytest.mark.parametrize("where", ["disk", "store"])
+def test_a_push_killed_mid_copy_leaves_no_loadable_half_version(where, minio, tmp_path):
+    import signal  # pylint: disable=import-outside-toplevel
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+    from components import storage  # pylint: disable=import-outside-toplevel
+    del minio
+    serving_dir = str(tmp_path / "serving") if where == "disk" else f"minio://mlpipeline/killed-{tmp_path.name}/serving_model"
+    big = tmp_path / "big"
+    os.makedirs(big / "variables")
+    for i in range(40):  # many files, so the copy takes a while
+        (big / "variables" / f"part-{i:03d}").write_bytes(os.urandom(2_000_000))
+    (big / "saved_model.pb").write_bytes(b"graph")
+    proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT.format(), str(big), serving_dir],
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    deadline = time.time() + 60
+    while time.time() < deadline and not storage.walk_files(serving_dir):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = storage.walk_files(serving_dir)
+    assert written, "the push had not started copying"
+    # TF Serving loads `<integer>/saved_model.pb` only; a killed disk push leaves just its `.staging-*` copy.
+    assert not [p for p in written if p.split("/")[0].isdigit() and p.endswith("saved_model.pb")]
+    assert serving.list_versions(serving_dir) == []
+    assert serving.push(str(big), serving_dir, {}) >= 1  # and the next push lands whole

@@ -289,7 +289,8 @@ def _summary(produced: Dict[str, Dict[str, Any]], seconds: float) -> None:
     if _custom(pushed, "pushed") in (1, 1.0):
         print(f"pushed model:  {_custom(pushed, 'pushed_destination')}")
     else:
-        print("pushed model:  none")
+        reason = _custom(pushed, "not_pushed_reason")
+        print(f"pushed model:  none{': ' + reason if reason else ''}")
     report = produced.get("Review", {}).get("report", {})
     if report:
         print(f"review report: {report['uri'].rstrip('/')}/report.html")

@@ -32,6 +32,7 @@ class RunReport:
     blessed: Optional[bool] = None
     decision: List[str] = dataclasses.field(default_factory=list)  # why blessed or not
     pushed_to: Optional[str] = None
+    not_pushed_reason: Optional[str] = None  # a blessed model the Pusher did not ship, and why
     already_serving: Optional[int] = None  # the version this model already serves as
     report_path: Optional[str] = None
     expected: Sequence[str] = COMPONENT_ORDER  # the pipeline's components, in order
@@ -125,6 +126,8 @@ def _add_evaluation(report: RunReport) -> None:
             report.pushed_to = props["pushed_destination"].string_value
         elif "already_serving_version" in props:
             report.already_serving = props["already_serving_version"].int_value
+        elif "not_pushed_reason" in props:
+            report.not_pushed_reason = props["not_pushed_reason"].string_value
     review = report.component("Review")
     if review and "components.ReviewReport" in review.outputs:
         report.report_path = review.outputs["components.ReviewReport"].custom_properties["report_path"].string_value
@@ -192,6 +195,8 @@ def render(report: Optional[RunReport], total_seconds: float, data_text: str,
         lines.append(f"pushed model:  {report.pushed_to}")
     elif report.already_serving is not None:
         lines.append(f"pushed model:  none: this model already serves as version {report.already_serving}")
+    elif report.not_pushed_reason:
+        lines.append(f"pushed model:  none: {report.not_pushed_reason}")
     elif report.blessed is False:
         lines.append("pushed model:  none (the model was not blessed; the serving directory is unchanged)")
     if report.report_path:
