@@ -2,6 +2,8 @@
 
 import argparse
 import dataclasses
+import errno
+import math
 import os
 from typing import List, Optional, Tuple
 
@@ -87,11 +89,21 @@ def _classes(text: str) -> Tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"--classes takes comma-separated integers, got {text!r}") from e
     if not values or min(values) < 0:
         raise argparse.ArgumentTypeError(f"--classes takes non-negative labels, got {text!r}")
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"--classes {text}: label {twice[0]} is given more than once")
     return values
 
 
-def _fraction(text: str) -> float:
+def _finite(text: str) -> float:
     value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _finite(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a value in [0, 1], got {text}")
     return value
@@ -121,8 +133,7 @@ def _positive(text: str) -> int:
 def build_parser(description: str) -> argparse.ArgumentParser:
     """Returns the local runner's flags, each defaulting to the PipelineConfig field it sets."""
     d = PipelineConfig()
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ShortUsageParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default=d.data,
                    help="a directory with train_signs.h5 and test_signs.h5; one SIGNS-format .h5 "
                         "file; a directory of tf.Example TFRecords (Split-train/ + Split-eval/, or "
@@ -142,7 +153,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                    help="warn when a class has fewer than this times a split's mean examples per class")
     p.add_argument("--min-accuracy", type=_fraction, default=d.min_accuracy,
                    help="eval accuracy a model needs to be blessed and pushed")
-    p.add_argument("--min-improvement", type=float, default=d.min_improvement,
+    p.add_argument("--min-improvement", type=_finite, default=d.min_improvement,
                    help="accuracy the model must gain over the model now serving (absolute; "
                         "0 = must not be worse)")
     p.add_argument("--keep-last", type=_non_negative, default=d.keep_last,
@@ -183,7 +194,7 @@ def _add_training_flags(group) -> None:
 
 
 def _non_negative_float(text: str) -> float:
-    value = float(text)
+    value = _finite(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
     return value
@@ -210,5 +221,49 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     )
 
 
+class ShortUsageParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are two lines: a one-line usage, then what is wrong."""
+
+    def error(self, message):
+        self.exit(2, f"usage: {self.prog} [options] (--help lists them)\n{self.prog}: error: {message}\n")
+
+
+def check_paths(config: PipelineConfig) -> Optional[str]:
+    """What is wrong with the run's paths and classes, found before TFX is imported; None if nothing.
+
+    A pipeline root that is a file or cannot be written, a `--data` that is a symlink loop, and
+    classes that a folder source has no sub-folder for.
+    """
+    root = config.pipeline_root
+    if os.path.exists(root) and not os.path.isdir(root):
+        return f"--pipeline-root {root}: is a file, not a directory"
+    existing = root
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        return f"--pipeline-root {root}: {existing} is not a writable directory"
+    if config.data:
+        try:
+            os.stat(config.data)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return f"--data {config.data}: a symlink loop (too many levels of symbolic links)"
+            return None  # the data source's own check says what is missing, in one line
+        if os.path.isdir(config.data):
+            names = set(os.listdir(config.data))
+            folders = sorted(n for n in names if os.path.isdir(os.path.join(config.data, n)) and not n.startswith("Split-"))
+            plain = not ({"train_signs.h5", "test_signs.h5"} <= names or {"Split-train", "Split-eval"} <= names)
+            missing = [c for c in config.classes if str(c) not in folders]
+            if plain and folders and missing:
+                return (f"--classes: {config.data} has no folder for label{'s' if len(missing) > 1 else ''} "
+                        f"{', '.join(map(str, missing))} (its class folders: {', '.join(folders)})")
+    return None
+
+
 def parse(argv: Optional[List[str]] = None, description: str = "") -> PipelineConfig:
-    return config_from_args(build_parser(description).parse_args(argv))
+    parser = build_parser(description)
+    config = config_from_args(parser.parse_args(argv))
+    problem = check_paths(config)
+    if problem:
+        parser.error(problem)
+    return config

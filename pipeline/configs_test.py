@@ -99,3 +99,50 @@ def test_every_training_knob_has_a_flag(tmp_path):
         False, "mixed_bfloat16", 0, 5.0, "constant")
     assert t.num_classes == 3 and t.checkpoint_root == os.path.join(str(tmp_path), "checkpoints")
     assert TrainConfig.from_dict(t.to_dict()) == t
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--classes", "0,0"], "--classes 0,0: label 0 is given more than once"),
+    (["--learning-rate", "inf"], "expected a finite number, got inf"),
+    (["--min-improvement", "nan"], "expected a finite number, got nan"),
+    (["--min-accuracy", "nan"], "expected a finite number, got nan"),
+])
+def test_duplicate_classes_and_non_finite_numbers_are_refused_in_two_lines(argv, says, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        configs.parse(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 2
+    assert err[0].startswith("usage: ") and err[0].endswith("(--help lists them)")
+    assert says in err[1]
+
+
+def _refused(argv, capsys):
+    with pytest.raises(SystemExit):
+        configs.parse(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2
+    return err[1]
+
+
+def test_a_pipeline_root_that_is_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert _refused(["--pipeline-root", str(tmp_path / "file")], capsys).endswith(
+        f"--pipeline-root {tmp_path / 'file'}: is a file, not a directory")
+    assert _refused(["--pipeline-root", str(tmp_path / "file" / "below")], capsys).endswith(
+        f"--pipeline-root {tmp_path / 'file' / 'below'}: {tmp_path / 'file'} is not a writable directory")
+
+
+def test_a_symlink_loop_is_named_as_such(tmp_path, capsys):
+    os.symlink(tmp_path / "b", tmp_path / "a")
+    os.symlink(tmp_path / "a", tmp_path / "b")
+    assert _refused(["--data", str(tmp_path / "a"), "--pipeline-root", str(tmp_path / "root")], capsys).endswith(
+        f"--data {tmp_path / 'a'}: a symlink loop (too many levels of symbolic links)")
+
+
+def test_classes_absent_from_a_folder_source_are_refused_before_any_import(tmp_path, capsys):
+    for label in ("0", "1"):
+        os.makedirs(tmp_path / "photos" / label)
+    said = _refused(["--data", str(tmp_path / "photos"), "--classes", "0,1,11", "--pipeline-root", str(tmp_path / "r")], capsys)
+    assert said.endswith(f"--classes: {tmp_path / 'photos'} has no folder for label 11 (its class folders: 0, 1)")
+    assert configs.parse(["--data", str(tmp_path / "photos"), "--classes", "0,1",
+                          "--pipeline-root", str(tmp_path / "r")]).classes == (0, 1)
