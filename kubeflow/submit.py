@@ -3,6 +3,7 @@
 Every failure is one line on stdout and a non-zero exit; the bearer token is never printed.
 """
 
+import json
 import os
 import time
 import urllib.error
@@ -21,9 +22,21 @@ def _token(path: Optional[str]) -> Optional[str]:
         return None
     try:
         with open(path) as f:
-            return f.read().strip()
-    except OSError as e:
-        raise SubmitError(f"{path}: cannot read the token file ({e.strerror})") from e
+            token = f.read().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise SubmitError(f"{path}: cannot read the token file ({getattr(e, 'strerror', None) or 'not text'})") from None
+    # An HTTP header takes one line of visible ASCII; anything else would end up in an error message.
+    if not token or not all(33 <= ord(c) <= 126 for c in token):
+        raise SubmitError(f"{path}: the token file must hold one token on one line (visible ASCII, no spaces)")
+    return token
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Refuses every redirect: urllib would send the Authorization header on to the new location."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise SubmitError(f"{req.full_url.rsplit('/apis/', 1)[0]}: answered HTTP {code}, a redirect to {newurl}; "
+                          f"the token is sent only to --host, so pass the final address as --host")
 
 
 def _check_host(host: str, token: Optional[str]) -> None:
@@ -32,10 +45,12 @@ def _check_host(host: str, token: Optional[str]) -> None:
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        urllib.request.urlopen(request, timeout=10).close()
+        urllib.request.build_opener(_NoRedirects).open(request, timeout=10).close()
     except urllib.error.HTTPError as e:
         if e.code in (401, 403):
-            raise SubmitError(f"{host}: the token was refused (HTTP {e.code})") from e
+            raise SubmitError(f"{host}: the token was refused (HTTP {e.code})") from None
+        if e.code >= 500:
+            raise SubmitError(f"{host}: the KFP API is failing (HTTP {e.code} from its health check)") from None
         # Other answers (404 from a proxy, say) still mean the host is there; kfp will tell more.
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
@@ -73,7 +88,15 @@ def data_fingerprint(data_root: str) -> str:
 
 
 def _redact(text: str, token: Optional[str]) -> str:
-    return text.replace(token, "<token>") if token else text
+    """Removes the token from text in every form it could take there: raw, repr, escaped, URL-quoted."""
+    if not token:
+        return text
+    import urllib.parse  # pylint: disable=import-outside-toplevel
+    forms = {token, repr(token)[1:-1], token.encode("unicode_escape").decode(), urllib.parse.quote(token),
+             json.dumps(token)[1:-1]}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "<token>")
+    return text
 
 
 def submit(args) -> int:

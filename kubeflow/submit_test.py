@@ -1,6 +1,7 @@
 """Tests of `kubeflow/runner.py submit` failing clearly: no cluster is needed to get these right."""
 
 import http.server
+import json
 import os
 import subprocess
 import sys
@@ -132,3 +133,82 @@ def test_wait_prints_each_task_state_change_and_exits_by_the_outcome(final, code
     changes = [" ".join(l.split()[1:]) for l in lines if l.startswith("  ")]
     assert changes == ["ExampleGen RUNNING", "ExampleGen SUCCEEDED", "Trainer RUNNING", f"Trainer {final}"]
     assert lines[-1] == f"run run-1: {final}"
+
+
+def _serve(handler):
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}"
+
+
+def test_a_token_file_with_a_line_break_inside_is_refused_without_showing_it(package, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("SECRET\nX\n")
+    out = _submit("--host", "http://127.0.0.1:9", "--package", package, "--token-file", str(token_file))
+    assert out.returncode == 1
+    assert out.stdout.strip() == f"error: {token_file}: the token file must hold one token on one line (visible ASCII, no spaces)"
+    assert "SECRET" not in out.stdout + out.stderr
+
+
+def test_the_token_never_follows_a_redirect_to_another_host(package, tmp_path):
+    received = []
+
+    class _Other(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            received.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    other, other_url = _serve(_Other)
+
+    class _Redirects(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(302)
+            self.send_header("Location", other_url + "/apis/v2beta1/healthz")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server, host = _serve(_Redirects)
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    try:
+        out = _submit("--host", host, "--package", package, "--token-file", str(token_file))
+    finally:
+        server.shutdown()
+        other.shutdown()
+    assert out.returncode == 1
+    assert out.stdout.strip() == (f"error: {host}: answered HTTP 302, a redirect to {other_url}/apis/v2beta1/healthz; "
+                                  f"the token is sent only to --host, so pass the final address as --host")
+    assert received == [] and TOKEN not in out.stdout + out.stderr
+
+
+def test_a_failing_api_is_one_line_at_once(package):
+    class _Fails(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(500)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server, host = _serve(_Fails)
+    try:
+        out = _submit("--host", host, "--package", package)
+    finally:
+        server.shutdown()
+    assert out.returncode == 1
+    assert out.stdout.strip() == f"error: {host}: the KFP API is failing (HTTP 500 from its health check)"
+    assert "Traceback" not in out.stderr
+
+
+def test_redaction_covers_escaped_forms():
+    from kubeflow import submit  # pylint: disable=import-outside-toplevel
+    token = 'ab"c\\d'
+    for text in (f"Bearer {token}", repr(f"Bearer {token}"), json.dumps(f"Bearer {token}"),
+                 f"b'Bearer {token}'".encode().decode("unicode_escape")):
+        assert "ab" not in submit._redact(text, token)  # pylint: disable=protected-access
