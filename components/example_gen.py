@@ -50,8 +50,8 @@ SKIPPED_GLOB = "skipped-*.txt"  # skip reports inside the Examples artifact, one
 _SKIPPED = "skipped"
 
 
-def make_custom_config(classes: Sequence[int], kind: str = sources.H5_PAIR,
-                       bad_images: str = "fail") -> example_gen_pb2.CustomConfig:
+def make_custom_config(classes: Sequence[int], kind: str = sources.H5_PAIR, bad_images: str = "fail",
+                       max_pixels: int = sources.MAX_IMAGE_PIXELS) -> example_gen_pb2.CustomConfig:
     """Packs the executor's settings into ExampleGen's `custom_config` proto.
 
     Args:
@@ -59,13 +59,15 @@ def make_custom_config(classes: Sequence[int], kind: str = sources.H5_PAIR,
       kind: the source kind, one of `sources.SOURCE_KINDS`.
       bad_images: 'fail' (default) stops the run at the first bad image; 'skip' leaves bad
         images out and reports them.
+      max_pixels: an image declaring more pixels is a bad image, refused before decoding.
     """
     if kind not in sources.SOURCE_KINDS:
         raise ValueError(f"unknown source kind {kind!r}; expected one of {sources.SOURCE_KINDS}")
     if bad_images not in BAD_IMAGE_POLICIES:
         raise ValueError(f"bad_images must be one of {BAD_IMAGE_POLICIES}, got {bad_images!r}")
     settings = struct_pb2.Struct()
-    settings.update({"classes": [int(c) for c in classes], "kind": kind, "bad_images": bad_images})
+    settings.update({"classes": [int(c) for c in classes], "kind": kind, "bad_images": bad_images,
+                     "max_pixels": int(max_pixels)})
     packed = any_pb2.Any()
     packed.Pack(settings)
     return example_gen_pb2.CustomConfig(custom_config=packed)
@@ -73,7 +75,8 @@ def make_custom_config(classes: Sequence[int], kind: str = sources.H5_PAIR,
 
 def read_settings(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
     """Reads {classes, kind, bad_images} back from the executor's `custom_config` exec property."""
-    settings = {"classes": list(DEFAULT_CLASSES), "kind": sources.H5_PAIR, "bad_images": "fail"}
+    settings = {"classes": list(DEFAULT_CLASSES), "kind": sources.H5_PAIR, "bad_images": "fail",
+                "max_pixels": sources.MAX_IMAGE_PIXELS}
     raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
     if raw:
         config = example_gen_pb2.CustomConfig()
@@ -82,6 +85,7 @@ def read_settings(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
         config.custom_config.Unpack(packed)
         settings.update(json_format.MessageToDict(packed))
     settings["classes"] = [int(c) for c in settings["classes"]]
+    settings["max_pixels"] = int(settings["max_pixels"])
     return settings
 
 
@@ -103,15 +107,15 @@ def to_example(image, label: int, source: str) -> tf.train.Example:
 class _ReadImages(beam.DoFn):
     """Decodes image files or TFRecord files into (image, label, source); bad ones fail or skip."""
 
-    def __init__(self, kind: str, classes: Sequence[int], skip: bool):
+    def __init__(self, kind: str, classes: Sequence[int], skip: bool, max_pixels: int = sources.MAX_IMAGE_PIXELS):
         super().__init__()
-        self._kind, self._classes, self._skip = kind, list(classes), skip
+        self._kind, self._classes, self._skip, self._max_pixels = kind, list(classes), skip, max_pixels
         self._skipped = beam.metrics.Metrics.counter("signs", "skipped_images")
 
     def process(self, item):
         if self._kind == sources.IMAGE_FOLDER:
             path, label = item
-            yield from self._guard(lambda: [(sources.read_image_file(path), label,
+            yield from self._guard(lambda: [(sources.read_image_file(path, self._max_pixels), label,
                                              os.path.basename(path))])
             return
         try:
@@ -167,7 +171,8 @@ def SignsToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], spl
         read = (pipeline
                 | "Files" >> beam.Create(items)
                 | "Reshuffle" >> beam.Reshuffle()  # spread decoding over the workers
-                | "Read" >> beam.ParDo(_ReadImages(kind, classes, settings["bad_images"] == "skip"))
+                | "Read" >> beam.ParDo(_ReadImages(kind, classes, settings["bad_images"] == "skip",
+                                                   settings["max_pixels"]))
                 .with_outputs(_SKIPPED, main="records"))
         records = read.records
         _report_skipped(read[_SKIPPED], exec_properties.get(SKIPPED_DIR_KEY), split_pattern)

@@ -38,7 +38,11 @@ def test_settings_round_trip_through_custom_config():
     assert example_gen.read_classes(_props("x", (0, 3, 9))) == [0, 3, 9]
     assert example_gen.read_classes({}) == [0, 1, 2, 3, 4, 5]
     settings = example_gen.read_settings(_props("x", (1, 2), sources.TFRECORDS, "skip"))
-    assert settings == {"classes": [1, 2], "kind": sources.TFRECORDS, "bad_images": "skip"}
+    assert settings == {"classes": [1, 2], "kind": sources.TFRECORDS, "bad_images": "skip",
+                        "max_pixels": sources.MAX_IMAGE_PIXELS}
+    packed = example_gen.make_custom_config((0,), sources.IMAGE_FOLDER, "fail", max_pixels=1234)
+    from google.protobuf import json_format  # pylint: disable=import-outside-toplevel
+    assert example_gen.read_settings({"custom_config": json_format.MessageToJson(packed)})["max_pixels"] == 1234
     with pytest.raises(ValueError, match="bad_images must be one of .* got 'ignore'"):
         example_gen.make_custom_config((0,), sources.H5_PAIR, "ignore")
 

@@ -16,6 +16,9 @@ from components import storage
 IMAGE_SIZE = 64  # SIGNS images are 64x64 RGB
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 H5_CHUNK = 256  # records read from an h5 file at a time, so memory does not grow with the file
+# Images declaring more pixels are refused before they are decoded (a 140 KB PNG can declare
+# 12000 x 12000 pixels and take gigabytes to decode). 40 MP is above any phone camera's photo.
+MAX_IMAGE_PIXELS = 40_000_000
 
 # Source kinds ExampleGen reads (what `--data` points at).
 H5_PAIR = "h5_pair"  # a directory with train_signs.h5 and test_signs.h5: the train and eval splits
@@ -100,7 +103,7 @@ def list_image_folder(root: str, classes: Sequence[int]) -> list[tuple[str, int]
     return found
 
 
-def read_image_file(path: str) -> np.ndarray:
+def read_image_file(path: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Decodes any image file into SIGNS form: EXIF-upright, RGB, 64x64 uint8."""
     try:
         data = storage.read_bytes(path)
@@ -108,10 +111,10 @@ def read_image_file(path: str) -> np.ndarray:
         raise SignsDataError(f"{path}: unreadable ({e.strerror or e})") from e
     if not data:
         raise SignsDataError(f"{path}: empty file (0 bytes)")
-    return decode_image(data, path)
+    return decode_image(data, path, max_pixels)
 
 
-def decode_image(data: bytes, where: str) -> np.ndarray:
+def decode_image(data: bytes, where: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Decodes encoded image bytes (JPEG, PNG, ...) into SIGNS form; `where` names them in errors.
 
     The image is turned upright by its EXIF orientation, converted to RGB (grayscale, RGBA and
@@ -122,11 +125,16 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
     if not data:
         raise SignsDataError(f"{where}: empty image (0 bytes)")
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data)) as img:  # reads the header only
+            if img.width * img.height > max_pixels:
+                raise SignsDataError(f"{where}: declares {img.width}x{img.height} pixels, more than the limit of "
+                                     f"{max_pixels} (--max-image-pixels); not decoded")
             img = ImageOps.exif_transpose(img)
             img.load()
             rgb = img.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except SignsDataError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise SignsDataError(f"{where}: not a decodable image ({e})") from e
     return _to_signs_size(np.asarray(rgb))
 

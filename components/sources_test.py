@@ -145,3 +145,14 @@ def test_sources_on_an_object_store(tmp_path):
         storage.write_bytes(f"{root}/folder/1/b.png", b"not a png")
         with pytest.raises(SignsDataError, match=f"^{root}/folder/1/b.png: not a decodable image"):
             sources.read_image_file(f"{root}/folder/1/b.png")
+
+
+def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "bomb.png"
+    Image.new("1", (12000, 12000)).save(path)  # a few KB on disk, 144 megapixels declared
+    with pytest.raises(SignsDataError, match=rf"^{path}: declares 12000x12000 pixels, more than the limit of 40000000 "):
+        sources.read_image_file(str(path))
+    Image.new("RGB", (300, 200)).save(tmp_path / "ok.png")
+    with pytest.raises(SignsDataError, match="declares 300x200 pixels, more than the limit of 1000"):
+        sources.read_image_file(str(tmp_path / "ok.png"), max_pixels=1000)
+    assert sources.read_image_file(str(tmp_path / "ok.png")).shape == (64, 64, 3)

@@ -171,7 +171,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
 
 
 # Integer knobs that must be at least 1; every other integer knob must be at least 0.
-_POSITIVE_INTS = ("batch_size", "shuffle_buffer", "steps_per_execution")
+_POSITIVE_INTS = ("batch_size", "shuffle_buffer", "steps_per_execution", "max_image_pixels")
 
 
 def _add_training_flags(group) -> None:

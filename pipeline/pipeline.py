@@ -141,7 +141,9 @@ def create_pipeline(
     # Reads the source into tf.Example splits: PNG image, label, source id.
     example_gen = FileBasedExampleGen(
         input_base=data_root, input_config=input_config, output_config=output_config,
-        custom_config=signs_example_gen.make_custom_config(classes, source_kind, bad_images),
+        custom_config=signs_example_gen.make_custom_config(
+            classes, source_kind, bad_images,
+            train_config.get("max_image_pixels", signs_example_gen.sources.MAX_IMAGE_PIXELS)),
         custom_executor_spec=executor_spec.BeamExecutorSpec(signs_example_gen.Executor),
     ).with_id("ExampleGen")
     # Per-split feature statistics, for the schema and for reviewing the data.

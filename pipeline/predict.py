@@ -9,7 +9,19 @@ import json
 import os
 import sys
 
+from components.sources import MAX_IMAGE_PIXELS
 from pipeline import configs
+
+
+def _declared_size(data: bytes):
+    """(width, height) from an image's header, without decoding it; None if PIL cannot read one."""
+    import io  # pylint: disable=import-outside-toplevel
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size
+    except Exception:  # pylint: disable=broad-except  (the signature then says what is wrong)
+        return None
 
 
 def main(argv=None) -> int:
@@ -20,6 +32,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     p.add_argument("--pipeline-root", default=d.pipeline_root, help="the local runner's --pipeline-root")
     p.add_argument("--serving-dir", default=None, help="the push destination (default: <pipeline-root>/serving_model)")
+    p.add_argument("--max-image-pixels", type=int, default=MAX_IMAGE_PIXELS,
+                   help="refuse an image whose header declares more pixels (width x height), before decoding it")
     args = p.parse_args(argv)
     config = configs.PipelineConfig(pipeline_root=os.path.abspath(args.pipeline_root),
                                      serving_dir=os.path.abspath(args.serving_dir) if args.serving_dir else None)
@@ -44,6 +58,11 @@ def main(argv=None) -> int:
         # JPEG, PNG (the signature also decodes GIF and BMP).
         if not data.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM")):
             print(f"error: {path}: not a JPEG or PNG image")
+            return 1
+        size = _declared_size(data)
+        if size and size[0] * size[1] > args.max_image_pixels:
+            print(f"error: {path}: declares {size[0]}x{size[1]} pixels, more than the limit of "
+                  f"{args.max_image_pixels} (--max-image-pixels); not decoded")
             return 1
         images.append(data)
 

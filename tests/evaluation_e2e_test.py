@@ -146,3 +146,34 @@ def test_review_lists_runs_and_prints_the_latest_report(good_then_worse):
     assert len(rows) == 2
     assert "yes" in rows[0] and "v1" in rows[0] and "no" in rows[1] and rows[1].startswith("*")
     assert out.stdout.strip().splitlines()[-1] == _report_path(worse)
+
+
+def _bomb(path):
+    """A PNG of a few KB that declares 12000 x 12000 pixels (144 megapixels)."""
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    Image.new("1", (12000, 12000)).save(path)
+    return str(path)
+
+
+def test_predict_refuses_a_decompression_bomb_before_decoding(good_then_worse, tmp_path):
+    root, _, _ = good_then_worse
+    bomb = _bomb(tmp_path / "bomb.png")
+    out = _predict(root, bomb)
+    assert out.returncode == 1
+    assert out.stdout.strip() == (f"error: {bomb}: declares 12000x12000 pixels, more than the limit of 40000000 "
+                                  f"(--max-image-pixels); not decoded")
+
+
+def test_the_served_signature_refuses_a_bomb_and_serves_a_photo(good_then_worse, tmp_path):
+    """What TF Serving or KServe would run: the pushed SavedModel's raw-bytes signature."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    root, _, _ = good_then_worse
+    classify = tf.saved_model.load(os.path.join(root, "serving_model", "1")).signatures["serve_image_bytes"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="declares more pixels than the limit of 40000000"):
+        classify(image_bytes=tf.constant([open(_bomb(tmp_path / "bomb.png"), "rb").read()]))
+    for fmt in ("PNG", "JPEG", "GIF", "BMP"):
+        path = tmp_path / f"hand.{fmt.lower()}"
+        Image.new("RGB", (300, 200), (200, 180, 160)).save(path, format=fmt)
+        out = classify(image_bytes=tf.constant([path.read_bytes()]))
+        assert out["probabilities"].shape == (1, 6), fmt

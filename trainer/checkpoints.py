@@ -31,7 +31,7 @@ from components import storage
 STATE_FILE = "state.json"
 BEST_FILE = "best.weights.h5"
 # Config fields that do not change what is trained: a different value still resumes.
-_NOT_IN_KEY = ("checkpoint", "checkpoint_root", "tensorboard")
+_NOT_IN_KEY = ("checkpoint", "checkpoint_root", "tensorboard", "max_image_pixels")
 
 
 def _say(message: str) -> None:

@@ -8,6 +8,8 @@ Trainer writes the whole config into `history.json` beside the model.
 import dataclasses
 from typing import Any, Dict, Optional, Tuple
 
+from components.sources import MAX_IMAGE_PIXELS
+
 # Fields the runners fill in themselves rather than from a flag.
 DERIVED_FIELDS = ("num_classes", "checkpoint_root")
 
@@ -58,6 +60,8 @@ class TrainConfig:
     checkpoint_root: str = _field("", "where resumable checkpoints live, keyed by the training's "
                                       "inputs (the runners set <pipeline-root>/checkpoints)")
     tensorboard: bool = _field(True, "write TensorBoard logs into the ModelRun artifact")
+    max_image_pixels: int = _field(MAX_IMAGE_PIXELS, "an image declaring more pixels (width x height) is "
+                                   "refused before it is decoded: in ExampleGen, predict and the served model")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

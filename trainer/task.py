@@ -201,7 +201,7 @@ def run_fn(fn_args) -> None:
                                   schema, fn_args.model_run_dir, ckpt_dir)
 
     export.export_serving_model(float32_copy(model, config) if devices.precision != "float32" else model,
-                                fn_args.serving_model_dir)
+                                fn_args.serving_model_dir, max_pixels=config.max_image_pixels)
     model_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
     with tf.io.gfile.GFile(os.path.join(model_dir, HISTORY_FILE), "w") as f:
         json.dump({"config": config.to_dict(), "devices": devices.describe(), "epochs": state.history,
