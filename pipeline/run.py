@@ -31,6 +31,41 @@ def one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
+def new_run_id() -> str:
+    """A run id no other run on the same root can have: the start time, then a random suffix."""
+    import datetime  # pylint: disable=import-outside-toplevel
+    import uuid  # pylint: disable=import-outside-toplevel
+    return f"{datetime.datetime.now().isoformat()}-{uuid.uuid4().hex[:6]}"
+
+
+def _runner_class():
+    from tfx.dsl.compiler import constants  # pylint: disable=import-outside-toplevel
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=import-outside-toplevel
+    from tfx.orchestration.portable import runtime_parameter_utils  # pylint: disable=import-outside-toplevel
+
+    class OwnRunIdRunner(LocalDagRunner):
+        """LocalDagRunner with a run id chosen here, so the summary reads this run and no other.
+
+        LocalDagRunner names a run by its start time alone; two runs on one root can then share
+        a name, and "the newest run" may be another process's.
+        """
+
+        def __init__(self, run_id: str):
+            super().__init__()
+            self.run_id = run_id
+
+        def run_with_ir(self, pipeline, run_options=None):
+            runtime_parameter_utils.substitute_runtime_parameter(
+                pipeline, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: self.run_id})
+            return super().run_with_ir(pipeline, run_options)
+
+    return OwnRunIdRunner
+
+
+def _OwnRunIdRunner(run_id: str):  # pylint: disable=invalid-name
+    return _runner_class()(run_id)
+
+
 def run_locally(config: configs.PipelineConfig) -> int:
     """Runs the whole pipeline; returns the exit code: 0 ran (blessed or not), 1 failed, 2 bad data."""
     started = time.time()
@@ -52,7 +87,6 @@ def run_locally(config: configs.PipelineConfig) -> int:
     print(f"Beam: {' '.join(beam_args)} (about {n_images} images)", flush=True)
 
     from tfx.orchestration import metadata  # pylint: disable=import-outside-toplevel
-    from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=import-outside-toplevel
     from pipeline.pipeline import create_pipeline  # pylint: disable=import-outside-toplevel
 
     tfx_pipeline = create_pipeline(
@@ -77,13 +111,15 @@ def run_locally(config: configs.PipelineConfig) -> int:
         beam_pipeline_args=beam_args,
         enable_cache=config.enable_cache,
     )
+    run_id = new_run_id()
+    print(f"Run id: {run_id}", flush=True)
     error = None
     try:
-        LocalDagRunner().run(tfx_pipeline)
+        _OwnRunIdRunner(run_id).run(tfx_pipeline)
     except Exception as e:  # pylint: disable=broad-except  (reported as one line, exit non-zero)
         error = _root_cause(e)
     names = [c.id for c in tfx_pipeline.components]
-    report = summary.latest_run(config.metadata_path, configs.PIPELINE_NAME, names)
+    report = summary.run_by_id(config.metadata_path, configs.PIPELINE_NAME, run_id, names)
     print(summary.render(report, time.time() - started, data_text, config.pipeline_root))
     print(f"full log:      {log_path}")
     if error is not None:

@@ -91,6 +91,16 @@ def read_run(store: metadata_store.MetadataStore, run: metadata_store_pb2.Contex
     return report
 
 
+def run_by_id(metadata_path: str, pipeline_name: str, run_id: str,
+              names: Sequence[str] = COMPONENT_ORDER) -> Optional[RunReport]:
+    """Reads the pipeline run named `run_id`; None if the store has no such run (yet)."""
+    if not os.path.exists(metadata_path):
+        return None
+    store = open_store(metadata_path)
+    run = store.get_context_by_type_and_name("pipeline_run", run_id)
+    return read_run(store, run, pipeline_name, names) if run is not None else None
+
+
 def latest_run(metadata_path: str, pipeline_name: str,
                names: Sequence[str] = COMPONENT_ORDER) -> Optional[RunReport]:
     """Reads the newest pipeline run of `pipeline_name` from ML Metadata; None if there is none."""
