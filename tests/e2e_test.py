@@ -224,3 +224,22 @@ def test_anomaly_against_a_curated_schema_stops_before_the_trainer(tiny_h5, tmp_
     store = _store(root)
     assert not _trained_models(store) and not _live_artifacts(store, "components.DataFindings")
     assert not os.path.exists(os.path.join(root, "serving_model"))
+
+
+def _run_ids(stdout):
+    started = [l.split(": ", 1)[1] for l in stdout.splitlines() if l.startswith("Run id: ")]
+    summarised = [l.split(":", 1)[1].strip() for l in stdout.splitlines() if l.startswith("run id:")]
+    return started, summarised
+
+
+def test_each_summary_describes_its_own_run(first_run, second_run):
+    """Two runs on one root: each summary reads the run its process started, not the newest one."""
+    root, _, first = first_run
+    (first_id,), (first_summarised,) = _run_ids(first.stdout)
+    (second_id,), (second_summarised,) = _run_ids(second_run.stdout)
+    assert first_id == first_summarised and second_id == second_summarised and first_id != second_id
+    from pipeline import configs, summary  # pylint: disable=import-outside-toplevel
+    metadata_path = os.path.join(root, "metadata.sqlite")
+    older = summary.run_by_id(metadata_path, configs.PIPELINE_NAME, first_id)
+    assert older.run_id == first_id and older.pushed_to == os.path.join(root, "serving_model", "1")
+    assert summary.latest_run(metadata_path, configs.PIPELINE_NAME).run_id != first_id
