@@ -1,0 +1,78 @@
+"""The Pusher executor racing itself: two runs blessed against the same serving version.
+
+Each process runs our Pusher executor as TFX would (artifacts, exec properties), on a disk and on an
+object store (moto's S3, as MinIO). Exactly one model ships as the next version; the other run is
+marked not pushed with its one-line reason, so no pushed version skipped its gate.
+"""
+
+import multiprocessing
+import os
+
+import pytest
+
+from components import serving, storage
+
+
+def _model_artifact(path, payload):
+    os.makedirs(os.path.join(path, "Format-Serving", "variables"))
+    with open(os.path.join(path, "Format-Serving", "saved_model.pb"), "w") as f:
+        f.write("graph")
+    with open(os.path.join(path, "Format-Serving", "variables", "variables.data-00000-of-00001"), "w") as f:
+        f.write(payload * 200_000)
+    return path
+
+
+def _push(barrier, model_uri, blessing_uri, serving_dir, compared_with, results, env):
+    os.environ.update(env)
+    # pylint: disable=import-outside-toplevel
+    from google.protobuf import json_format
+    from tfx.proto import pusher_pb2
+    from tfx.types import standard_artifacts
+    from components import pusher
+    from components.evaluator import COMPARED_WITH_KEY
+
+    model, blessing, pushed = standard_artifacts.Model(), standard_artifacts.ModelBlessing(), standard_artifacts.PushedModel()
+    model.uri, blessing.uri, pushed.uri = model_uri, blessing_uri, model_uri + "-pushed"
+    model.id = abs(hash(model_uri)) % 10_000
+    blessing.set_int_custom_property("blessed", 1)
+    blessing.set_int_custom_property(COMPARED_WITH_KEY, compared_with)
+    destination = pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_dir))
+    props = {"push_destination": json_format.MessageToJson(destination), "custom_config": "null"}
+    barrier.wait()
+    pusher.Executor().Do({"model": [model], "model_blessing": [blessing]}, {"pushed_model": [pushed]}, props)
+    props = pushed.mlmd_artifact.custom_properties
+    results.put((props["pushed"].int_value,
+                 props["pushed_version"].string_value if "pushed_version" in props else "",
+                 props["not_pushed_reason"].string_value if "not_pushed_reason" in props else ""))
+
+
+@pytest.fixture(scope="module")
+def minio():
+    with storage.stand_in_store("minio://mlpipeline") as endpoint:
+        yield endpoint
+
+
+@pytest.mark.parametrize("where", ["disk", "store"])
+def test_two_pushers_blessed_against_the_same_version_ship_one_model(where, minio, tmp_path):
+    del minio
+    serving_dir = str(tmp_path / "serving") if where == "disk" else f"minio://mlpipeline/{tmp_path.name}/serving_model"
+    first = _model_artifact(str(tmp_path / "first"), "v1")
+    serving.push(os.path.join(first, "Format-Serving"), serving_dir, {"model_uri": first})
+    env = {k: v for k, v in os.environ.items() if k.startswith(("SIGNS_", "AWS_"))}
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_push, args=(barrier, _model_artifact(str(tmp_path / f"m{i}"), f"w{i}"),
+                                             str(tmp_path / f"blessing{i}"), serving_dir, 1, results, env))
+             for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+        assert p.exitcode == 0
+    outcomes = sorted([results.get(), results.get()])
+    assert outcomes[1][:2] == (1, "2")  # one run shipped version 2 ...
+    # ... the other was gated out, and says why: version 2 landed, or (on a store, mid-copy) is being pushed.
+    assert outcomes[0][0] == 0 and outcomes[0][2].endswith("; re-run to compare against it")
+    assert outcomes[0][2].startswith(("version 2 was pushed while this run was evaluating against version 1",
+                                      f"{serving.version_dir(serving_dir, 2)} is being pushed by another run"))
+    assert serving.list_versions(serving_dir) == [1, 2]
