@@ -210,12 +210,6 @@ def create_only(location: str, data: bytes) -> bool:
         return True
 
 
-def open_file(location: str, mode: str = "rb"):
-    """A file object for reading or writing (`rb`, `wb`)."""
-    with _errors(location):
-        return _filesystem(location).open(_path(location), mode)
-
-
 def makedirs(location: str) -> None:
     """Makes a local directory; a no-op on object stores (no marker objects)."""
     if not is_remote(location):
@@ -298,18 +292,6 @@ def fingerprint(location: str) -> str:
         stamp = info.get("ETag") or info.get("etag") or info.get("md5Hash") or info.get("mtime") or info.get("LastModified") or ""
         digest.update(f"{rel}\t{info.get('size')}\t{stamp}\n".encode())
     return digest.hexdigest()[:16]
-
-
-@contextlib.contextmanager
-def local_dir_for(location: str) -> Iterator[str]:
-    """A local directory to write into, then copied to `location` when the block succeeds."""
-    if not is_remote(location):
-        os.makedirs(location, exist_ok=True)
-        yield location
-        return
-    with tempfile.TemporaryDirectory(prefix="signs-out-") as tmp:
-        yield tmp
-        upload_tree(tmp, location)
 
 
 def check_reachable(location: str) -> Optional[str]:

@@ -166,6 +166,7 @@ def _for_open_source_kfp(spec: Dict[str, Any], config: CompileConfig) -> Dict[st
     env = [{"name": "SIGNS_MINIO_ENDPOINT", "value": config.minio_endpoint}]
     if config.s3_endpoint:
         env.append({"name": "SIGNS_S3_ENDPOINT", "value": config.s3_endpoint})
+    ours = {e["name"] for e in env}
     default_resources = _resources(config.cpu, config.memory)
     from google.protobuf import json_format  # pylint: disable=import-outside-toplevel
     for executor in spec["deploymentSpec"]["executors"].values():
@@ -175,7 +176,7 @@ def _for_open_source_kfp(spec: Dict[str, Any], config: CompileConfig) -> Dict[st
         container.pop("lifecycle", None)
         container["command"] = list(ENTRYPOINT)
         container.setdefault("resources", json_format.MessageToDict(default_resources))
-        container["env"] = [e for e in container.get("env", []) if e["name"] not in {v["name"] for v in env}] + env
+        container["env"] = [e for e in container.get("env", []) if e["name"] not in ours] + env
     tasks = spec["root"]["dag"]["tasks"]
     tasks["LatestServedModel"]["cachingOptions"] = {"enableCache": False}
     tasks["ExampleGen"]["inputs"]["parameters"][FINGERPRINT] = {"componentInputParameter": FINGERPRINT}

@@ -31,13 +31,12 @@ import subprocess
 import sys
 import time
 import uuid
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from kubeflow import compile as kfp_compile
 from kubeflow import entrypoint
 
 EXECUTOR_LOGS = entrypoint.EXECUTOR_LOGS
-_MLMD_IDS = itertools.count(1001)
 
 
 class PackageError(Exception):
@@ -113,7 +112,7 @@ def _download_inputs(executor_in: Dict[str, Any], local_root: str) -> None:
             storage.download_tree(artifact["uri"], entrypoint.local_path(artifact["uri"], local_root))
 
 
-def _publish_outputs(executor_in: Dict[str, Any], local_root: str) -> Dict[str, Dict[str, Any]]:
+def _publish_outputs(executor_in: Dict[str, Any], local_root: str, ids: Iterator[int]) -> Dict[str, Dict[str, Any]]:
     """Merges the ExecutorOutput into the outputs and uploads each from its local path."""
     from components import storage  # pylint: disable=import-outside-toplevel
     output_file = executor_in["outputs"]["outputFile"]
@@ -136,7 +135,7 @@ def _publish_outputs(executor_in: Dict[str, Any], local_root: str) -> Dict[str, 
         elif os.path.isfile(local):
             with open(local, "rb") as f:
                 storage.write_bytes(artifact["uri"], f.read())
-        published[name] = {"id": next(_MLMD_IDS), "uri": artifact["uri"], "metadata": artifact["metadata"]}
+        published[name] = {"id": next(ids), "uri": artifact["uri"], "metadata": artifact["metadata"]}
     return published
 
 
@@ -228,7 +227,7 @@ def _run_tasks(spec, tasks, order, params, root: str, work_dir: str) -> int:
                     print(f"  {line}")
             return 1
         try:
-            produced[name] = _publish_outputs(executor_in, local_root)
+            produced[name] = _publish_outputs(executor_in, local_root, cache.artifact_ids)
         except (PackageError, storage.StorageError) as e:
             print(f"error: task {name}: {e}")
             return 1
@@ -249,8 +248,7 @@ class Cache:
             with open(path) as f:
                 self.entries = json.load(f)
         ids = [a["id"] for e in self.entries.values() for a in e["outputs"].values()]
-        global _MLMD_IDS  # pylint: disable=global-statement
-        _MLMD_IDS = itertools.count(max(ids + [1000]) + 1)  # artifact ids stay unique across runs
+        self.artifact_ids = itertools.count(max(ids + [1000]) + 1)  # MLMD ids, unique across runs
 
     @staticmethod
     def key(container: Dict[str, Any], executor_in: Dict[str, Any]) -> str:

@@ -249,12 +249,16 @@ def check_paths(config: PipelineConfig) -> Optional[str]:
             if e.errno == errno.ELOOP:
                 return f"--data {config.data}: a symlink loop (too many levels of symbolic links)"
             return None  # the data source's own check says what is missing, in one line
-        if os.path.isdir(config.data):
-            names = set(os.listdir(config.data))
-            folders = sorted(n for n in names if os.path.isdir(os.path.join(config.data, n)) and not n.startswith("Split-"))
-            plain = not ({"train_signs.h5", "test_signs.h5"} <= names or {"Split-train", "Split-eval"} <= names)
+        from components import sources  # pylint: disable=import-outside-toplevel
+        from pipeline import data_source  # pylint: disable=import-outside-toplevel
+        try:
+            kind = data_source.resolve(config.data, config.synthetic_dir).kind
+        except sources.SignsDataError:
+            return None  # the run says what is wrong with the data, in one line
+        if kind == sources.IMAGE_FOLDER:
+            folders = sorted(n for n in os.listdir(config.data) if os.path.isdir(os.path.join(config.data, n)))
             missing = [c for c in config.classes if str(c) not in folders]
-            if plain and folders and missing:
+            if missing:
                 return (f"--classes: {config.data} has no folder for label{'s' if len(missing) > 1 else ''} "
                         f"{', '.join(map(str, missing))} (its class folders: {', '.join(folders)})")
     return None

@@ -38,32 +38,23 @@ def new_run_id() -> str:
     return f"{datetime.datetime.now().isoformat()}-{uuid.uuid4().hex[:6]}"
 
 
-def _runner_class():
+def _runner(run_id: str):
+    """LocalDagRunner with a run id chosen here, so the summary reads this run and no other.
+
+    LocalDagRunner names a run by its start time alone; two runs on one root can then share a
+    name, and "the newest run" may be another process's.
+    """
     from tfx.dsl.compiler import constants  # pylint: disable=import-outside-toplevel
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=import-outside-toplevel
     from tfx.orchestration.portable import runtime_parameter_utils  # pylint: disable=import-outside-toplevel
 
     class OwnRunIdRunner(LocalDagRunner):
-        """LocalDagRunner with a run id chosen here, so the summary reads this run and no other.
-
-        LocalDagRunner names a run by its start time alone; two runs on one root can then share
-        a name, and "the newest run" may be another process's.
-        """
-
-        def __init__(self, run_id: str):
-            super().__init__()
-            self.run_id = run_id
-
         def run_with_ir(self, pipeline, run_options=None):
             runtime_parameter_utils.substitute_runtime_parameter(
-                pipeline, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: self.run_id})
+                pipeline, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id})
             return super().run_with_ir(pipeline, run_options)
 
-    return OwnRunIdRunner
-
-
-def _OwnRunIdRunner(run_id: str):  # pylint: disable=invalid-name
-    return _runner_class()(run_id)
+    return OwnRunIdRunner()
 
 
 def run_locally(config: configs.PipelineConfig) -> int:
@@ -115,7 +106,7 @@ def run_locally(config: configs.PipelineConfig) -> int:
     print(f"Run id: {run_id}", flush=True)
     error = None
     try:
-        _OwnRunIdRunner(run_id).run(tfx_pipeline)
+        _runner(run_id).run(tfx_pipeline)
     except Exception as e:  # pylint: disable=broad-except  (reported as one line, exit non-zero)
         error = _root_cause(e)
     names = [c.id for c in tfx_pipeline.components]
