@@ -48,8 +48,8 @@ def main(argv=None) -> int:
         print(f"error: the pipeline failed (exit {proc.returncode}); see the log under {root}/logs")
         return proc.returncode
 
-    from pipeline import configs, summary  # pylint: disable=import-outside-toplevel
-    report = summary.latest_run(os.path.join(root, "metadata.sqlite"), configs.PIPELINE_NAME)
+    from components.report import runs  # pylint: disable=import-outside-toplevel
+    report = runs.latest_run(os.path.join(root, "metadata.sqlite"))
     trainer = next(c for c in report.components if c.name == "Trainer")
     model = trainer.outputs["Model"]
     history = json.load(open(os.path.join(model.uri, "history.json")))

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from components import sources, synthetic
+from components.data import sources, synthetic
 
 SHAPE = (64, 64, 3)
 

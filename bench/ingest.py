@@ -33,7 +33,7 @@ CHUNK = 1000  # images generated and written at a time
 def write_h5(path: str, n: int, seed: int = 0) -> None:
     """Writes N distinct synthetic images to `path` (keys all_set_x, all_set_y), streaming."""
     import h5py  # pylint: disable=import-outside-toplevel
-    from components import synthetic  # pylint: disable=import-outside-toplevel
+    from components.data import synthetic  # pylint: disable=import-outside-toplevel
 
     if os.path.exists(path):
         return
@@ -57,9 +57,10 @@ def run_pipeline(h5_path: str, root: str, beam_args: list) -> dict:
     from tfx.dsl.components.base import executor_spec  # pylint: disable=import-outside-toplevel
     from tfx.orchestration import metadata, pipeline as tfx_pipeline  # pylint: disable=import-outside-toplevel
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=import-outside-toplevel
-    from components import example_gen, sources  # pylint: disable=import-outside-toplevel
-    from pipeline import summary  # pylint: disable=import-outside-toplevel
-    from pipeline.pipeline import example_gen_io, statistics  # pylint: disable=import-outside-toplevel
+    from components.data import example_gen, sources  # pylint: disable=import-outside-toplevel
+    from components.report import runs  # pylint: disable=import-outside-toplevel
+    from components.data.example_gen import example_gen_io
+    from pipeline.definition import statistics  # pylint: disable=import-outside-toplevel
 
     input_config, output_config = example_gen_io([("all", os.path.basename(h5_path))], 20)
     gen = FileBasedExampleGen(
@@ -74,14 +75,14 @@ def run_pipeline(h5_path: str, root: str, beam_args: list) -> dict:
     start = time.perf_counter()
     LocalDagRunner().run(p)
     total = time.perf_counter() - start
-    report = summary.latest_run(db, "ingest_bench", ["ExampleGen", "StatisticsGen"])
+    report = runs.latest_run(db, ["ExampleGen", "StatisticsGen"])
     return {"seconds": total, **{c.name: c.seconds for c in report.components}}
 
 
 def run_loop(h5_path: str, out_dir: str) -> dict:
     """The same records from one plain Python loop: read, encode PNG, hash-split, write gzip."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from components import convert, example_gen, sources  # pylint: disable=import-outside-toplevel
+    from components.data import convert, example_gen, sources  # pylint: disable=import-outside-toplevel
 
     n = sources.check_h5(h5_path, range(6))
     start = time.perf_counter()

@@ -57,8 +57,8 @@ SWEEP = (
 def write_records(workdir: str, n: int, seed: int = 0) -> str:
     """Writes N synthetic images as ExampleGen's train split; returns its file pattern."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from components import synthetic  # pylint: disable=import-outside-toplevel
-    from components.example_gen import to_example  # pylint: disable=import-outside-toplevel
+    from components.data import synthetic  # pylint: disable=import-outside-toplevel
+    from components.data.example_gen import to_example  # pylint: disable=import-outside-toplevel
 
     split = os.path.join(workdir, f"records-{n}", "Split-train")
     path = os.path.join(split, "data_tfrecord-00000-of-00001.gz")
@@ -94,7 +94,7 @@ def run_arm(arm: str, pattern: str, n: int, epochs: int, changes: dict) -> dict:
     """Trains one arm in this process; returns its epoch times."""
     import keras  # pylint: disable=import-outside-toplevel
 
-    from components.schema import signs_schema  # pylint: disable=import-outside-toplevel
+    from components.validation.schema import signs_schema  # pylint: disable=import-outside-toplevel
     from trainer import data, task  # pylint: disable=import-outside-toplevel
     from trainer.config import TrainConfig  # pylint: disable=import-outside-toplevel
     from trainer.model import ResNet50  # pylint: disable=import-outside-toplevel

@@ -5,9 +5,9 @@ def __getattr__(name):
     # The Kubeflow launcher finds custom artifact types by "<module>.<Class>": this is
     # `components.ReviewReport` and `components.DataFindings`, imported lazily so `import components` stays light.
     if name == "ReviewReport":
-        from components.review import ReviewReport  # pylint: disable=import-outside-toplevel
+        from components.report.review import ReviewReport  # pylint: disable=import-outside-toplevel
         return ReviewReport
     if name == "DataFindings":
-        from components.data_checks import DataFindings  # pylint: disable=import-outside-toplevel
+        from components.validation.data_checks import DataFindings  # pylint: disable=import-outside-toplevel
         return DataFindings
     raise AttributeError(f"module 'components' has no attribute {name!r}")

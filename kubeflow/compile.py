@@ -111,7 +111,7 @@ def build(config: CompileConfig) -> Dict[str, Any]:
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner  # pylint: disable=import-outside-toplevel
 
     from pipeline import configs  # pylint: disable=import-outside-toplevel
-    from pipeline.pipeline import create_pipeline  # pylint: disable=import-outside-toplevel
+    from pipeline.definition import create_pipeline  # pylint: disable=import-outside-toplevel
     from trainer.config import TrainConfig  # pylint: disable=import-outside-toplevel
 
     check_root(config.pipeline_root)

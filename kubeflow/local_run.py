@@ -14,7 +14,7 @@ For each task, in dependency order, this plays the backend's driver and launcher
   interpreter), writes the task's output to `executor-logs`, merges the ExecutorOutput into the
   outputs (a URI there replaces the remote one), and uploads each output from its local path.
 
-The object store is real: the store the package's root names (reached as `components.storage`
+The object store is real: the store the package's root names (reached as `components.data.storage`
 reaches it), or with `--local-store` a stand-in server started here on 127.0.0.1 (moto's S3 for
 `minio://` and `s3://` roots, gcp-storage-emulator for `gs://`). KFP's cache is played too: a task whose caching is on is answered from an earlier run in the same
 `--work-dir` when its key matches, the key being what the backend hashes (the parameter values,
@@ -33,8 +33,7 @@ import time
 import uuid
 from typing import Any, Dict, Iterator, List, Optional
 
-from kubeflow import compile as kfp_compile
-from kubeflow import entrypoint
+from kubeflow import compile as kfp_compile, entrypoint
 
 EXECUTOR_LOGS = entrypoint.EXECUTOR_LOGS
 
@@ -106,7 +105,7 @@ def _command(container: Dict[str, Any], payload: str) -> List[str]:
 
 
 def _download_inputs(executor_in: Dict[str, Any], local_root: str) -> None:
-    from components import storage  # pylint: disable=import-outside-toplevel
+    from components.data import storage  # pylint: disable=import-outside-toplevel
     for artifacts in executor_in["inputs"]["artifacts"].values():
         for artifact in artifacts["artifacts"]:
             storage.download_tree(artifact["uri"], entrypoint.local_path(artifact["uri"], local_root))
@@ -114,7 +113,7 @@ def _download_inputs(executor_in: Dict[str, Any], local_root: str) -> None:
 
 def _publish_outputs(executor_in: Dict[str, Any], local_root: str, ids: Iterator[int]) -> Dict[str, Dict[str, Any]]:
     """Merges the ExecutorOutput into the outputs and uploads each from its local path."""
-    from components import storage  # pylint: disable=import-outside-toplevel
+    from components.data import storage  # pylint: disable=import-outside-toplevel
     output_file = executor_in["outputs"]["outputFile"]
     reported = {}
     if os.path.exists(output_file):
@@ -157,7 +156,7 @@ def run(package: str, overrides: Dict[str, str], work_dir: str, pipeline_root: O
     except (ValueError, PackageError) as e:
         print(f"error: {e}")
         return 1
-    from components import storage  # pylint: disable=import-outside-toplevel
+    from components.data import storage  # pylint: disable=import-outside-toplevel
     with contextlib.ExitStack() as stack:
         if use_local_store:
             endpoint = stack.enter_context(storage.stand_in_store(root))
@@ -166,7 +165,7 @@ def run(package: str, overrides: Dict[str, str], work_dir: str, pipeline_root: O
 
 
 def _run_tasks(spec, tasks, order, params, root: str, work_dir: str) -> int:
-    from components import storage  # pylint: disable=import-outside-toplevel
+    from components.data import storage  # pylint: disable=import-outside-toplevel
     if kfp_compile.FINGERPRINT in params and not params[kfp_compile.FINGERPRINT] and params.get("data_root"):
         try:
             params[kfp_compile.FINGERPRINT] = storage.fingerprint(params["data_root"])

@@ -75,7 +75,7 @@ def data_fingerprint(data_root: str) -> str:
     The store may not be reachable from where `submit` runs; then the value is unique, so KFP's
     cache never answers ExampleGen with another data set's examples (it reruns instead).
     """
-    from components import storage  # pylint: disable=import-outside-toplevel
+    from components.data import storage  # pylint: disable=import-outside-toplevel
     try:
         found = storage.fingerprint(data_root)
     except storage.StorageError as e:

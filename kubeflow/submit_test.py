@@ -95,7 +95,7 @@ def test_registry_check(image, ok):
 
 
 def test_fingerprint_of_an_unreachable_store_is_unique_and_said(monkeypatch, capsys):
-    from components import storage  # pylint: disable=import-outside-toplevel
+    from components.data import storage  # pylint: disable=import-outside-toplevel
     from kubeflow import submit  # pylint: disable=import-outside-toplevel
     monkeypatch.setenv("SIGNS_MINIO_ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")

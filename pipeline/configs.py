@@ -249,7 +249,7 @@ def check_paths(config: PipelineConfig) -> Optional[str]:
             if e.errno == errno.ELOOP:
                 return f"--data {config.data}: a symlink loop (too many levels of symbolic links)"
             return None  # the data source's own check says what is missing, in one line
-        from components import sources  # pylint: disable=import-outside-toplevel
+        from components.data import sources  # pylint: disable=import-outside-toplevel
         from pipeline import data_source  # pylint: disable=import-outside-toplevel
         try:
             kind = data_source.resolve(config.data, config.synthetic_dir).kind

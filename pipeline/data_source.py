@@ -5,7 +5,7 @@ import glob
 import os
 from typing import Optional, Tuple
 
-from components import sources, synthetic
+from components.data import sources, synthetic
 
 HASHED_SPLIT = "all"  # the input split name of a source that ExampleGen splits by content hash
 H5_PAIR_SPLITS = (("train", "train_signs.h5"), ("eval", "test_signs.h5"))  # split as given
@@ -17,7 +17,7 @@ class Source:
     """A data source as ExampleGen reads it."""
 
     root: str  # ExampleGen's input_base
-    kind: str  # one of components.sources.SOURCE_KINDS
+    kind: str  # one of components.data.sources.SOURCE_KINDS
     splits: Tuple[Tuple[str, str], ...]  # (input split name, glob pattern under root)
     is_synthetic: bool = False
 

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from components import sources, synthetic
-from components.sources import SignsDataError
+from components.data import sources, synthetic
+from components.data.sources import SignsDataError
 from pipeline import data_source
 
 
@@ -41,7 +41,7 @@ def test_what_is_not_a_source(tmp_path):
 
 
 def test_schema_is_pinned_by_content(tmp_path):
-    from components.schema import signs_schema  # pylint: disable=import-outside-toplevel
+    from components.validation.schema import signs_schema  # pylint: disable=import-outside-toplevel
     path = tmp_path / "schema.pbtxt"
     path.write_text(str(signs_schema([0, 1])))
     first = data_source.pin_schema(str(path), str(tmp_path / "root"))

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from components.sources import MAX_IMAGE_PIXELS
+from components.data.sources import MAX_IMAGE_PIXELS
 from pipeline import configs
 
 
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     config = configs.PipelineConfig(pipeline_root=os.path.abspath(args.pipeline_root),
                                      serving_dir=os.path.abspath(args.serving_dir) if args.serving_dir else None)
-    from components import serving  # pylint: disable=import-outside-toplevel
+    from components.push import serving  # pylint: disable=import-outside-toplevel
 
     versions = serving.list_versions(config.push_dir)
     if not versions:

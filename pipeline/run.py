@@ -3,9 +3,10 @@
 import os
 import time
 
-from components import serving
-from components.sources import SignsDataError
-from pipeline import configs, data_source, progress, summary
+from components.push import serving
+from components.data.sources import SignsDataError
+from components.report import runs
+from pipeline import configs, data_source, progress
 
 
 def _root_cause(error: BaseException) -> BaseException:
@@ -78,7 +79,7 @@ def run_locally(config: configs.PipelineConfig) -> int:
     print(f"Beam: {' '.join(beam_args)} (about {n_images} images)", flush=True)
 
     from tfx.orchestration import metadata  # pylint: disable=import-outside-toplevel
-    from pipeline.pipeline import create_pipeline  # pylint: disable=import-outside-toplevel
+    from pipeline.definition import create_pipeline  # pylint: disable=import-outside-toplevel
 
     tfx_pipeline = create_pipeline(
         pipeline_name=configs.PIPELINE_NAME,
@@ -110,8 +111,8 @@ def run_locally(config: configs.PipelineConfig) -> int:
     except Exception as e:  # pylint: disable=broad-except  (reported as one line, exit non-zero)
         error = _root_cause(e)
     names = [c.id for c in tfx_pipeline.components]
-    report = summary.run_by_id(config.metadata_path, configs.PIPELINE_NAME, run_id, names)
-    print(summary.render(report, time.time() - started, data_text, config.pipeline_root))
+    report = runs.run_by_id(config.metadata_path, run_id, names)
+    print(runs.render(report, time.time() - started, data_text, config.pipeline_root))
     print(f"full log:      {log_path}")
     if error is not None:
         print(f"error: {one_line(error)}")

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from components import synthetic
+from components.data import synthetic
 from tests.helpers import SHARED_PHOTOS
 
 

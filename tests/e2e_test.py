@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import synthetic
-from pipeline import summary
-from tests.helpers import png_bytes, run_pipeline
+from components.data import synthetic
+from components.report import runs
+from components.data.testing import png_bytes
+from tests.helpers import run_pipeline
 
 pytestmark = pytest.mark.e2e
-COMPONENTS = list(summary.COMPONENT_ORDER)
+COMPONENTS = list(runs.COMPONENT_ORDER)
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +41,7 @@ def first_run(planted_h5, tmp_path_factory):
 
 
 def _store(root):
-    return summary.open_store(os.path.join(root, "metadata.sqlite"))
+    return runs.open_store(os.path.join(root, "metadata.sqlite"))
 
 
 def _live_artifacts(store, type_name):
@@ -133,7 +134,7 @@ def test_pushed_model_answers_both_signatures(first_run, tiny_h5):
     assert {"serving_default", "serve_image_bytes"} <= set(loaded.signatures)
 
     images, labels = synthetic.make_split(3, seed=11)
-    from components.example_gen import to_example  # pylint: disable=import-outside-toplevel
+    from components.data.example_gen import to_example  # pylint: disable=import-outside-toplevel
     serialized = [to_example(im, int(y), f"t{i}").SerializeToString() for i, (im, y) in enumerate(zip(images, labels))]
     out = loaded.signatures["serving_default"](examples=tf.constant(serialized))
     probs = out["probabilities"].numpy()
@@ -208,7 +209,7 @@ def test_missing_data_path_is_one_line(tmp_path):
 
 def test_anomaly_against_a_curated_schema_stops_before_the_trainer(tiny_h5, tmp_path):
     """--schema with a label domain of 0..4: label 5 in the data is an anomaly, and the gate holds."""
-    from components.schema import signs_schema  # pylint: disable=import-outside-toplevel
+    from components.validation.schema import signs_schema  # pylint: disable=import-outside-toplevel
     schema_path = tmp_path / "schema.pbtxt"
     schema_path.write_text(str(signs_schema([0, 1, 2, 3, 4])))
     root = str(tmp_path / "root")
@@ -238,8 +239,8 @@ def test_each_summary_describes_its_own_run(first_run, second_run):
     (first_id,), (first_summarised,) = _run_ids(first.stdout)
     (second_id,), (second_summarised,) = _run_ids(second_run.stdout)
     assert first_id == first_summarised and second_id == second_summarised and first_id != second_id
-    from pipeline import configs, summary  # pylint: disable=import-outside-toplevel
+    from components.report import runs  # pylint: disable=import-outside-toplevel
     metadata_path = os.path.join(root, "metadata.sqlite")
-    older = summary.run_by_id(metadata_path, configs.PIPELINE_NAME, first_id)
+    older = runs.run_by_id(metadata_path, first_id)
     assert older.run_id == first_id and older.pushed_to == os.path.join(root, "serving_model", "1")
-    assert summary.latest_run(metadata_path, configs.PIPELINE_NAME).run_id != first_id
+    assert runs.latest_run(metadata_path).run_id != first_id

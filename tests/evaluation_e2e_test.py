@@ -139,7 +139,7 @@ def test_predict_on_a_text_file_is_one_error_line(good_then_worse, tmp_path):
 
 def test_review_lists_runs_and_prints_the_latest_report(good_then_worse):
     root, _, worse = good_then_worse
-    out = subprocess.run([sys.executable, "-m", "pipeline.review", "--pipeline-root", root],
+    out = subprocess.run([sys.executable, "-m", "components.report", "--pipeline-root", root],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr[-2000:]
     rows = [l for l in out.stdout.splitlines() if l[:1] in (" ", "*") and "-" in l[:12]]

@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from components import serving, storage
+from components.push import serving
+from components.data import storage
 from tests.helpers import REPO
 
 pytestmark = pytest.mark.e2e

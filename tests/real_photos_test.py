@@ -2,8 +2,8 @@
 
 import collections
 
-from components import convert, sources
-from tests.helpers import run_example_gen
+from components.data import convert, sources
+from components.data.testing import run_example_gen
 
 
 def _by_split(out):

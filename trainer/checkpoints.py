@@ -11,7 +11,7 @@ finds them; any other training gets a directory of its own.
 
 Each file is written under a temporary name and renamed into place, and state.json is renamed
 last, so a run killed at any moment leaves the previous complete checkpoint. On an object store
-(`gs://`, `s3://`, `minio://`, through `components.storage`) the files are written to a local
+(`gs://`, `s3://`, `minio://`, through `components.data.storage`) the files are written to a local
 mirror and uploaded, state.json last; each upload is one whole object.
 """
 
@@ -26,7 +26,7 @@ from absl import logging
 import keras
 import tensorflow as tf
 
-from components import storage
+from components.data import storage
 
 STATE_FILE = "state.json"
 BEST_FILE = "best.weights.h5"

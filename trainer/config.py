@@ -8,7 +8,7 @@ Trainer writes the whole config into `history.json` beside the model.
 import dataclasses
 from typing import Any, Dict, Optional, Tuple
 
-from components.sources import MAX_IMAGE_PIXELS
+from components.data.sources import MAX_IMAGE_PIXELS
 
 # Fields the runners fill in themselves rather than from a flag.
 DERIVED_FIELDS = ("num_classes", "checkpoint_root")

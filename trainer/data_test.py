@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.example_gen import to_example
-from components.schema import signs_schema
+from components.data.example_gen import to_example
+from components.validation.schema import signs_schema
 from trainer import data
 from trainer.config import TrainConfig
 

@@ -9,7 +9,7 @@
 import keras
 import tensorflow as tf
 
-from components.sources import MAX_IMAGE_PIXELS
+from components.data.sources import MAX_IMAGE_PIXELS
 from trainer import data
 
 IMAGE_BYTES_SIGNATURE = "serve_image_bytes"

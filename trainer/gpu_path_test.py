@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import pytest
 
-from components.schema import signs_schema
+from components.validation.schema import signs_schema
 from trainer import data, task
 from trainer.config import TrainConfig
 from trainer.data_test import N, records  # noqa: F401  (the fixture: N small real records)
@@ -43,7 +43,7 @@ tf.config.set_logical_device_configuration(
 
 import keras
 import numpy as np
-from components.schema import signs_schema
+from components.validation.schema import signs_schema
 from trainer import checkpoints, data, task
 from trainer.config import TrainConfig
 

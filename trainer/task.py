@@ -18,7 +18,7 @@ from absl import logging
 import keras
 import tensorflow as tf
 
-from components import storage
+from components.data import storage
 from trainer import checkpoints, data, export
 from trainer.config import TrainConfig
 from trainer.model import ResNet50

@@ -26,7 +26,7 @@ import json
 import os
 import re
 import uuid
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
@@ -41,7 +41,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components import sources, storage
+from components.data import sources, storage
 
 DEFAULT_CLASSES = (0, 1, 2, 3, 4, 5)
 BAD_IMAGE_POLICIES = ("fail", "skip")  # what a bad image among good ones does to the run
@@ -277,3 +277,26 @@ class Executor(BaseExampleGenExecutor):
         file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)
         if file_format:
             examples_utils.set_file_format(examples, write_split.to_file_format_str(file_format))
+
+
+def example_gen_io(input_splits: Sequence[Tuple[str, str]], eval_percent: int):
+    """Returns ExampleGen's (input_config, output_config) for a source's input splits.
+
+    Args:
+      input_splits: (name, glob pattern under the data root) pairs. Two or more are used as they
+        are (e.g. train_signs.h5 -> train, test_signs.h5 -> eval); a single one is split into
+        train and eval by a hash of each record's PNG image bytes.
+      eval_percent: percent of a single input split that goes to eval, 1..99.
+    """
+    input_config = example_gen_pb2.Input(splits=[
+        example_gen_pb2.Input.Split(name=name, pattern=pattern) for name, pattern in input_splits])
+    if len(input_splits) > 1:
+        return input_config, None
+    if not 1 <= eval_percent <= 99:
+        raise ValueError(f"eval_percent must be in 1..99, got {eval_percent}")
+    split_config = example_gen_pb2.SplitConfig(
+        splits=[example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=100 - eval_percent),
+                example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=eval_percent)],
+        # Hash the image bytes (PNG of the 64x64 pixels), so identical images land in the same split.
+        partition_feature_name="image")
+    return input_config, example_gen_pb2.Output(split_config=split_config)

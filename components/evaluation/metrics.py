@@ -15,7 +15,7 @@ class ExpectedCalibrationError(metric_types.Metric):
     confidence bins (Guo et al., 2017). 0 is perfectly calibrated; lower is better.
 
     Use in an EvalConfig as MetricConfig(class_name='ExpectedCalibrationError',
-    module='components.metrics', config='{"num_bins": 10}').
+    module='components.evaluation.metrics', config='{"num_bins": 10}').
     """
 
     def __init__(self, name: str = ECE_NAME, num_bins: int = 10):

@@ -2,7 +2,7 @@
 
 An ordinary component rather than `tfx.dsl.Resolver`, so open-source Kubeflow Pipelines (which
 runs only container and importer executors) can run it too. The serving directory may be a local
-path or an object-store URL (`components.storage`).
+path or an object-store URL (`components.data.storage`).
 """
 
 import os
@@ -11,7 +11,8 @@ from tfx.dsl.component.experimental.annotations import OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Model
 
-from components import serving, storage
+from components.push import serving
+from components.data import storage
 
 ABSENT = "absent"  # int custom property: 1 when nothing is served yet (the first run)
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from components import storage
+from components.data import storage
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Makes a SIGNS h5 pair from a folder of class sub-folders, split as ExampleGen splits it.
 
-    python -m components.convert FOLDER OUT_DIR [--classes 0,1,2,3,4,5] [--eval-percent 20]
+    python -m components.data.convert FOLDER OUT_DIR [--classes 0,1,2,3,4,5] [--eval-percent 20]
 
 writes OUT_DIR/train_signs.h5 and OUT_DIR/test_signs.h5. Each image goes to the split ExampleGen's
 content hash gives it, so the pair ingests to the same examples as the folder. Streams: one image
@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from components import sources
+from components.data import sources
 
 
 def split_of(png: bytes, eval_percent: int) -> str:

@@ -21,7 +21,7 @@ def curate(schema: schema_pb2.Schema, classes: Sequence[int]) -> schema_pb2.Sche
 
     - `label`: INT, one value in every example, in the domain [min(classes), max(classes)];
     - `image`: BYTES, one value in every example (that it decodes to a non-empty 64x64 image is
-      checked by `components.data_checks`, which TFDV cannot express);
+      checked by `components.validation.data_checks`, which TFDV cannot express);
     - `source`: BYTES, free text: the string domain SchemaGen infers from a small set (file names
       of the train split) would flag every new file name, so it is dropped.
 

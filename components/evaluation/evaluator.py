@@ -11,6 +11,7 @@ import json
 from typing import Any, Dict, List, Union
 
 from absl import logging
+import tensorflow_model_analysis as tfma
 from tfx import types
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import base_beam_component, executor_spec
@@ -19,7 +20,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils
 
-from components.baseline import ABSENT
+from components.evaluation.baseline import ABSENT
 
 MIN_ACCURACY_KEY, MIN_IMPROVEMENT_KEY = "min_accuracy", "min_improvement"
 # ModelBlessing custom property: the served version the candidate was compared against (0: none).
@@ -91,3 +92,28 @@ class BaselineAwareEvaluator(base_beam_component.BaseBeamComponent):
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing))
         super().__init__(spec=spec)
+
+
+def eval_config() -> tfma.EvalConfig:
+    """TFMA settings: candidate and baseline on the eval split, sliced overall and by label.
+
+    The blessing needs accuracy >= `min_accuracy` and, when a model is serving, accuracy minus the
+    baseline's >= `min_improvement`: BaselineAwareEvaluator writes both into the accuracy metric's
+    threshold at run time, from its parameters. Loss, calibration (ECE) and the multi-class confusion matrix
+    (argmax, from which per-class precision and recall follow) are computed for the review;
+    slicing by label gives each class's accuracy (its recall) as a TFMA slice too.
+    """
+    model = {"label_key": "label", "signature_name": "serving_default", "preprocessing_function_names": []}
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(name="candidate", **model),
+                     tfma.ModelSpec(name="baseline", is_baseline=True, **model)],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["label"])],
+        metrics_specs=[
+            tfma.MetricsSpec(metrics=[
+                tfma.MetricConfig(class_name="ExampleCount"),
+                tfma.MetricConfig(class_name="SparseCategoricalAccuracy"),
+                tfma.MetricConfig(class_name="SparseCategoricalCrossentropy"),
+                tfma.MetricConfig(class_name="ExpectedCalibrationError", module="components.evaluation.metrics"),
+                tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+            ]),
+        ])

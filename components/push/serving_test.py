@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from components import serving
+from components.push import serving
 
 
 def _fake_model(path, payload="weights"):
@@ -76,7 +76,7 @@ def test_two_processes_pushing_at_once_both_land(where, request, tmp_path):
     assert sources == ["m0", "m1"]
     for v, info_source in ((1, serving.push_info(serving_dir, 1)["model_uri"]),
                            (2, serving.push_info(serving_dir, 2)["model_uri"])):
-        from components import storage  # pylint: disable=import-outside-toplevel
+        from components.data import storage  # pylint: disable=import-outside-toplevel
         data = storage.read_bytes(storage.join(serving_dir, str(v), "variables", "variables.data-00000-of-00001")).decode()
         assert data == f"w{info_source[1]}" * 100_000  # each version is one whole model
 
@@ -85,7 +85,7 @@ def test_two_processes_pushing_at_once_both_land(where, request, tmp_path):
 
 @pytest.fixture(scope="module")
 def minio():
-    from components import storage  # pylint: disable=import-outside-toplevel
+    from components.data import storage  # pylint: disable=import-outside-toplevel
     with storage.stand_in_store("minio://mlpipeline") as endpoint:
         yield endpoint
 
@@ -102,7 +102,7 @@ def test_pushes_to_an_object_store_count_up(minio, tmp_path):
 
 
 def test_a_push_killed_on_the_store_is_invisible_and_never_reused(minio, tmp_path):
-    from components import storage  # pylint: disable=import-outside-toplevel
+    from components.data import storage  # pylint: disable=import-outside-toplevel
     del minio
     serving_dir = "minio://mlpipeline/killed/serving_model"
     # What a pusher killed after its claim and part of the copy leaves: no saved_model.pb.
@@ -129,7 +129,7 @@ def test_a_gated_push_goes_right_after_its_baseline(tmp_path):
 
 
 def test_a_gated_push_on_the_store_refuses_a_claimed_version(minio, tmp_path):
-    from components import storage  # pylint: disable=import-outside-toplevel
+    from components.data import storage  # pylint: disable=import-outside-toplevel
     del minio
     serving_dir = "minio://mlpipeline/gated/serving_model"
     model = _fake_model(tmp_path / "model")
@@ -171,7 +171,7 @@ def test_two_runs_gated_on_the_same_baseline_ship_one_model(where, minio, tmp_pa
 
 _KILL_SCRIPT = """
 import sys
-from components import serving
+from components.push import serving
 serving.push(sys.argv[1], sys.argv[2], {{}})
 """
 
@@ -182,7 +182,7 @@ def test_a_push_killed_mid_copy_leaves_no_loadable_half_version(where, minio, tm
     import subprocess  # pylint: disable=import-outside-toplevel
     import sys  # pylint: disable=import-outside-toplevel
     import time  # pylint: disable=import-outside-toplevel
-    from components import storage  # pylint: disable=import-outside-toplevel
+    from components.data import storage  # pylint: disable=import-outside-toplevel
     del minio
     serving_dir = str(tmp_path / "serving") if where == "disk" else f"minio://mlpipeline/killed-{tmp_path.name}/serving_model"
     big = tmp_path / "big"

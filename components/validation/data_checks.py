@@ -20,8 +20,8 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact, artifact_utils, standard_artifacts
 
-from components import example_gen, sources
-from components.schema import parse_classes
+from components.data import example_gen, sources
+from components.validation.schema import parse_classes
 
 FINDINGS_FILE = "findings.json"
 ANOMALIES_FILE = "SchemaDiff.pb"  # ExampleValidator's file in each Split-<name>/

@@ -65,61 +65,61 @@ def run_contexts(store: metadata_store.MetadataStore) -> List[metadata_store_pb2
 
 
 def read_run(store: metadata_store.MetadataStore, run: metadata_store_pb2.Context,
-             pipeline_name: str, names: Sequence[str] = COMPONENT_ORDER) -> RunReport:
+             names: Sequence[str] = COMPONENT_ORDER) -> RunReport:
     """Reads one pipeline run: each component's execution, the data checks and the evaluation.
 
     Args:
       store: the ML Metadata store.
       run: the run's pipeline_run context.
-      pipeline_name: the pipeline's name.
       names: the pipeline's component ids, in order.
     """
-    in_run = {e.id: e for e in store.get_executions_by_context(run.id)}
+    node_type = store.get_context_type("node").id
+    by_node: Dict[str, List[metadata_store_pb2.Execution]] = {}
+    for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
+        for context in store.get_contexts_by_execution(execution.id):
+            if context.type_id == node_type:  # named "<pipeline>.<component id>"
+                by_node.setdefault(context.name.split(".", 1)[1], []).append(execution)
     components = []
     for name in names:
-        node = store.get_context_by_type_and_name("node", f"{pipeline_name}.{name}")
-        if node is None:
-            continue
-        for execution in store.get_executions_by_context(node.id):
-            if execution.id in in_run:
-                seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1e3
-                components.append(ComponentRun(name, _STATES.get(execution.last_known_state, "?"),
-                                               seconds, _outputs(store, execution.id), execution))
+        for execution in by_node.get(name, []):
+            seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1e3
+            components.append(ComponentRun(name, _STATES.get(execution.last_known_state, "?"),
+                                           seconds, _outputs(store, execution.id), execution))
     report = RunReport(run_id=run.name, components=components, expected=tuple(names))
     _add_findings(report)
     _add_evaluation(report)
     return report
 
 
-def run_by_id(metadata_path: str, pipeline_name: str, run_id: str,
+def run_by_id(metadata_path: str, run_id: str,
               names: Sequence[str] = COMPONENT_ORDER) -> Optional[RunReport]:
     """Reads the pipeline run named `run_id`; None if the store has no such run (yet)."""
     if not os.path.exists(metadata_path):
         return None
     store = open_store(metadata_path)
     run = store.get_context_by_type_and_name("pipeline_run", run_id)
-    return read_run(store, run, pipeline_name, names) if run is not None else None
+    return read_run(store, run, names) if run is not None else None
 
 
-def latest_run(metadata_path: str, pipeline_name: str,
+def latest_run(metadata_path: str,
                names: Sequence[str] = COMPONENT_ORDER) -> Optional[RunReport]:
-    """Reads the newest pipeline run of `pipeline_name` from ML Metadata; None if there is none."""
+    """Reads the newest pipeline run from ML Metadata; None if there is none."""
     if not os.path.exists(metadata_path):
         return None
     store = open_store(metadata_path)
     runs = run_contexts(store)
-    return read_run(store, runs[-1], pipeline_name, names) if runs else None
+    return read_run(store, runs[-1], names) if runs else None
 
 
 def _add_evaluation(report: RunReport) -> None:
     evaluator = report.component("Evaluator")
     if evaluator and "ModelEvaluation" in evaluator.outputs:
-        from components import evaluation  # pylint: disable=import-outside-toplevel
+        from components.report import results  # pylint: disable=import-outside-toplevel
 
-        result = evaluation.read(evaluator.outputs["ModelEvaluation"].uri)
+        result = results.read(evaluator.outputs["ModelEvaluation"].uri)
         metrics = result["metrics"]
-        report.accuracy = metrics.get(evaluation.ACCURACY, {}).get(evaluation.CANDIDATE)
-        count = metrics.get("example_count", {}).get(evaluation.CANDIDATE)
+        report.accuracy = metrics.get(results.ACCURACY, {}).get(results.CANDIDATE)
+        count = metrics.get("example_count", {}).get(results.CANDIDATE)
         report.example_count = int(count) if count is not None else None
         if "ModelBlessing" in evaluator.outputs:
             report.blessed = bool(evaluator.outputs["ModelBlessing"].custom_properties["blessed"].int_value)
@@ -128,7 +128,7 @@ def _add_evaluation(report: RunReport) -> None:
             if baseline and "Model" in baseline.outputs:
                 props = baseline.outputs["Model"].custom_properties
                 version = props["served_version"].int_value if "served_version" in props else None
-            report.decision = evaluation.decision_text(result, report.blessed, version)[1:]
+            report.decision = results.decision_text(result, report.blessed, version)[1:]
     pusher = report.component("Pusher")
     if pusher and "PushedModel" in pusher.outputs:
         props = pusher.outputs["PushedModel"].custom_properties

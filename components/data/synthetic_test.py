@@ -5,7 +5,7 @@ import os
 import h5py
 import numpy as np
 
-from components import synthetic
+from components.data import synthetic
 
 
 def test_make_split_is_deterministic_and_balanced():

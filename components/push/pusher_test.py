@@ -10,7 +10,8 @@ import os
 
 import pytest
 
-from components import serving, storage
+from components.push import serving
+from components.data import storage
 
 
 def _model_artifact(path, payload):
@@ -28,8 +29,8 @@ def _push(barrier, model_uri, blessing_uri, serving_dir, compared_with, results,
     from google.protobuf import json_format
     from tfx.proto import pusher_pb2
     from tfx.types import standard_artifacts
-    from components import pusher
-    from components.evaluator import COMPARED_WITH_KEY
+    from components.push import pusher
+    from components.evaluation.evaluator import COMPARED_WITH_KEY
 
     model, blessing, pushed = standard_artifacts.Model(), standard_artifacts.ModelBlessing(), standard_artifacts.PushedModel()
     model.uri, blessing.uri, pushed.uri = model_uri, blessing_uri, model_uri + "-pushed"

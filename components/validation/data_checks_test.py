@@ -10,8 +10,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 
-from components import data_checks, example_gen, schema as signs_schema, synthetic
-from tests.helpers import png_bytes
+from components.validation import data_checks
+from components.data import example_gen
+from components.validation import schema as signs_schema
+from components.data import synthetic
+from components.data.testing import png_bytes
 
 CLASSES = [0, 1, 2]
 

@@ -1,6 +1,6 @@
 """The serving directory in TF Serving layout: `<serving_dir>/<integer version>/saved_model.pb`.
 
-The serving directory is a local path or an object-store URL (`components.storage`). A version
+The serving directory is a local path or an object-store URL (`components.data.storage`). A version
 counts once its `saved_model.pb` is there, and that file is always written last:
 
 - on a local disk, a push is copied aside and renamed into place (rename(2) is atomic and fails
@@ -24,7 +24,7 @@ import time
 import uuid
 from typing import Dict, List, Optional
 
-from components import storage
+from components.data import storage
 
 PUSH_INFO = "push_info.json"  # written into each version: where the model came from
 SAVED_MODEL = "saved_model.pb"

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import sources
-from components.sources import SignsDataError
+from components.data import sources
+from components.data.sources import SignsDataError
 
 CLASSES = (0, 1, 2, 3, 4, 5)
 
@@ -125,7 +125,7 @@ def test_image_folder_listing(tmp_path):
 
 def test_sources_on_an_object_store(tmp_path):
     """A data root on S3 (MinIO, AWS): h5 files, class folders and their errors, as on a disk."""
-    from components import storage  # pylint: disable=import-outside-toplevel
+    from components.data import storage  # pylint: disable=import-outside-toplevel
     with storage.stand_in_store("s3://signs-data"):
         root = "s3://signs-data/root"
         os.makedirs(tmp_path / "h5")

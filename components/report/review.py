@@ -11,8 +11,8 @@ from tfx.types.artifact import Artifact
 from tfx.types.standard_artifacts import (ExampleAnomalies, Examples, ExampleStatistics, Model,
                                           ModelBlessing, ModelEvaluation, PushedModel)
 
-from components import report_html
-from components.baseline import ABSENT
+from components.report import render
+from components.evaluation.baseline import ABSENT
 
 REPORT_FILE = "report.html"
 
@@ -88,13 +88,13 @@ def _num_examples(statistics_uri: str) -> Dict[str, int]:
 def gather(examples_uri: str, statistics_uri: str, anomalies_uri: str, model_uri: str,
            evaluation_uri: str, blessed: bool, baseline_version: Optional[int],
            pushed: Dict[str, Any], max_misclassified: int) -> Dict[str, Any]:
-    """Collects everything the report shows into one dict (see report_html.render)."""
-    from components import evaluation  # pylint: disable=import-outside-toplevel
+    """Collects everything the report shows into one dict (see render.render)."""
+    from components.report import results  # pylint: disable=import-outside-toplevel
 
     history_path = os.path.join(model_uri, "history.json")
     history = json.load(open(history_path)) if os.path.exists(history_path) else {"epochs": [], "config": {}}
     return {
-        "evaluation": evaluation.read(evaluation_uri),
+        "evaluation": results.read(evaluation_uri),
         "blessed": blessed,
         "baseline_version": baseline_version,
         "pushed": pushed,
@@ -128,5 +128,5 @@ def Review(examples: InputArtifact[Examples], statistics: InputArtifact[ExampleS
                    pushed=pushed, max_misclassified=max_misclassified)
     os.makedirs(report.uri, exist_ok=True)
     with open(os.path.join(report.uri, REPORT_FILE), "w") as f:
-        f.write(report_html.render(facts))
+        f.write(render.render(facts))
     report.set_string_custom_property("report_path", os.path.join(report.uri, REPORT_FILE))

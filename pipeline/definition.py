@@ -2,25 +2,24 @@
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-import tensorflow_model_analysis as tfma
 from tensorflow_data_validation.statistics.stats_options import StatsOptions
 from tfx.components import ExampleValidator, SchemaGen, StatisticsGen
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
 from tfx.dsl.components.base import executor_spec
-from tfx.orchestration import data_types
-from tfx.orchestration import pipeline as tfx_pipeline
-from tfx.proto import example_gen_pb2, pusher_pb2
+from tfx.orchestration import data_types, pipeline as tfx_pipeline
+from tfx.proto import pusher_pb2
 from ml_metadata.proto import metadata_store_pb2
 
-from components import example_gen as signs_example_gen
-from components.baseline import LatestServedModel
-from components.data_checks import DataChecks
-from components.evaluator import BaselineAwareEvaluator
-from components.pusher import VersionedPusher
-from components.review import Review
-from components.schema import CurateSchema
-from components.trainer import SignsTrainer
+from components.data import example_gen as signs_example_gen
+from components.data.example_gen import example_gen_io
+from components.evaluation.baseline import LatestServedModel
+from components.validation.data_checks import DataChecks
+from components.evaluation.evaluator import BaselineAwareEvaluator, eval_config
+from components.push.pusher import VersionedPusher
+from components.report.review import Review
+from components.validation.schema import CurateSchema
+from components.training.signs_trainer import SignsTrainer
 
 TRAINER_RUN_FN = "trainer.task.run_fn"
 
@@ -35,54 +34,6 @@ def statistics(examples) -> StatisticsGen:
     """
     return StatisticsGen(examples=examples,
                          stats_options=StatsOptions(use_sketch_based_topk_uniques=True)).with_id("StatisticsGen")
-
-
-def example_gen_io(input_splits: Sequence[Tuple[str, str]], eval_percent: int):
-    """Returns ExampleGen's (input_config, output_config) for a source's input splits.
-
-    Args:
-      input_splits: (name, glob pattern under the data root) pairs. Two or more are used as they
-        are (e.g. train_signs.h5 -> train, test_signs.h5 -> eval); a single one is split into
-        train and eval by a hash of each record's PNG image bytes.
-      eval_percent: percent of a single input split that goes to eval, 1..99.
-    """
-    input_config = example_gen_pb2.Input(splits=[
-        example_gen_pb2.Input.Split(name=name, pattern=pattern) for name, pattern in input_splits])
-    if len(input_splits) > 1:
-        return input_config, None
-    if not 1 <= eval_percent <= 99:
-        raise ValueError(f"eval_percent must be in 1..99, got {eval_percent}")
-    split_config = example_gen_pb2.SplitConfig(
-        splits=[example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=100 - eval_percent),
-                example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=eval_percent)],
-        # Hash the image bytes (PNG of the 64x64 pixels), so identical images land in the same split.
-        partition_feature_name="image")
-    return input_config, example_gen_pb2.Output(split_config=split_config)
-
-
-def eval_config() -> tfma.EvalConfig:
-    """TFMA settings: candidate and baseline on the eval split, sliced overall and by label.
-
-    The blessing needs accuracy >= `min_accuracy` and, when a model is serving, accuracy minus the
-    baseline's >= `min_improvement`: BaselineAwareEvaluator writes both into the accuracy metric's
-    threshold at run time, from its parameters. Loss, calibration (ECE) and the multi-class confusion matrix
-    (argmax, from which per-class precision and recall follow) are computed for the review;
-    slicing by label gives each class's accuracy (its recall) as a TFMA slice too.
-    """
-    model = {"label_key": "label", "signature_name": "serving_default", "preprocessing_function_names": []}
-    return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(name="candidate", **model),
-                     tfma.ModelSpec(name="baseline", is_baseline=True, **model)],
-        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["label"])],
-        metrics_specs=[
-            tfma.MetricsSpec(metrics=[
-                tfma.MetricConfig(class_name="ExampleCount"),
-                tfma.MetricConfig(class_name="SparseCategoricalAccuracy"),
-                tfma.MetricConfig(class_name="SparseCategoricalCrossentropy"),
-                tfma.MetricConfig(class_name="ExpectedCalibrationError", module="components.metrics"),
-                tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
-            ]),
-        ])
 
 
 def create_pipeline(
@@ -115,7 +66,7 @@ def create_pipeline(
       pipeline_root: where component outputs go.
       data_root: the data directory ExampleGen reads (its `input_base`); a RuntimeParameter in Kubeflow.
       input_splits: (split name, glob pattern under `data_root`) pairs; see `example_gen_io`.
-      source_kind: one of `components.sources.SOURCE_KINDS`.
+      source_kind: one of `components.data.sources.SOURCE_KINDS`.
       classes: the labels to keep.
       eval_percent: percent of a single-split source held out for eval.
       train_config: a `trainer.config.TrainConfig` as a dict, passed to `run_fn`.
@@ -124,7 +75,7 @@ def create_pipeline(
         epochs, min_accuracy and min_improvement may be RuntimeParameters (the Kubeflow runner's).
       min_improvement: how much the candidate's accuracy must exceed the serving model's (0: not worse).
       serving_dir: the Pusher's filesystem destination.
-      serving_state: `components.serving.state(serving_dir)` when the run starts (a cache key).
+      serving_state: `components.push.serving.state(serving_dir)` when the run starts (a cache key).
       keep_last: versions the Pusher keeps in `serving_dir`; 0 keeps all.
       bad_images: 'fail' (default) stops at a bad image; 'skip' leaves it out and reports it.
       schema_path: a curated schema.pbtxt to validate against; None infers one and curates it.

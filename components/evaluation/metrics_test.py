@@ -3,7 +3,7 @@
 import numpy as np
 from tensorflow_model_analysis.metrics import metric_types
 
-from components import metrics
+from components.evaluation import metrics
 
 
 def _inputs(label, probs):

@@ -11,7 +11,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from components import storage
+from components.data import storage
 
 IMAGE_SIZE = 64  # SIGNS images are 64x64 RGB
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import example_gen, sources, synthetic
-from components.sources import SignsDataError
-from tests.helpers import png_bytes, run_example_gen
+from components.data import example_gen, sources, synthetic
+from components.data.sources import SignsDataError
+from components.data.testing import png_bytes, run_example_gen
 
-SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "sign-language-digits", "Dataset")
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "sign-language-digits", "Dataset")
 
 
 def _props(input_base, classes=(0, 1, 2, 3, 4, 5), kind=sources.H5_PAIR, bad_images="fail", **more):

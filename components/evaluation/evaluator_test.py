@@ -5,8 +5,8 @@ import json
 from google.protobuf import json_format
 import tensorflow_model_analysis as tfma
 
-from components.evaluator import apply_thresholds
-from pipeline.pipeline import eval_config
+from components.evaluation.evaluator import apply_thresholds
+from components.evaluation.evaluator import eval_config
 
 
 def test_thresholds_apply_to_the_overall_slice_only():

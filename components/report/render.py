@@ -5,7 +5,7 @@ import html
 import io
 from typing import Any, Dict, List
 
-from components.evaluation import BASELINE, CANDIDATE, DISPLAY, LOWER_IS_BETTER, decision_text
+from components.report.results import BASELINE, CANDIDATE, DISPLAY, LOWER_IS_BETTER, decision_text
 
 _CSS = """
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px auto;max-width:1100px;color:#222}
@@ -148,7 +148,7 @@ def _data(data: Dict[str, Any]) -> str:
 
 
 def render(facts: Dict[str, Any]) -> str:
-    """Returns the report page for the dict built by components.review.gather."""
+    """Returns the report page for the dict built by components.report.review.gather."""
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
     evaluation, blessed = facts["evaluation"], facts["blessed"]

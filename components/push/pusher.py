@@ -4,15 +4,14 @@ from typing import Any, Dict, List
 
 from absl import logging
 from tfx import types
-from tfx.components.pusher import component as pusher_component
-from tfx.components.pusher import executor as pusher_executor
+from tfx.components.pusher import component as pusher_component, executor as pusher_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import json_utils, proto_utils
 
-from components import serving
-from components.evaluator import COMPARED_WITH_KEY
+from components.push import serving
+from components.evaluation.evaluator import COMPARED_WITH_KEY
 
 NOT_PUSHED_KEY = "not_pushed_reason"  # PushedModel custom property: why a blessed model was not pushed
 

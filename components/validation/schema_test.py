@@ -3,7 +3,7 @@
 import pytest
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components import schema as signs_schema
+from components.validation import schema as signs_schema
 
 
 def _inferred():
