@@ -1,6 +1,6 @@
 """Training throughput of the seed's ResNet50 on a GPU, through Keras 3 on any backend.
 
-    KERAS_BACKEND=jax python bench/gpu_train.py [--batch-sizes 64,128,256,512]
+    KERAS_BACKEND=jax PYTHONPATH=. python bench/gpu_train.py [--batch-sizes 64,128,256,512]
         [--precisions float32,mixed_float16,mixed_bfloat16] [--steps 30]
 
 It imports `trainer.model` (pure Keras 3) and nothing from TensorFlow, so it runs where only JAX or
@@ -120,5 +120,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     sys.exit(main())

@@ -9,12 +9,7 @@ import argparse
 import os
 import sys
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if not __package__ and _HERE in sys.path:
-    # `python kubeflow/runner.py` puts kubeflow/ first on sys.path; import the installed packages.
-    sys.path.remove(_HERE)
-
-from kubeflow.compile import CompileConfig  # pylint: disable=wrong-import-position
+from kubeflow.compile import CompileConfig
 
 
 def _version() -> str:

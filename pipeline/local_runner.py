@@ -1,15 +1,8 @@
 """Runs the SIGNS pipeline on this machine: LocalDagRunner, ML Metadata in SQLite, caching on."""
 
-import os
 import sys
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if not __package__ and _HERE in sys.path:
-    # `python pipeline/local_runner.py` puts pipeline/ first on sys.path, where pipeline.py would
-    # shadow the `pipeline` package; resolve imports from the installed package instead.
-    sys.path.remove(_HERE)
-
-from pipeline import configs  # pylint: disable=wrong-import-position
+from pipeline import configs
 
 
 def main(argv=None) -> int:
