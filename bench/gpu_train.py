@@ -14,7 +14,6 @@ mixed precision (known GPUs below; `--peak-tflops` for others).
 
 import argparse
 import json
-import os
 import sys
 import time
 
