@@ -3,11 +3,12 @@
 import copy
 import dataclasses
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import yaml
 
 from pipeline import data_source
+from pipeline.configs import PipelineConfig
 
 # Pipeline roots the open-source backend takes (`backend/src/v2/objectstore/config.go`), less
 # mem://, which keeps nothing a later run or a serving cluster could read.
@@ -19,14 +20,6 @@ DEFAULT_MINIO_SECRET = "mlpipeline-minio-artifact"
 ENTRYPOINT = ["python", "-m", "kubeflow.entrypoint"]
 FINGERPRINT = "data_fingerprint"  # ExampleGen's cache key: what is under data_root (see submit)
 
-# Runtime parameters of the compiled pipeline: (type, default); one package serves many runs.
-RUNTIME_PARAMETERS = {
-    "data_root": (str, None),  # default: <pipeline-root>/data
-    FINGERPRINT: (str, ""),  # set by `submit` from the data root's listing
-    "epochs": (int, 10),
-    "min_accuracy": (float, 0.9),
-    "min_improvement": (float, 0.0),
-}
 
 
 # The input splits of the sources a compiled pipeline can read (the data root is only known at run
@@ -39,21 +32,25 @@ INPUT_SPLITS = {
 
 @dataclasses.dataclass(frozen=True)
 class CompileConfig:
-    """What `compile` needs; the flags of `kubeflow/runner.py compile` fill it."""
+    """What `compile` needs; the flags of `kubeflow/runner.py compile` fill it.
 
+    `pipeline` holds the settings both runners share (`pipeline.configs`): its runtime fields
+    become the package's runtime parameters, with its values as their defaults; its compile
+    fields are fixed in the package. The other fields are Kubeflow's own.
+    """
+
+    pipeline: PipelineConfig = PipelineConfig()
     output: str = "pipeline.yaml"  # the PipelineSpec to write
     image: str = "signs-pipeline:0.1.0"  # container image every task runs
     pipeline_root: str = DEFAULT_PIPELINE_ROOT  # gs://, s3:// or minio://
     data_root: str = ""  # default of the data_root parameter; "" = <pipeline-root>/data
     source_kind: str = "h5_pair"  # h5_pair (train_signs.h5 + test_signs.h5) or image_folder
-    classes: Tuple[int, ...] = (0, 1, 2, 3, 4, 5)
     gpus: int = 1  # accelerators for the Trainer; 0 runs it on CPU
     accelerator: str = "nvidia.com/gpu"  # the Kubernetes resource name of the accelerator
     cpu: str = "2"  # CPU request of each task
     memory: str = "8G"  # memory request of each task
     trainer_cpu: str = "8"
     trainer_memory: str = "32G"
-    beam_args: Tuple[str, ...] = ()
     minio_endpoint: str = DEFAULT_MINIO_ENDPOINT  # for minio:// roots
     s3_endpoint: str = ""  # for s3:// roots on another S3 service than AWS's
     credentials_secret: Optional[str] = None  # None: KFP's MinIO secret for minio:// roots
@@ -112,23 +109,24 @@ def build(config: CompileConfig) -> Dict[str, Any]:
 
     from pipeline import configs  # pylint: disable=import-outside-toplevel
     from pipeline.definition import create_pipeline  # pylint: disable=import-outside-toplevel
-    from trainer.config import TrainConfig  # pylint: disable=import-outside-toplevel
 
     check_root(config.pipeline_root)
-    defaults = dict(RUNTIME_PARAMETERS)
-    defaults["data_root"] = (str, config.data_root or _join(config.pipeline_root, "data"))
-    params = {name: data_types.RuntimeParameter(name=name, ptype=ptype, default=default)
-              for name, (ptype, default) in defaults.items() if name != FINGERPRINT}
+    shared = config.pipeline
+    defaults = {"data_root": config.data_root or _join(config.pipeline_root, "data"), FINGERPRINT: "",
+                **configs.runtime_parameters(shared)}
+    params = {name: data_types.RuntimeParameter(name=name, ptype=type(value), default=value)
+              for name, value in defaults.items() if name != FINGERPRINT}
+    train_config = shared.train.replace(num_classes=max(shared.classes) + 1,
+                                        checkpoint_root=_join(config.pipeline_root, "checkpoints")).to_dict()
+    train_config.update({name: params[name] for name in train_config if name in params})
     tfx_pipeline = create_pipeline(
         pipeline_name=configs.PIPELINE_NAME, pipeline_root=config.pipeline_root,
         data_root=params["data_root"], input_splits=INPUT_SPLITS[config.source_kind],
-        source_kind=config.source_kind, classes=config.classes,
-        eval_percent=20, train_config=TrainConfig(
-            num_classes=max(config.classes) + 1,
-            checkpoint_root=_join(config.pipeline_root, "checkpoints")).to_dict(),
-        epochs=params["epochs"], min_accuracy=params["min_accuracy"],
-        min_improvement=params["min_improvement"], serving_dir=config.serving_dir,
-        beam_pipeline_args=list(config.beam_args), enable_cache=True)
+        source_kind=config.source_kind, classes=shared.classes, eval_percent=shared.eval_percent,
+        train_config=train_config, min_accuracy=params["min_accuracy"],
+        min_improvement=params["min_improvement"], min_class_share=params["min_class_share"],
+        serving_dir=config.serving_dir, keep_last=shared.keep_last, bad_images=shared.bad_images,
+        beam_pipeline_args=list(shared.beam_args), enable_cache=True)
     for component in tfx_pipeline.components:
         if component.id == "Trainer":
             component.with_platform_config(_resources(config.trainer_cpu, config.trainer_memory,
@@ -142,7 +140,7 @@ def build(config: CompileConfig) -> Dict[str, Any]:
     spec = job["pipelineSpec"]
     spec["root"]["inputDefinitions"]["parameters"][FINGERPRINT] = {"parameterType": "STRING"}
     for name, definition in spec["root"]["inputDefinitions"]["parameters"].items():
-        definition["defaultValue"] = defaults[name][1]  # the PipelineJob's runtimeConfig is not submitted
+        definition["defaultValue"] = defaults[name]  # the PipelineJob's runtimeConfig is not submitted
         definition["isOptional"] = True
     spec["defaultPipelineRoot"] = config.pipeline_root
     return _for_open_source_kfp(spec, config)

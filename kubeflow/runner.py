@@ -10,6 +10,7 @@ import os
 import sys
 
 from kubeflow.compile import CompileConfig
+from pipeline import configs
 
 
 def _version() -> str:
@@ -46,13 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--memory", default=d.memory, help="memory request of each task (G, Gi, M, Mi)")
     c.add_argument("--trainer-cpu", default=d.trainer_cpu, help="CPU request of the Trainer")
     c.add_argument("--trainer-memory", default=d.trainer_memory, help="memory request of the Trainer")
-    c.add_argument("--beam-arg", action="append", default=[], dest="beam_args",
-                   help="an Apache Beam argument for the data components, repeatable")
     c.add_argument("--minio-endpoint", default=d.minio_endpoint, help="the MinIO service tasks reach for minio:// paths")
     c.add_argument("--s3-endpoint", default=d.s3_endpoint, help="an S3 service other than AWS's for s3:// paths")
     c.add_argument("--credentials-secret", default=None,
                    help="Kubernetes secret (keys accesskey, secretkey) mapped to AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
                         "in every task; default: mlpipeline-minio-artifact for minio:// roots, none otherwise ('' for none)")
+    # The settings both runners share: a runtime one sets its parameter's default in the package.
+    configs.add_flags(c, kubeflow=True)
 
     s = sub.add_parser("submit", help="submit a compiled package to a KFP 2.x cluster")
     s.add_argument("--host", required=True, help="the KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow:80")
@@ -83,10 +84,10 @@ def main(argv=None) -> int:
     if args.command == "compile":
         from kubeflow import compile as kfp_compile  # pylint: disable=import-outside-toplevel
         config = CompileConfig(
-            output=args.output, image=args.image, pipeline_root=args.pipeline_root,
+            pipeline=configs.config_from_args(args), output=args.output, image=args.image, pipeline_root=args.pipeline_root,
             data_root=args.data_root, source_kind=args.source_kind, gpus=args.gpus,
             accelerator=args.accelerator, cpu=args.cpu, memory=args.memory,
-            trainer_cpu=args.trainer_cpu, trainer_memory=args.trainer_memory, beam_args=tuple(args.beam_args),
+            trainer_cpu=args.trainer_cpu, trainer_memory=args.trainer_memory,
             minio_endpoint=args.minio_endpoint, s3_endpoint=args.s3_endpoint,
             credentials_secret=args.credentials_secret)
         try:

@@ -5,7 +5,7 @@ import dataclasses
 import errno
 import math
 import os
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from trainer.config import DERIVED_FIELDS, TrainConfig
 
@@ -13,28 +13,58 @@ PIPELINE_NAME = "signs"
 ALL_CLASSES = tuple(range(10))  # `--classes all`: the ten digits of the sign-language-digits set
 
 
+def _field(default, help_text: str, kubeflow: Optional[str] = None, parse=None, choices=None, **flag):
+    """A PipelineConfig field with what its flag needs.
+
+    Args:
+      default: the field's default.
+      help_text: the flag's help.
+      kubeflow: "runtime" (a parameter of the compiled pipeline, set per run), "compile" (a flag of
+        `kubeflow/runner.py compile`) or None (the local runner's only).
+      parse: turns the flag's text into the value (and says what is wrong with it).
+      choices: the allowed values.
+      **flag: argparse settings of the flag (`flag`, `action`, `dest`).
+    """
+    return dataclasses.field(default=default, metadata={"help": help_text, "kubeflow": kubeflow, "parse": parse,
+                                                        "choices": choices, "flag": flag})
+
+
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
-    """Everything a run of the pipeline depends on; the runners build it, nothing else reads flags."""
+    """Everything a run of the pipeline depends on; the runners build it, nothing else reads flags.
 
-    data: Optional[str] = None  # h5 pair dir, .h5 file, TFRecords dir or class-folder root; None = synthetic
-    classes: Tuple[int, ...] = (0, 1, 2, 3, 4, 5)  # labels to keep (folder names / h5 labels)
-    eval_percent: int = 20  # share of a hashed source (folder, one h5, TFRecords) held out for eval, 1..99
-    bad_images: str = "fail"  # a bad image among good ones: "fail" the run, or "skip" and report it
-    schema: Optional[str] = None  # a curated schema.pbtxt to validate against; None = inferred + curated
-    min_class_share: float = 0.5  # warn when a class has < this x a split's mean per class, 0..1
-    train: TrainConfig = TrainConfig()  # every training knob; num_classes follows `classes`
-    min_accuracy: float = 0.9  # Evaluator's lower bound on eval SparseCategoricalAccuracy, 0 .. 1
-    min_improvement: float = 0.0  # candidate accuracy minus the serving model's must be >= this
-    keep_last: int = 0  # versions kept in the serving directory; 0 keeps every version
-    pipeline_root: str = "pipeline_output"  # artifacts, ML Metadata (metadata.sqlite), logs
-    serving_dir: Optional[str] = None  # push destination; None = <pipeline_root>/serving_model
-    beam_args: Tuple[str, ...] = ()  # extra Apache Beam pipeline arguments
-    enable_cache: bool = True  # reuse component outputs whose inputs did not change
+    Both runners make their flags from these fields' definitions (and TrainConfig's); see
+    `add_flags`.
+    """
 
-    @property
-    def epochs(self) -> int:
-        return self.train.epochs
+    data: Optional[str] = _field(
+        None, "a directory with train_signs.h5 and test_signs.h5; one SIGNS-format .h5 file; a directory "
+              "of tf.Example TFRecords (Split-train/ + Split-eval/, or *tfrecord* files); or a folder of "
+              "class sub-folders (<data>/<label>/*.jpg|png); default: a generated synthetic set")
+    classes: Tuple[int, ...] = _field((0, 1, 2, 3, 4, 5), "comma-separated labels to use (class folder names), "
+                                      "or 'all' for 0-9", kubeflow="compile", parse="classes")
+    eval_percent: int = _field(20, "percent of a folder, single-h5 or unsplit TFRecord source held out for "
+                                   "evaluation (by a hash of the image content)", kubeflow="compile", parse="percent")
+    bad_images: str = _field("fail", "a bad image among good ones fails the run, or is skipped and reported",
+                             kubeflow="compile", choices=("fail", "skip"))
+    schema: Optional[str] = _field(None, "a curated schema.pbtxt to validate the data against, instead of the "
+                                         "inferred one")
+    min_class_share: float = _field(0.5, "warn when a class has fewer than this times a split's mean examples "
+                                         "per class", kubeflow="runtime", parse="fraction")
+    train: TrainConfig = TrainConfig()  # every training knob (flags of their own); num_classes follows `classes`
+    min_accuracy: float = _field(0.9, "eval accuracy a model needs to be blessed and pushed",
+                                 kubeflow="runtime", parse="fraction")
+    min_improvement: float = _field(0.0, "accuracy the model must gain over the model now serving (absolute; "
+                                         "0 = must not be worse)", kubeflow="runtime", parse="finite")
+    keep_last: int = _field(0, "versions to keep in the serving directory after a push (0 = all)",
+                            kubeflow="compile", parse="non_negative")
+    pipeline_root: str = _field("pipeline_output", "where artifacts and ML Metadata (metadata.sqlite) go")
+    serving_dir: Optional[str] = _field(None, "push destination (default: <pipeline-root>/serving_model)")
+    beam_args: Tuple[str, ...] = _field((), "an Apache Beam pipeline argument, repeatable (e.g. "
+                                            "--beam-arg=--runner=FlinkRunner)", kubeflow="compile",
+                                        flag="--beam-arg", action="append")
+    enable_cache: bool = _field(True, "re-run every component even when its inputs did not change",
+                                flag="--no-cache", action="store_false")
 
     @property
     def train_config(self) -> TrainConfig:
@@ -130,67 +160,10 @@ def _positive(text: str) -> int:
     return value
 
 
-def build_parser(description: str) -> argparse.ArgumentParser:
-    """Returns the local runner's flags, each defaulting to the PipelineConfig field it sets."""
-    d = PipelineConfig()
-    p = ShortUsageParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", default=d.data,
-                   help="a directory with train_signs.h5 and test_signs.h5; one SIGNS-format .h5 "
-                        "file; a directory of tf.Example TFRecords (Split-train/ + Split-eval/, or "
-                        "*tfrecord* files); or a folder of class sub-folders (<data>/<label>/*.jpg|png); "
-                        "default: a generated synthetic set")
-    p.add_argument("--classes", type=_classes, default=d.classes,
-                   help="comma-separated labels to use (class folder names), or 'all' for 0-9")
-    p.add_argument("--eval-percent", type=_percent, default=d.eval_percent,
-                   help="percent of a folder, single-h5 or unsplit TFRecord source held out for "
-                        "evaluation (by a hash of the image content)")
-    p.add_argument("--bad-images", choices=("fail", "skip"), default=d.bad_images,
-                   help="a bad image among good ones fails the run, or is skipped and reported")
-    p.add_argument("--schema", default=d.schema,
-                   help="a curated schema.pbtxt to validate the data against, instead of the "
-                        "inferred one")
-    p.add_argument("--min-class-share", type=_fraction, default=d.min_class_share,
-                   help="warn when a class has fewer than this times a split's mean examples per class")
-    p.add_argument("--min-accuracy", type=_fraction, default=d.min_accuracy,
-                   help="eval accuracy a model needs to be blessed and pushed")
-    p.add_argument("--min-improvement", type=_finite, default=d.min_improvement,
-                   help="accuracy the model must gain over the model now serving (absolute; "
-                        "0 = must not be worse)")
-    p.add_argument("--keep-last", type=_non_negative, default=d.keep_last,
-                   help="versions to keep in the serving directory after a push (0 = all)")
-    p.add_argument("--pipeline-root", default=d.pipeline_root,
-                   help="where artifacts and ML Metadata (metadata.sqlite) go")
-    p.add_argument("--serving-dir", default=None,
-                   help="push destination (default: <pipeline-root>/serving_model)")
-    p.add_argument("--beam-arg", action="append", default=[], dest="beam_args",
-                   help="an Apache Beam pipeline argument, repeatable (e.g. --beam-arg=--runner=FlinkRunner)")
-    p.add_argument("--no-cache", action="store_false", dest="enable_cache",
-                   help="re-run every component even when its inputs did not change")
-    _add_training_flags(p.add_argument_group("training (recorded in history.json beside the model)"))
-    return p
-
-
+_PARSERS = {"classes": _classes, "percent": _percent, "fraction": _fraction, "finite": _finite,
+            "non_negative": _non_negative, "positive": _positive}
 # Integer knobs that must be at least 1; every other integer knob must be at least 0.
 _POSITIVE_INTS = ("batch_size", "shuffle_buffer", "steps_per_execution", "max_image_pixels")
-
-
-def _add_training_flags(group) -> None:
-    """One flag per TrainConfig field (`--batch-size`, `--no-augment`, ...), with its help text."""
-    for field in dataclasses.fields(TrainConfig):
-        if field.name in DERIVED_FIELDS:
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        meta = field.metadata
-        if field.type in (bool, "bool"):
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default,
-                               help=meta["help"])
-        elif field.type in (int, "int"):
-            kind = _positive if field.name in _POSITIVE_INTS else _non_negative
-            group.add_argument(flag, type=kind, default=field.default, help=meta["help"])
-        elif field.type in (float, "float"):
-            group.add_argument(flag, type=_non_negative_float, default=field.default, help=meta["help"])
-        else:
-            group.add_argument(flag, choices=meta["choices"], default=field.default, help=meta["help"])
 
 
 def _non_negative_float(text: str) -> float:
@@ -200,25 +173,94 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _flag(field: dataclasses.Field) -> Tuple[str, Dict[str, Any]]:
+    """The flag name and argparse settings of a PipelineConfig or TrainConfig field."""
+    meta = field.metadata
+    settings = dict(meta.get("flag", {}))
+    name = settings.pop("flag", "--" + field.name.replace("_", "-"))
+    settings.update(default=field.default, help=meta["help"], dest=field.name)
+    if "action" in settings:
+        if settings["action"] == "append":
+            settings["default"] = []
+        return name, settings
+    kind = {"bool": bool, "int": int, "float": float}.get(field.type, field.type)
+    if meta.get("parse"):
+        settings["type"] = _PARSERS[meta["parse"]]
+    elif meta.get("choices"):
+        settings["choices"] = meta["choices"]
+    elif kind is bool:
+        settings["action"] = argparse.BooleanOptionalAction
+    elif kind is int:
+        settings["type"] = _positive if field.name in _POSITIVE_INTS else _non_negative
+    elif kind is float:
+        settings["type"] = _non_negative_float
+    return name, settings
+
+
+def add_flags(parser: argparse.ArgumentParser, kubeflow: bool = False) -> None:
+    """Adds a flag for every PipelineConfig and TrainConfig field a runner sets.
+
+    Args:
+      parser: the runner's parser.
+      kubeflow: only the fields a compiled pipeline takes (`kubeflow` "runtime" or "compile"); for a
+        runtime field the flag sets the parameter's default in the package.
+    """
+    def add(container, field):
+        name, settings = _flag(field)
+        when = field.metadata.get("kubeflow")
+        if kubeflow and when == "runtime":
+            settings["help"] += f"; the default of the runtime parameter `{field.name}`"
+        elif kubeflow and when == "compile":
+            settings["help"] += "; fixed in the package"
+        if not kubeflow or when:
+            container.add_argument(name, **settings)
+
+    for field in dataclasses.fields(PipelineConfig):
+        if field.name != "train":
+            add(parser, field)
+    group = parser.add_argument_group("training (recorded in history.json beside the model)")
+    for field in TrainConfig.knobs():
+        add(group, field)
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    """Returns the local runner's flags, each defaulting to the field it sets."""
+    parser = ShortUsageParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_flags(parser)
+    return parser
+
+
+_PATHS = ("data", "schema", "pipeline_root", "serving_dir")
+
+
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    """Maps parsed flags onto PipelineConfig (paths made absolute)."""
-    return PipelineConfig(
-        data=os.path.abspath(args.data) if args.data else None,
-        classes=tuple(args.classes),
-        eval_percent=args.eval_percent,
-        bad_images=args.bad_images,
-        schema=os.path.abspath(args.schema) if args.schema else None,
-        min_class_share=args.min_class_share,
-        train=TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                             if f.name not in DERIVED_FIELDS}),
-        min_accuracy=args.min_accuracy,
-        min_improvement=args.min_improvement,
-        keep_last=args.keep_last,
-        pipeline_root=os.path.abspath(args.pipeline_root),
-        serving_dir=os.path.abspath(args.serving_dir) if args.serving_dir else None,
-        beam_args=tuple(args.beam_args),
-        enable_cache=args.enable_cache,
-    )
+    """Maps parsed flags onto PipelineConfig (local paths made absolute); flags not given keep defaults."""
+    given = vars(args)
+    values = {}
+    for field in dataclasses.fields(PipelineConfig):
+        if field.name in given:
+            value = given[field.name]
+            if field.name in _PATHS and value and "://" not in value:
+                value = os.path.abspath(value)
+            values[field.name] = tuple(value) if isinstance(field.default, tuple) else value
+    values["train"] = TrainConfig(**{f.name: given[f.name] for f in TrainConfig.knobs() if f.name in given})
+    return PipelineConfig(**values)
+
+
+def runtime_parameters(config: PipelineConfig) -> Dict[str, Any]:
+    """The values a compiled pipeline takes per run (fields marked `kubeflow="runtime"`), by name.
+
+    Booleans become 0/1: KFP has no boolean runtime parameter.
+    """
+    values = {}
+    for field in dataclasses.fields(PipelineConfig):
+        if field.metadata.get("kubeflow") == "runtime":
+            values[field.name] = getattr(config, field.name)
+    for field in TrainConfig.knobs():
+        if field.metadata.get("kubeflow") == "runtime":
+            value = getattr(config.train, field.name)
+            values[field.name] = int(value) if isinstance(value, bool) else value
+    return values
 
 
 class ShortUsageParser(argparse.ArgumentParser):

@@ -13,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_defaults():
     c = configs.parse([])
-    assert c.data is None and c.epochs == 10 and c.train.batch_size == 32
+    assert c.data is None and c.train.epochs == 10 and c.train.batch_size == 32
     assert c.min_accuracy == 0.9 and c.classes == (0, 1, 2, 3, 4, 5)
     assert c.pipeline_root == os.path.abspath("pipeline_output")
     assert c.push_dir == os.path.join(c.pipeline_root, "serving_model")
@@ -25,7 +25,7 @@ def test_flags_map_onto_the_config(tmp_path):
                        "--min-accuracy", "0.5", "--pipeline-root", str(tmp_path / "root"),
                        "--serving-dir", str(tmp_path / "serve"), "--classes", "0,1,2",
                        "--beam-arg=--direct_num_workers=2", "--no-cache"])
-    assert (c.data, c.epochs, c.train.batch_size, c.min_accuracy) == (str(tmp_path), 3, 16, 0.5)
+    assert (c.data, c.train.epochs, c.train.batch_size, c.min_accuracy) == (str(tmp_path), 3, 16, 0.5)
     assert c.push_dir == str(tmp_path / "serve") and c.classes == (0, 1, 2)
     assert c.beam_args == ("--direct_num_workers=2",) and not c.enable_cache
 
@@ -146,3 +146,27 @@ def test_classes_absent_from_a_folder_source_are_refused_before_any_import(tmp_p
     assert said.endswith(f"--classes: {tmp_path / 'photos'} has no folder for label 11 (its class folders: 0, 1)")
     assert configs.parse(["--data", str(tmp_path / "photos"), "--classes", "0,1",
                           "--pipeline-root", str(tmp_path / "r")]).classes == (0, 1)
+
+
+def test_a_kubeflow_user_has_every_knob_a_local_user_has():
+    """Both runners' flags come from the same fields; on Kubeflow each is a runtime parameter or fixed."""
+    import argparse  # pylint: disable=import-outside-toplevel
+    import dataclasses  # pylint: disable=import-outside-toplevel
+    from trainer.config import TrainConfig  # pylint: disable=import-outside-toplevel
+
+    kfp = argparse.ArgumentParser()
+    configs.add_flags(kfp, kubeflow=True)
+    local_only = {"data", "schema", "pipeline_root", "serving_dir", "enable_cache"}  # Kubeflow has its own
+    local = {a.dest for a in configs.build_parser("")._actions} - {"help"}
+    assert {a.dest for a in kfp._actions} - {"help"} == local - local_only
+    args = kfp.parse_args(["--epochs", "20", "--learning-rate", "0.002", "--no-augment", "--classes", "0,1,2",
+                           "--min-accuracy", "0.8", "--max-image-pixels", "1000"])
+    config = configs.config_from_args(args)
+    runtime = configs.runtime_parameters(config)
+    knobs = {f.name for f in TrainConfig.knobs()}
+    assert set(runtime) == (knobs - {"max_image_pixels"}) | {"min_accuracy", "min_improvement", "min_class_share"}
+    assert (runtime["epochs"], runtime["learning_rate"], runtime["augment"], runtime["min_accuracy"]) == (20, 0.002, 0, 0.8)
+    assert config.classes == (0, 1, 2) and config.train.max_image_pixels == 1000  # fixed in the package
+    for field in dataclasses.fields(configs.PipelineConfig):
+        if field.name != "train":
+            assert field.metadata["kubeflow"] in (None, "runtime", "compile"), field.name

@@ -1,6 +1,6 @@
 """The SIGNS pipeline: `create_pipeline` wires the TFX components; it reads no flags or environment."""
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
 
 from tensorflow_data_validation.statistics.stats_options import StatsOptions
 from tfx.components import ExampleValidator, SchemaGen, StatisticsGen
@@ -20,6 +20,7 @@ from components.push.pusher import VersionedPusher
 from components.report.review import Review
 from components.validation.schema import CurateSchema
 from components.training.signs_trainer import SignsTrainer
+from trainer.config import DERIVED_FIELDS, TrainConfig
 
 TRAINER_RUN_FN = "trainer.task.run_fn"
 
@@ -45,8 +46,7 @@ def create_pipeline(
     source_kind: str,
     classes: Sequence[int],
     eval_percent: int,
-    train_config: Dict[str, Any],
-    epochs: Union[int, data_types.RuntimeParameter],
+    train_config: Mapping[str, Any],
     min_accuracy: Union[float, data_types.RuntimeParameter],
     min_improvement: Union[float, data_types.RuntimeParameter],
     serving_dir: str,
@@ -54,7 +54,7 @@ def create_pipeline(
     keep_last: int = 0,
     bad_images: str = "fail",
     schema_path: Optional[str] = None,
-    min_class_share: float = 0.5,
+    min_class_share: Union[float, data_types.RuntimeParameter] = 0.5,
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
     beam_pipeline_args: Optional[List[str]] = None,
     enable_cache: bool = True,
@@ -69,10 +69,12 @@ def create_pipeline(
       source_kind: one of `components.data.sources.SOURCE_KINDS`.
       classes: the labels to keep.
       eval_percent: percent of a single-split source held out for eval.
-      train_config: a `trainer.config.TrainConfig` as a dict, passed to `run_fn`.
-      epochs: training epochs (overrides train_config's).
+      train_config: every `trainer.config.TrainConfig` field by name; the knobs
+        (`TrainConfig.knobs()`) may be RuntimeParameters, `max_image_pixels` may not (ExampleGen
+        reads it too).
       min_accuracy: the eval accuracy a model needs to be blessed.
-        epochs, min_accuracy and min_improvement may be RuntimeParameters (the Kubeflow runner's).
+        min_accuracy, min_improvement and min_class_share may be RuntimeParameters too (the
+        Kubeflow runner makes them so).
       min_improvement: how much the candidate's accuracy must exceed the serving model's (0: not worse).
       serving_dir: the Pusher's filesystem destination.
       serving_state: `components.push.serving.state(serving_dir)` when the run starts (a cache key).
@@ -94,7 +96,7 @@ def create_pipeline(
         input_base=data_root, input_config=input_config, output_config=output_config,
         custom_config=signs_example_gen.make_custom_config(
             classes, source_kind, bad_images,
-            train_config.get("max_image_pixels", signs_example_gen.sources.MAX_IMAGE_PIXELS)),
+            train_config["max_image_pixels"]),
         custom_executor_spec=executor_spec.BeamExecutorSpec(signs_example_gen.Executor),
     ).with_id("ExampleGen")
     # Per-split feature statistics, for the schema and for reviewing the data.
@@ -122,8 +124,9 @@ def create_pipeline(
                              classes=classes_text, min_class_share=min_class_share).with_id("DataChecks")
     # Trains the seed's ResNet50 and exports it with two serving signatures.
     trainer = SignsTrainer(
-        run_fn=TRAINER_RUN_FN, examples=example_gen.outputs["examples"],
-        schema=schema, epochs=epochs, custom_config=dict(train_config),
+        run_fn=TRAINER_RUN_FN, examples=example_gen.outputs["examples"], schema=schema,
+        knobs={f.name: train_config[f.name] for f in TrainConfig.knobs()},
+        derived={name: train_config[name] for name in DERIVED_FIELDS},
     ).with_id("Trainer")
     trainer.add_upstream_node(data_checks)  # runs only once the data passed the gate
     # The model now serving (newest version in serving_dir), or an absent marker on the first run.

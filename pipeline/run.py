@@ -90,7 +90,6 @@ def run_locally(config: configs.PipelineConfig) -> int:
         classes=config.classes,
         eval_percent=config.eval_percent,
         train_config=config.train_config.to_dict(),
-        epochs=config.epochs,
         min_accuracy=config.min_accuracy,
         min_improvement=config.min_improvement,
         serving_dir=config.push_dir,

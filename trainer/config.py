@@ -1,8 +1,10 @@
 """The training configuration: every knob of the Trainer, passed through TFX's custom_config.
 
-Each field carries its help text and, where it has one, its allowed values; the local runner
-makes a flag of every field (`--batch-size`, `--early-stopping-patience`, ...) from them, and the
-Trainer writes the whole config into `history.json` beside the model.
+Each field carries its help text, its allowed values where it has them, and when a Kubeflow
+user sets it: per run (`runtime`, a parameter of the compiled pipeline) or when compiling
+(`compile`). Both runners make a flag of every field from these definitions (`--batch-size`,
+`--early-stopping-patience`, ...); the Trainer component takes each field as a parameter of its
+own, and the Trainer writes the whole config into `history.json` beside the model.
 """
 
 import dataclasses
@@ -14,8 +16,9 @@ from components.data.sources import MAX_IMAGE_PIXELS
 DERIVED_FIELDS = ("num_classes", "checkpoint_root")
 
 
-def _field(default, help_text: str, choices: Optional[Tuple[str, ...]] = None):
-    return dataclasses.field(default=default, metadata={"help": help_text, "choices": choices})
+def _field(default, help_text: str, choices: Optional[Tuple[str, ...]] = None, kubeflow: str = "runtime"):
+    return dataclasses.field(default=default, metadata={"help": help_text, "choices": choices,
+                                                        "kubeflow": kubeflow})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +64,13 @@ class TrainConfig:
                                       "inputs (the runners set <pipeline-root>/checkpoints)")
     tensorboard: bool = _field(True, "write TensorBoard logs into the ModelRun artifact")
     max_image_pixels: int = _field(MAX_IMAGE_PIXELS, "an image declaring more pixels (width x height) is "
-                                   "refused before it is decoded: in ExampleGen, predict and the served model")
+                                   "refused before it is decoded: in ExampleGen, predict and the served model",
+                                   kubeflow="compile")  # ExampleGen's setting too: fixed when compiling
+
+    @classmethod
+    def knobs(cls) -> Tuple[dataclasses.Field, ...]:
+        """The fields a user sets (a flag each); the rest are derived by the runners."""
+        return tuple(f for f in dataclasses.fields(cls) if f.name not in DERIVED_FIELDS)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,8 +1,15 @@
-"""SignsTrainer: TFX's Trainer with `epochs` as a parameter of its own, so a compiled Kubeflow
-pipeline can take it as a runtime parameter (a value inside `custom_config` cannot be one)."""
+"""SignsTrainer: TFX's Trainer with every training knob as a parameter of its own.
 
+A value inside `custom_config` cannot be a RuntimeParameter, so each field of
+`trainer.config.TrainConfig` that a user sets becomes an execution parameter here, and a compiled
+Kubeflow pipeline can take any of them per run. The executor puts them back into the
+`custom_config` that `trainer.task.run_fn` reads; `custom_config` itself carries only what the
+runners derive (the number of classes, the checkpoint root).
+"""
+
+import dataclasses
 import json
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Mapping, Union
 
 from tfx import types
 from tfx.components.trainer import executor as trainer_executor
@@ -13,39 +20,70 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils
 
-EPOCHS_KEY = "epochs"
+from trainer.config import TrainConfig
+
+
+def _parameter_type(field: dataclasses.Field) -> type:
+    """A knob's parameter type: KFP has no boolean runtime parameter, so booleans travel as 0/1."""
+    kind = {"bool": bool, "int": int, "float": float, "str": str}.get(field.type, field.type)
+    return int if kind is bool else kind
+
+
+KNOBS = {f.name: f for f in TrainConfig.knobs()}
 
 
 class SignsTrainerSpec(standard_component_specs.TrainerSpec):
     PARAMETERS = dict(standard_component_specs.TrainerSpec.PARAMETERS,
-                      **{EPOCHS_KEY: ExecutionParameter(type=int)})
+                      **{name: ExecutionParameter(type=_parameter_type(f)) for name, f in KNOBS.items()})
+
+
+def knob_values(exec_properties: Mapping[str, Any]) -> Dict[str, Any]:
+    """The knobs among a run's execution properties, each in its TrainConfig type."""
+    values = {}
+    for name, field in KNOBS.items():
+        value = exec_properties[name]
+        values[name] = bool(int(value)) if field.type in (bool, "bool") else _parameter_type(field)(value)
+    return values
 
 
 class Executor(trainer_executor.GenericExecutor):
-    """Puts the `epochs` parameter into the custom_config that `run_fn` reads."""
+    """Puts the knob parameters into the custom_config that `run_fn` reads."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
-        props = dict(exec_properties)
+        props = {k: v for k, v in exec_properties.items() if k not in KNOBS}
         custom = json.loads(props.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}") or {}
-        custom["epochs"] = int(props.pop(EPOCHS_KEY))
+        custom.update(knob_values(exec_properties))
         props[standard_component_specs.CUSTOM_CONFIG_KEY] = json.dumps(custom)
         super().Do(input_dict, output_dict, props)
 
 
 class SignsTrainer(base_component.BaseComponent):
-    """Trains with a `run_fn` (dotted path) on `examples`; `epochs` may be a RuntimeParameter."""
+    """Trains with a `run_fn` (dotted path) on `examples`.
+
+    Args:
+      examples: the ExampleGen output.
+      schema: the curated (or imported) schema.
+      run_fn: the dotted path of the training function.
+      knobs: a value for every `TrainConfig.knobs()` field; any may be a RuntimeParameter.
+      derived: the TrainConfig fields the runner derives (`DERIVED_FIELDS`), as plain values.
+    """
 
     SPEC_CLASS = SignsTrainerSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
     def __init__(self, examples: types.BaseChannel, schema: types.BaseChannel, run_fn: str,
-                 epochs: Union[int, data_types.RuntimeParameter],
-                 custom_config: Optional[Dict[str, Any]] = None):
+                 knobs: Mapping[str, Union[Any, data_types.RuntimeParameter]],
+                 derived: Mapping[str, Any]):
+        missing = sorted(set(KNOBS) - set(knobs))
+        if missing:
+            raise ValueError(f"SignsTrainer: no value for the training knob(s) {', '.join(missing)}")
+        parameters = {name: int(v) if isinstance(v, bool) else v for name, v in knobs.items() if name in KNOBS}
         spec = SignsTrainerSpec(
             examples=examples, schema=schema, run_fn=run_fn,
             train_args=trainer_pb2.TrainArgs(), eval_args=trainer_pb2.EvalArgs(),
-            custom_config=json_utils.dumps(custom_config or {}), epochs=epochs,
+            custom_config=json_utils.dumps(dict(derived)),
             model=types.Channel(type=standard_artifacts.Model),
-            model_run=types.Channel(type=standard_artifacts.ModelRun))
+            model_run=types.Channel(type=standard_artifacts.ModelRun),
+            **parameters)
         super().__init__(spec=spec)

@@ -29,7 +29,7 @@ MAX_LISTED = 20  # duplicate pairs and skipped images listed in full in findings
 
 
 class DataFindings(artifact.Artifact):
-    """findings.json: the data checks' errors, warnings, class counts and duplicates."""
+    """findings.json: the data checks' errors, warnings, anomalies, class counts and duplicates."""
 
     # "<module>.<Class>", as KFP requires and its TFX launcher imports (see components/__init__.py).
     TYPE_NAME = "components.DataFindings"
@@ -175,7 +175,8 @@ def run_checks(examples_uri: str, splits: Sequence[str], anomalies_uri: str,
         scan.counts.setdefault(split, collections.Counter())
         for image, label, source in read_split(os.path.join(examples_uri, f"Split-{split}")):
             scan.add(split, image, label, source)
-    errors = anomaly_findings(read_anomalies(anomalies_uri, splits)) + scan.undecodable
+    anomalies = anomaly_findings(read_anomalies(anomalies_uri, splits))
+    errors = anomalies + scan.undecodable
     class_errors, warnings = class_findings(scan.counts, classes, min_class_share)
     errors += class_errors
     if scan.across:
@@ -188,6 +189,7 @@ def run_checks(examples_uri: str, splits: Sequence[str], anomalies_uri: str,
     return {
         "errors": errors,
         "warnings": warnings,
+        "anomalies": anomalies,  # ExampleValidator's, also among the errors; listed for the review
         "splits": {s: {"examples": sum(c.values()), "classes": {str(k): v for k, v in sorted(c.items())}}
                    for s, c in scan.counts.items()},
         "duplicates": {"within": {s: scan.within[s] for s in splits}, "across_splits": scan.across,

@@ -41,7 +41,7 @@ def test_duplicates_within_and_across_splits_are_counted(tmp_path, pngs):
     _write_split(tmp_path / "Split-train", train)
     _write_split(tmp_path / "Split-eval", evals)
     found = data_checks.run_checks(str(tmp_path), ["train", "eval"], str(tmp_path / "none"), CLASSES, 0.5)
-    assert found["errors"] == []
+    assert found["errors"] == [] and found["anomalies"] == []
     assert found["duplicates"]["within"] == {"train": 1, "eval": 0}
     assert found["duplicates"]["across_splits"] == 1
     assert "train: t2.png == eval: planted.png" in found["duplicates"]["examples"]
@@ -87,6 +87,19 @@ def test_anomalies_read_as_feature_expected_found():
     [line] = data_checks.anomaly_findings({"eval": anomalies})
     assert line.startswith("eval: feature 'label' expected INT, in [0, 4], in 100% of examples, shape [1]; found ")
     assert "7" in line, line  # the value found
+
+
+def test_anomalies_are_listed_on_their_own_and_among_the_errors(tmp_path, pngs):
+    _write_split(tmp_path / "Split-train", [(pngs[i], i % 3, f"{i}.png") for i in range(6)])
+    _write_split(tmp_path / "Split-eval", [(pngs[6], 0, "e0.png"), (pngs[7], 1, "e1.png")])
+    frame = pd.DataFrame({"label": [0, 7], "image": [b"x"] * 2, "source": [b"s"] * 2})
+    anomalies = tfdv.validate_statistics(tfdv.generate_statistics_from_dataframe(frame),
+                                         signs_schema.signs_schema(CLASSES))
+    os.makedirs(tmp_path / "anomalies" / "Split-eval")
+    (tmp_path / "anomalies" / "Split-eval" / data_checks.ANOMALIES_FILE).write_bytes(anomalies.SerializeToString())
+    found = data_checks.run_checks(str(tmp_path), ["train", "eval"], str(tmp_path / "anomalies"), CLASSES, 0.0)
+    [line] = found["anomalies"]
+    assert line.startswith("eval: feature 'label' expected INT, in [0, 2]") and line in found["errors"]
 
 
 def test_skipped_images_are_reported(tmp_path, pngs):
