@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 import uuid
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from kubeflow import compile as kfp_compile, entrypoint
 
@@ -183,7 +183,9 @@ def _run_tasks(spec, tasks, order, params, root: str, work_dir: str) -> int:
     os.makedirs(local_root)
     print(f"run-local: {len(order)} tasks, run {run_id}, pipeline root {root}, parameters {params}")
     print(f"task logs and the launcher's local copies: {run_dir}", flush=True)
+    data = f"data_root {params.get('data_root')}"
     produced: Dict[str, Dict[str, Dict[str, Any]]] = {}
+    states: Dict[str, Tuple[str, float]] = {}  # task -> (state, seconds), as ML Metadata records them
     cache = Cache(os.path.join(work_dir, "kfp_cache.json"))
     started = time.time()
     env = dict(os.environ, **{entrypoint.LOCAL_ROOT_ENV: local_root})
@@ -210,6 +212,7 @@ def _run_tasks(spec, tasks, order, params, root: str, work_dir: str) -> int:
         key = cache.key(executor["container"], executor_in) if task.get("cachingOptions", {}).get("enableCache") else None
         if key and cache.get(key):
             produced[name] = cache.get(key)["outputs"]
+            states[name] = ("cached", 0.0)
             print(f"[{time.time() - started:5.0f}s] {name} cached (outputs of run {cache.get(key)['run']})", flush=True)
             continue
         print(f"[{time.time() - started:5.0f}s] {name} ...", flush=True)
@@ -219,7 +222,10 @@ def _run_tasks(spec, tasks, order, params, root: str, work_dir: str) -> int:
             proc = subprocess.run(_command(executor["container"], json.dumps(executor_in)), stdout=log,
                                   stderr=subprocess.STDOUT, env=env, check=False)
         os.symlink(log_path, os.path.join(run_dir, name, "log.txt"))
+        states[name] = ("complete" if proc.returncode == 0 else "failed", time.time() - task_start)
         if proc.returncode != 0:
+            print(f"[{time.time() - started:5.0f}s] {name} FAILED (exit {proc.returncode})", flush=True)
+            print(_summary(run_id, order, states, produced, run_dir, time.time() - started, root, data))
             print(f"error: task {name} failed (exit {proc.returncode}); its log: {os.path.join(run_dir, name, 'log.txt')}")
             with open(log_path) as log:
                 for line in [l.rstrip() for l in log.readlines()[-3:]]:
@@ -233,7 +239,7 @@ def _run_tasks(spec, tasks, order, params, root: str, work_dir: str) -> int:
         if key:
             cache.put(key, run_id, produced[name])
         print(f"[{time.time() - started:5.0f}s] {name} done ({time.time() - task_start:.0f} s)", flush=True)
-    _summary(produced, time.time() - started)
+    print(_summary(run_id, order, states, produced, run_dir, time.time() - started, root, data))
     return 0
 
 
@@ -269,25 +275,50 @@ class Cache:
         os.replace(self.path + ".tmp", self.path)
 
 
-def _custom(artifact: Dict[str, Any], key: str):
-    return artifact.get("metadata", {}).get(key)
+# Outputs the run summary reads, by (task, output): the artifact type name ML Metadata gives them.
+_SUMMARY_OUTPUTS = {("DataChecks", "findings"): "components.DataFindings",
+                    ("LatestServedModel", "baseline"): "Model",
+                    ("Evaluator", "evaluation"): "ModelEvaluation", ("Evaluator", "blessing"): "ModelBlessing",
+                    ("Pusher", "pushed_model"): "PushedModel", ("Review", "report"): "components.ReviewReport"}
 
 
-def _summary(produced: Dict[str, Dict[str, Any]], seconds: float) -> None:
-    print(f"\nall tasks succeeded in {seconds:.0f} s")
-    baseline = produced.get("LatestServedModel", {}).get("baseline", {})
-    if _custom(baseline, "absent") in (0, 0.0):
-        print(f"baseline:      version {int(_custom(baseline, 'served_version'))} ({_custom(baseline, 'served_from')})")
-    else:
-        print("baseline:      none (nothing was serving)")
-    blessing = produced.get("Evaluator", {}).get("blessing", {})
-    print(f"blessed:       {'YES' if _custom(blessing, 'blessed') in (1, 1.0) else 'NO'}")
-    pushed = produced.get("Pusher", {}).get("pushed_model", {})
-    if _custom(pushed, "pushed") in (1, 1.0):
-        print(f"pushed model:  {_custom(pushed, 'pushed_destination')}")
-    else:
-        reason = _custom(pushed, "not_pushed_reason")
-        print(f"pushed model:  none{': ' + reason if reason else ''}")
-    report = produced.get("Review", {}).get("report", {})
-    if report:
-        print(f"review report: {report['uri'].rstrip('/')}/report.html")
+def _as_mlmd(uri: str, metadata: Dict[str, Any]):
+    """An artifact as the backend records it in ML Metadata: its URI and custom properties."""
+    from ml_metadata.proto import metadata_store_pb2  # pylint: disable=import-outside-toplevel
+    artifact = metadata_store_pb2.Artifact(uri=uri)
+    for key, value in metadata.items():
+        if isinstance(value, str):
+            artifact.custom_properties[key].string_value = value
+        elif isinstance(value, (int, float)) and float(value).is_integer():
+            artifact.custom_properties[key].int_value = int(value)
+        elif isinstance(value, float):
+            artifact.custom_properties[key].double_value = value
+    return artifact
+
+
+def _summary(run_id: str, order: List[str], states: Dict[str, Tuple[str, float]],
+             produced: Dict[str, Dict[str, Any]], run_dir: str, seconds: float, root: str, data: str) -> str:
+    """The run summary, by the local runner's printer; the files it reads are fetched from the store."""
+    from ml_metadata.proto import metadata_store_pb2  # pylint: disable=import-outside-toplevel
+    from components.data import storage  # pylint: disable=import-outside-toplevel
+    from components.report import runs  # pylint: disable=import-outside-toplevel
+
+    components = []
+    for name in [n for n in order if n in states]:
+        outputs = {}
+        for (task, output), type_name in _SUMMARY_OUTPUTS.items():
+            artifact = produced.get(name, {}).get(output) if task == name else None
+            if artifact is None:
+                continue
+            local = os.path.join(run_dir, "summary", name, output)
+            if type_name in ("ModelEvaluation", "components.DataFindings") and not os.path.exists(local):
+                storage.download_tree(artifact["uri"], local)
+            metadata = dict(artifact["metadata"])
+            if type_name == "components.ReviewReport":
+                metadata["report_path"] = artifact["uri"].rstrip("/") + "/report.html"
+            outputs[type_name] = _as_mlmd(local, metadata)
+        state, took = states[name]
+        components.append(runs.ComponentRun(name, state, took, outputs, metadata_store_pb2.Execution()))
+    report = runs.RunReport(run_id=run_id, components=components, expected=tuple(order))
+    runs.add_results(report)
+    return runs.render(report, seconds, data, root, metadata="task logs and executor inputs: " + run_dir)

@@ -6,7 +6,7 @@ import time
 from components.push import serving
 from components.data.sources import SignsDataError
 from components.report import runs
-from pipeline import configs, data_source, progress
+from pipeline import configs, data_source, monitor
 
 
 def _root_cause(error: BaseException) -> BaseException:
@@ -61,7 +61,7 @@ def _runner(run_id: str):
 def run_locally(config: configs.PipelineConfig) -> int:
     """Runs the whole pipeline; returns the exit code: 0 ran (blessed or not), 1 failed, 2 bad data."""
     started = time.time()
-    log_path = progress.setup(os.path.join(config.pipeline_root, "logs"))
+    log_path = monitor.setup_logging(os.path.join(config.pipeline_root, "logs"))
     print(f"Full log: {log_path}", flush=True)
     try:
         source = data_source.resolve(config.data, config.synthetic_dir)
@@ -104,12 +104,16 @@ def run_locally(config: configs.PipelineConfig) -> int:
     )
     run_id = new_run_id()
     print(f"Run id: {run_id}", flush=True)
+    names = [c.id for c in tfx_pipeline.components]
+    progress = monitor.RunMonitor(config.metadata_path, run_id, names)
+    progress.start()
     error = None
     try:
         _runner(run_id).run(tfx_pipeline)
     except Exception as e:  # pylint: disable=broad-except  (reported as one line, exit non-zero)
         error = _root_cause(e)
-    names = [c.id for c in tfx_pipeline.components]
+    finally:
+        progress.stop()
     report = runs.run_by_id(config.metadata_path, run_id, names)
     print(runs.render(report, time.time() - started, data_text, config.pipeline_root))
     print(f"full log:      {log_path}")

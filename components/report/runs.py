@@ -3,7 +3,7 @@
 import dataclasses
 import os
 import json
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -64,6 +64,37 @@ def run_contexts(store: metadata_store.MetadataStore) -> List[metadata_store_pb2
     return sorted(store.get_contexts_by_type("pipeline_run"), key=lambda c: (c.create_time_since_epoch, c.id))
 
 
+def _executions_by_node(store: metadata_store.MetadataStore,
+                        run: metadata_store_pb2.Context) -> Dict[str, List[metadata_store_pb2.Execution]]:
+    """A run's executions by component id, oldest first."""
+    node_type = store.get_context_type("node").id
+    by_node: Dict[str, List[metadata_store_pb2.Execution]] = {}
+    for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
+        for context in store.get_contexts_by_execution(execution.id):
+            if context.type_id == node_type:  # named "<pipeline>.<component id>"
+                by_node.setdefault(context.name.split(".", 1)[1], []).append(execution)
+    return by_node
+
+
+def execution_states(metadata_path: str, run_id: str,
+                     names: Sequence[str] = COMPONENT_ORDER) -> List[Tuple[str, int, str, float]]:
+    """Each execution of run `run_id` so far: (component id, execution id, state, seconds).
+
+    States are ML Metadata's, lower case: new, running, complete, cached, failed, canceled.
+    An empty list while the store or the run does not exist yet.
+    """
+    if not os.path.exists(metadata_path):
+        return []
+    store = open_store(metadata_path)
+    run = store.get_context_by_type_and_name("pipeline_run", run_id)
+    if run is None:
+        return []
+    by_node = _executions_by_node(store, run)
+    return [(name, e.id, _STATES.get(e.last_known_state, "?"),
+             (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1e3)
+            for name in names for e in by_node.get(name, [])]
+
+
 def read_run(store: metadata_store.MetadataStore, run: metadata_store_pb2.Context,
              names: Sequence[str] = COMPONENT_ORDER) -> RunReport:
     """Reads one pipeline run: each component's execution, the data checks and the evaluation.
@@ -73,12 +104,7 @@ def read_run(store: metadata_store.MetadataStore, run: metadata_store_pb2.Contex
       run: the run's pipeline_run context.
       names: the pipeline's component ids, in order.
     """
-    node_type = store.get_context_type("node").id
-    by_node: Dict[str, List[metadata_store_pb2.Execution]] = {}
-    for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
-        for context in store.get_contexts_by_execution(execution.id):
-            if context.type_id == node_type:  # named "<pipeline>.<component id>"
-                by_node.setdefault(context.name.split(".", 1)[1], []).append(execution)
+    by_node = _executions_by_node(store, run)
     components = []
     for name in names:
         for execution in by_node.get(name, []):
@@ -86,9 +112,14 @@ def read_run(store: metadata_store.MetadataStore, run: metadata_store_pb2.Contex
             components.append(ComponentRun(name, _STATES.get(execution.last_known_state, "?"),
                                            seconds, _outputs(store, execution.id), execution))
     report = RunReport(run_id=run.name, components=components, expected=tuple(names))
+    add_results(report)
+    return report
+
+
+def add_results(report: RunReport) -> None:
+    """Fills in what the run's artifacts say: data findings, accuracy, blessing, push, report."""
     _add_findings(report)
     _add_evaluation(report)
-    return report
 
 
 def run_by_id(metadata_path: str, run_id: str,
@@ -166,7 +197,7 @@ def render_findings(findings: dict, path: str) -> List[str]:
 
 
 def render(report: Optional[RunReport], total_seconds: float, data_text: str,
-           artifacts_root: str) -> str:
+           artifacts_root: str, metadata: Optional[str] = None) -> str:
     """Formats a run report as the plain-text block printed at the end of a run."""
     lines = ["", "=" * 72, "signs-pipeline run summary", "=" * 72, f"data:        {data_text}"]
     if report is None:
@@ -211,5 +242,7 @@ def render(report: Optional[RunReport], total_seconds: float, data_text: str,
         lines.append("pushed model:  none (the model was not blessed; the serving directory is unchanged)")
     if report.report_path:
         lines.append(f"review report: {report.report_path}")
-    lines.append(f"artifacts:     {artifacts_root} (ML Metadata: {os.path.join(artifacts_root, 'metadata.sqlite')})")
+    if metadata is None:
+        metadata = f"ML Metadata: {os.path.join(artifacts_root, 'metadata.sqlite')}"
+    lines.append(f"artifacts:     {artifacts_root} ({metadata})")
     return "\n".join(lines)
