@@ -2,6 +2,7 @@
 
 import glob
 import os
+import re
 import shutil
 
 import numpy as np
@@ -58,8 +59,11 @@ def test_first_run_succeeds_and_summarises(first_run):
     _, _, proc = first_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
-    for name in COMPONENTS:
-        assert f"{name} done" in out  # progress
+    lines = out.splitlines()
+    for name in COMPONENTS:  # progress, from ML Metadata's execution states: started, then done
+        started = [i for i, l in enumerate(lines) if re.match(rf"\[ *\d+s\] {name} \.\.\.$", l)]
+        done = [i for i, l in enumerate(lines) if re.match(rf"\[ *\d+s\] {name} done \(\d+ s\)$", l)]
+        assert len(started) == len(done) == 1 and started[0] < done[0], name
     assert "signs-pipeline run summary" in out
     assert "eval accuracy:" in out and "blessed:       YES" in out
     assert "passes the bar >= 0." in out  # the deciding threshold is named
@@ -162,6 +166,8 @@ def test_rerun_reuses_the_cache(first_run, second_run):
     assert ("reused from cache (inputs unchanged): ExampleGen, StatisticsGen, SchemaGen, "
             "CurateSchema, ExampleValidator, DataChecks, Trainer") in second_run.stdout
     assert "this model already serves as version 1" in second_run.stdout
+    for name in ("ExampleGen", "Trainer"):
+        assert re.search(rf"^\[ *\d+s\] {name} reused from cache$", second_run.stdout, re.M), name
     root, args, _ = first_run
     store = _store(root)
     assert len(_trained_models(store)) == 1
