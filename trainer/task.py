@@ -49,13 +49,21 @@ class Devices:
                 "jit_compile": self.jit_compile, "strategy": type(self.strategy).__name__}
 
 
-def cpu_has_amx_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX, Sapphire Rapids on)."""
+def cpu_has_amx_bf16(cpuinfo_path: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX, Sapphire Rapids on).
+
+    Reads the "flags" lines of `cpuinfo_path` (Linux's /proc/cpuinfo format); False where the
+    file cannot be read (not Linux).
+    """
     try:
-        with open("/proc/cpuinfo") as f:
-            return any(line.startswith("flags") and " amx_bf16" in line for line in f)
+        with open(cpuinfo_path) as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() == "flags" and "amx_bf16" in value.split():
+                    return True
     except OSError:
-        return False
+        pass
+    return False
 
 
 def resolve_devices(config: TrainConfig, gpus: Optional[int] = None,
