@@ -23,10 +23,6 @@ def _root_cause(error: BaseException) -> BaseException:
 def one_line(error: BaseException) -> str:
     """One line for an error: our data error's message, else its type and first line."""
     lines = str(error).strip().splitlines()
-    # Beam re-raises worker errors as text, "...SignsDataError: message [while running ...]".
-    for line in lines:
-        if "SignsDataError:" in line:
-            return line.split("SignsDataError:", 1)[1].split(" [while running")[0].strip()
     if isinstance(error, SignsDataError):
         return lines[0]
     return f"{type(error).__name__}: {lines[0] if lines else ''}"

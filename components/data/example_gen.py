@@ -9,7 +9,9 @@ Used with FileBasedExampleGen through `custom_executor_spec`. The source kind tr
 
 Records are {image: PNG bytes (64x64 RGB), label: int64, source: file name or 'file.h5[index]'}.
 A bad image fails the run with a one-line `SignsDataError`, or with `bad_images='skip'` is left
-out and listed in `skipped-<split>.txt` inside the Examples artifact.
+out and listed in `skipped-<split>.txt` inside the Examples artifact. A worker that stops the run
+first records its one line in `FAILURE_FILE` there; Beam re-raises worker errors as its own, so
+`Executor.Do` raises the recorded `SignsDataError` itself, from the Beam error.
 
 Memory does not grow with the data set: sources are read a chunk or a file at a time, and each
 split streams from its reader to its files. TFX's `WriteSplit` holds the whole split in memory on
@@ -26,7 +28,7 @@ import json
 import os
 import re
 import uuid
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
@@ -45,7 +47,8 @@ from components.data import sources, storage
 
 DEFAULT_CLASSES = (0, 1, 2, 3, 4, 5)
 BAD_IMAGE_POLICIES = ("fail", "skip")  # what a bad image among good ones does to the run
-SKIPPED_DIR_KEY = "_signs_skipped_dir"  # exec property our Do adds: where skip reports go
+SKIPPED_DIR_KEY = "_signs_skipped_dir"  # exec property our Do adds: where skip and failure reports go
+FAILURE_FILE = "_failure.txt"  # the first worker error that stopped the run, one line
 SKIPPED_GLOB = "skipped-*.txt"  # skip reports inside the Examples artifact, one per input split
 _SKIPPED = "skipped"
 
@@ -104,12 +107,37 @@ def to_example(image, label: int, source: str) -> tf.train.Example:
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
+def _record_failure(directory: Optional[str], error: sources.SignsDataError) -> None:
+    """Keeps the first worker error of the run in `<directory>/FAILURE_FILE` (create-only)."""
+    if directory:
+        storage.create_only(storage.join(directory, FAILURE_FILE), str(error).encode())
+
+
+def _recording(fn, directory: Optional[str]):
+    """`fn`, with the SignsDataError it raises recorded first."""
+    def call(*args):
+        try:
+            return fn(*args)
+        except sources.SignsDataError as e:
+            _record_failure(directory, e)
+            raise
+    return call
+
+
+def recorded_failure(directory: str) -> Optional[str]:
+    """The one line a worker recorded before it stopped the run; None if none did."""
+    path = storage.join(directory, FAILURE_FILE)
+    return storage.read_bytes(path).decode() if storage.exists(path) else None
+
+
 class _ReadImages(beam.DoFn):
     """Decodes image files or TFRecord files into (image, label, source); bad ones fail or skip."""
 
-    def __init__(self, kind: str, classes: Sequence[int], skip: bool, max_pixels: int = sources.MAX_IMAGE_PIXELS):
+    def __init__(self, kind: str, classes: Sequence[int], skip: bool, max_pixels: int = sources.MAX_IMAGE_PIXELS,
+                 report_dir: Optional[str] = None):
         super().__init__()
         self._kind, self._classes, self._skip, self._max_pixels = kind, list(classes), skip, max_pixels
+        self._report_dir = report_dir
         self._skipped = beam.metrics.Metrics.counter("signs", "skipped_images")
 
     def process(self, item):
@@ -133,6 +161,7 @@ class _ReadImages(beam.DoFn):
 
     def _skip_or_raise(self, error: sources.SignsDataError):
         if not self._skip:
+            _record_failure(self._report_dir, error)
             raise error
         self._skipped.inc()
         yield beam.pvalue.TaggedOutput(_SKIPPED, str(error))
@@ -160,7 +189,8 @@ def SignsToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], spl
         records = (pipeline
                    | "H5Chunks" >> beam.Create(chunks)
                    | "SpreadChunks" >> beam.Reshuffle()  # chunk descriptors, not images
-                   | "ReadH5" >> beam.FlatMap(lambda c: sources.read_h5_chunk(*c)))
+                   | "ReadH5" >> beam.FlatMap(_recording(lambda c: sources.read_h5_chunk(*c),
+                                                         exec_properties.get(SKIPPED_DIR_KEY))))
     else:
         if kind == sources.IMAGE_FOLDER:
             items = sources.list_image_folder(input_base, classes)
@@ -172,7 +202,7 @@ def SignsToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], spl
                 | "Files" >> beam.Create(items)
                 | "Reshuffle" >> beam.Reshuffle()  # spread decoding over the workers
                 | "Read" >> beam.ParDo(_ReadImages(kind, classes, settings["bad_images"] == "skip",
-                                                   settings["max_pixels"]))
+                                                   settings["max_pixels"], exec_properties.get(SKIPPED_DIR_KEY)))
                 .with_outputs(_SKIPPED, main="records"))
         records = read.records
         _report_skipped(read[_SKIPPED], exec_properties.get(SKIPPED_DIR_KEY), split_pattern)
@@ -252,7 +282,8 @@ class Executor(BaseExampleGenExecutor):
         for name, examples in splits.items():
             _ = (examples
                  | f"Count[{name}]" >> beam.combiners.Count.Globally()
-                 | f"CheckNotEmpty[{name}]" >> beam.Map(_fail_if_empty, name, input_base))
+                 | f"CheckNotEmpty[{name}]" >> beam.Map(
+                     _recording(_fail_if_empty, exec_properties.get(SKIPPED_DIR_KEY)), name, input_base))
         return splits
 
     def Do(self, input_dict, output_dict, exec_properties):
@@ -266,11 +297,17 @@ class Executor(BaseExampleGenExecutor):
             exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], example_gen_pb2.Output())
         examples.split_names = artifact_utils.encode_split_names(
             example_gen_utils.generate_output_split_names(input_config, output_config))
-        with self._make_beam_pipeline() as pipeline:
-            for name, split in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
-                _ = (split
-                     | f"Serialize[{name}]" >> beam.Map(lambda example: example.SerializeToString())
-                     | f"Write[{name}]" >> WriteRecords(artifact_utils.get_split_uri([examples], name)))
+        try:
+            with self._make_beam_pipeline() as pipeline:
+                for name, split in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
+                    _ = (split
+                         | f"Serialize[{name}]" >> beam.Map(lambda example: example.SerializeToString())
+                         | f"Write[{name}]" >> WriteRecords(artifact_utils.get_split_uri([examples], name)))
+        except Exception as e:  # Beam's own error, with ours inside its text: raise ours as it was
+            failure = recorded_failure(examples.uri)
+            if failure is None:
+                raise
+            raise sources.SignsDataError(failure) from e
         payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
         if payload_format:
             examples_utils.set_payload_format(examples, payload_format)

@@ -103,8 +103,9 @@ def test_one_bad_image_fails_the_run_naming_it(tmp_path):
     _folder(tmp_path)
     bad = tmp_path / "2" / "zero.jpg"
     bad.write_bytes(b"")
-    with pytest.raises(Exception, match=f"{bad}: empty file"):
-        _run(_props(str(tmp_path), kind=sources.IMAGE_FOLDER), "*/*", lambda _: None)
+    with pytest.raises(SignsDataError, match=f"^{bad}: empty file") as raised:
+        _executor_do(tmp_path / "run", str(tmp_path), [("all", "*/*")], sources.IMAGE_FOLDER)
+    _assert_one_line(raised.value)
 
 
 def test_skip_leaves_bad_images_out_and_lists_them(tmp_path):
@@ -147,11 +148,19 @@ def test_bad_tfrecord_names_the_file_and_record(tmp_path):
     images, _ = synthetic.make_split(2, seed=6)
     _write_records(tmp_path / "a.tfrecord.gz", [example_gen.to_example(images[0], 1, "x"),
                                                example_gen.to_example(images[1], 9, "y")])
-    with pytest.raises(Exception, match=r"a\.tfrecord\.gz\[1\]: label 9 is not one of the classes"):
-        _run(_props(str(tmp_path), kind=sources.TFRECORDS), "*tfrecord*", lambda _: None)
+    with pytest.raises(SignsDataError, match=r"a\.tfrecord\.gz\[1\]: label 9 is not one of the classes") as raised:
+        _executor_do(tmp_path / "run1", str(tmp_path), [("all", "*tfrecord*")], sources.TFRECORDS)
+    _assert_one_line(raised.value)
     (tmp_path / "a.tfrecord.gz").write_bytes(b"garbage that is not gzip")
-    with pytest.raises(Exception, match=r"a\.tfrecord\.gz\[0\]: unreadable TFRecord"):
-        _run(_props(str(tmp_path), kind=sources.TFRECORDS), "*tfrecord*", lambda _: None)
+    with pytest.raises(SignsDataError, match=r"a\.tfrecord\.gz\[0\]: unreadable TFRecord") as raised:
+        _executor_do(tmp_path / "run2", str(tmp_path), [("all", "*tfrecord*")], sources.TFRECORDS)
+    _assert_one_line(raised.value)
+
+
+def _assert_one_line(error: SignsDataError) -> None:
+    """A worker's error comes out of the executor as the worker raised it: one line, no Beam text."""
+    text = str(error)
+    assert "\n" not in text and "while running" not in text and "Traceback" not in text, text
 
 
 def _executor_do(tmp_path, data_root, input_splits, kind, eval_percent=20):
@@ -182,5 +191,6 @@ def test_an_empty_split_stops_the_run_naming_split_and_source(tmp_path):
     with h5py.File(tmp_path / "one.h5", "w") as f:
         f.create_dataset("x_set_x", data=images)
         f.create_dataset("x_set_y", data=labels)
-    with pytest.raises(Exception, match=f"{tmp_path}: the '(train|eval)' split is empty"):
+    with pytest.raises(SignsDataError, match=f"^{tmp_path}: the '(train|eval)' split is empty") as raised:
         _executor_do(tmp_path, str(tmp_path), [("all", "one.h5")], sources.H5_FILE)
+    _assert_one_line(raised.value)
