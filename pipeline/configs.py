@@ -197,13 +197,15 @@ def _flag(field: dataclasses.Field) -> Tuple[str, Dict[str, Any]]:
     return name, settings
 
 
-def add_flags(parser: argparse.ArgumentParser, kubeflow: bool = False) -> None:
+def add_flags(parser: argparse.ArgumentParser, kubeflow: bool = False,
+              only: Optional[Tuple[str, ...]] = None) -> None:
     """Adds a flag for every PipelineConfig and TrainConfig field a runner sets.
 
     Args:
       parser: the runner's parser.
       kubeflow: only the fields a compiled pipeline takes (`kubeflow` "runtime" or "compile"); for a
         runtime field the flag sets the parameter's default in the package.
+      only: only these fields (a tool that needs a few of the pipeline's settings).
     """
     def add(container, field):
         name, settings = _flag(field)
@@ -212,13 +214,13 @@ def add_flags(parser: argparse.ArgumentParser, kubeflow: bool = False) -> None:
             settings["help"] += f"; the default of the runtime parameter `{field.name}`"
         elif kubeflow and when == "compile":
             settings["help"] += "; fixed in the package"
-        if not kubeflow or when:
+        if (not kubeflow or when) and (only is None or field.name in only):
             container.add_argument(name, **settings)
 
     for field in dataclasses.fields(PipelineConfig):
         if field.name != "train":
             add(parser, field)
-    group = parser.add_argument_group("training (recorded in history.json beside the model)")
+    group = parser if only else parser.add_argument_group("training (recorded in history.json beside the model)")
     for field in TrainConfig.knobs():
         add(group, field)
 

@@ -9,7 +9,6 @@ import json
 import os
 import sys
 
-from components.data.sources import MAX_IMAGE_PIXELS
 from pipeline import configs
 
 
@@ -25,18 +24,13 @@ def _declared_size(data: bytes):
 
 
 def main(argv=None) -> int:
-    d = configs.PipelineConfig()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG or PNG files, any size")
     p.add_argument("--version", type=int, default=None, help="the pushed version to use (default: newest)")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
-    p.add_argument("--pipeline-root", default=d.pipeline_root, help="the local runner's --pipeline-root")
-    p.add_argument("--serving-dir", default=None, help="the push destination (default: <pipeline-root>/serving_model)")
-    p.add_argument("--max-image-pixels", type=int, default=MAX_IMAGE_PIXELS,
-                   help="refuse an image whose header declares more pixels (width x height), before decoding it")
+    configs.add_flags(p, only=("pipeline_root", "serving_dir", "max_image_pixels"))  # as the local runner's
     args = p.parse_args(argv)
-    config = configs.PipelineConfig(pipeline_root=os.path.abspath(args.pipeline_root),
-                                     serving_dir=os.path.abspath(args.serving_dir) if args.serving_dir else None)
+    config = configs.config_from_args(args)
     from components.push import serving  # pylint: disable=import-outside-toplevel
 
     versions = serving.list_versions(config.push_dir)
