@@ -15,9 +15,10 @@ own TensorFlow thread pools and environment), with the same model, optimizer and
 
 The baseline and the trainer run `--repeats` times, alternating, and each keeps its best run.
 
-It prints images per second of both (the median of the epochs after the first, whose time
-includes building the graph), their ratio, and the fraction of the machine's fp32 peak
-(1.85 GFLOP per training image, DESIGN.md; the peak defaults to this machine's 157 GFLOPS).
+It prints the CPU model and core count, then images per second of both arms (the median of the
+epochs after the first, whose time includes building the graph), their ratio, and the fraction of
+this machine's fp32 matrix-multiply rate, measured here on a large float32 matmul (1.85 GFLOP per
+training image: forward and backward of one 64x64 image).
 `--sweep` adds trainer arms with the CPU settings that were candidates for more speed: thread
 pools, oneDNN off, bfloat16, XLA, steps per execution and a larger batch.
 """
@@ -145,6 +146,26 @@ def spawn(name: str, arm: str, args, env: dict, changes: dict) -> dict:
     return result
 
 
+def cpu_model() -> str:
+    """The CPU's model name, from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "unknown CPU")
+    except OSError:
+        return "unknown CPU"
+
+
+def measured_matmul_gflops(n: int = 2048, repeats: int = 8) -> float:
+    """This machine's float32 rate on a large matrix multiply (all cores), best of `repeats`."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ a  # pylint: disable=pointless-statement
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e9
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -153,8 +174,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=32, help="images per step in both arms")
     p.add_argument("--repeats", type=int, default=2,
                    help="runs of the baseline and of the trainer, alternating; each keeps its best")
-    p.add_argument("--peak-gflops", type=float, default=157.0,
-                   help="the machine's fp32 peak (DESIGN.md: 2 cores x 64 FLOP/cycle x 2.45 GHz)")
+    p.add_argument("--peak-gflops", type=float, default=None,
+                   help="this machine's fp32 rate to compare with (default: measured on a float32 matmul)")
     p.add_argument("--sweep", action="store_true", help="also time the CPU candidates in SWEEP")
     p.add_argument("--only", default="", help="with --sweep: only the candidates whose name has this")
     p.add_argument("--workdir", default="/tmp/signs-train-bench", help="where the records go")
@@ -171,6 +192,9 @@ def main(argv=None) -> int:
         return 0
 
     started = time.time()
+    peak_gflops = args.peak_gflops or measured_matmul_gflops()
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; float32 matmul: {peak_gflops:.0f} GFLOPS"
+          f"{'' if args.peak_gflops else ' (measured)'}", flush=True)
     print(f"writing {args.images} synthetic images as gzip TFRecords under {args.workdir} ...", flush=True)
     write_records(args.workdir, args.images)
     arms = [("baseline: fit on NumPy arrays", "baseline", {}, {}), ("trainer", "trainer", {}, {}),
@@ -198,11 +222,11 @@ def main(argv=None) -> int:
     print(f"\nThe seed's ResNet50, {args.images} images, batch {args.batch_size} unless named; "
           f"images/s is the median of epochs 2..{args.epochs}, the best of {args.repeats} runs for "
           f"the first two arms.")
-    print(f"{'arm':36} {'images/s':>9} {'vs baseline':>12} {'of fp32 peak':>13} {'epoch 1 (s)':>12}")
+    print(f"{'arm':36} {'images/s':>9} {'vs baseline':>12} {'of matmul rate':>15} {'epoch 1 (s)':>12}")
     for r in results:
-        peak = r["images_per_s"] * GFLOP_PER_IMAGE / args.peak_gflops
+        peak = r["images_per_s"] * GFLOP_PER_IMAGE / peak_gflops
         print(f"{r['name']:36} {r['images_per_s']:9.1f} {r['images_per_s'] / base:11.2f}x "
-              f"{peak:12.0%} {r['first_epoch_s']:12.1f}")
+              f"{peak:14.0%} {r['first_epoch_s']:12.1f}")
     trainer, precision = results[1]["images_per_s"], results[1]["devices"]["precision"]
     print(f"\nratio trainer / baseline: {trainer / base:.2f} (the Trainer's defaults: {precision}; "
           f"must be >= 1.0, goal 1.5); in float32 like the baseline: {results[2]['images_per_s'] / base:.2f}")

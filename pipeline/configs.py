@@ -88,8 +88,8 @@ class PipelineConfig:
 # Local Beam: the DirectRunner in this process, with a worker thread per core. Image encoding
 # (Pillow), gzip and TFDV's statistics run outside the GIL, so threads use every core without
 # the start-up and record shipping of worker processes. On 2 cores, ExampleGen + StatisticsGen
-# on 100,000 images took 44.9 s with threads, 67.1 s with multi_processing (peak memory 1.0 GB
-# against 2.4 GB for the process tree) and about 90 s single-threaded; see README, "Scale".
+# on 100,000 images took 47.8 s with threads and 67.1 s with multi_processing (bench/README.md,
+# "Ingest").
 LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=0")
 
 

@@ -96,7 +96,7 @@ def make_dataset(data_accessor, file_patterns: List[str], schema, batch_size: in
         with a fast device). Off, the maps use one thread per core and prefetch 2 batches: on a
         CPU the input pipeline shares the cores with the model, and the autotuner's own work and
         threads cost training steps (steady epochs ran at 50-62 images/s with it, 63-64 without,
-        on 2 cores; README, "Training speed on the CPU").
+        on 2 cores; bench/README.md, "Training throughput on the CPU").
 
     Returns:
       A dataset of (float32 images (B, 64, 64, 3) in [0, 1], int64 labels (B,)), finite: one
