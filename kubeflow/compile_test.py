@@ -158,3 +158,27 @@ def test_dockerfile_installs_the_versions_make_run_uses():
     uv = re.search(r"UV_VERSION := (\S+)", makefile).group(1)
     assert f"uv=={uv}" in dockerfile
     assert image["tensorflow"] == local["tensorflow"] and any(n.startswith("nvidia-cudnn") for n in image)
+
+
+def test_every_training_knob_is_a_runtime_parameter_of_the_trainer():
+    """`compile --epochs 20 --learning-rate 0.002` sets the defaults; each run may change any knob."""
+    from pipeline import configs  # pylint: disable=import-outside-toplevel
+    from trainer.config import TrainConfig  # pylint: disable=import-outside-toplevel
+
+    shared = configs.PipelineConfig(train=TrainConfig(epochs=20, learning_rate=0.002, augment=False),
+                                    classes=(0, 1, 2), keep_last=3)
+    spec = kfp_compile.build(kfp_compile.CompileConfig(pipeline=shared))
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    trainer = spec["root"]["dag"]["tasks"]["Trainer"]["inputs"]["parameters"]
+    for field in TrainConfig.knobs():
+        if field.metadata["kubeflow"] == "runtime":
+            assert trainer[field.name] == {"componentInputParameter": field.name}, field.name
+            assert "defaultValue" in params[field.name], field.name
+        else:  # max_image_pixels: ExampleGen's setting too, fixed in the package
+            assert field.name not in params and "runtimeValue" in trainer[field.name]
+    assert (params["epochs"]["defaultValue"], params["learning_rate"]["defaultValue"]) == (20, 0.002)
+    assert params["augment"] == {"parameterType": "NUMBER_INTEGER", "defaultValue": 0, "isOptional": True}
+    custom = trainer["custom_config"]["runtimeValue"]["constant"]
+    assert '"num_classes": 3' in custom and "epochs" not in custom  # epochs travels once: as a parameter
+    for name in ("min_accuracy", "min_improvement", "min_class_share"):
+        assert name in params

@@ -35,8 +35,8 @@ def planted_h5(tiny_h5, tmp_path_factory):
 def first_run(planted_h5, tmp_path_factory):
     """One full run on the tiny h5 pair: 1 epoch, a threshold of 0 so the model is blessed."""
     root = str(tmp_path_factory.mktemp("e2e_root"))
-    args = ["--data", planted_h5, "--epochs", "1", "--batch-size", "12", "--min-accuracy", "0",
-            "--pipeline-root", root]
+    args = ["--data", planted_h5, "--epochs", "1", "--batch-size", "12", "--learning-rate", "0.002",
+            "--min-accuracy", "0", "--pipeline-root", root]
     proc = run_pipeline(*args)
     return root, args, proc
 
@@ -115,6 +115,7 @@ def test_trainer_leaves_history_and_summary(first_run):
     import json  # pylint: disable=import-outside-toplevel
     history = json.load(open(os.path.join(model.uri, "history.json")))
     assert history["config"]["epochs"] == 1 and len(history["epochs"]) == 1
+    assert (history["config"]["learning_rate"], history["config"]["batch_size"]) == (0.002, 12)  # the flags'
     assert {"loss", "accuracy", "val_accuracy", "seconds", "learning_rate"} <= set(history["epochs"][0])
     from trainer.task import cpu_has_amx_bf16  # pylint: disable=import-outside-toplevel
     precision = "mixed_bfloat16" if cpu_has_amx_bf16() else "float32"

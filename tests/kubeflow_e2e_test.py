@@ -41,9 +41,12 @@ def two_runs(store, tiny_h5, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("kfp")
     storage.upload_tree(tiny_h5, f"{ROOT}/data")
     package, work = str(tmp / "pipeline.yaml"), str(tmp / "work")
-    compiled = _runner("compile", "--output", package, "--pipeline-root", ROOT, "--image", "registry.example/signs:test")
+    # A training knob set when compiling (the parameter's default), others per run.
+    compiled = _runner("compile", "--output", package, "--pipeline-root", ROOT, "--image", "registry.example/signs:test",
+                       "--learning-rate", "0.002")
     assert compiled.returncode == 0, compiled.stdout + compiled.stderr[-2000:]
-    params = ["--param", "epochs=1", "--param", "min_accuracy=0", "--param", "min_improvement=-1"]
+    params = ["--param", "epochs=1", "--param", "batch_size=12", "--param", "augment=0",
+              "--param", "min_accuracy=0", "--param", "min_improvement=-1"]
     first = _runner("run-local", package, *params, "--work-dir", work)
     assert first.returncode == 0, first.stdout[-3000:]
     second = _runner("run-local", package, *params, "--work-dir", work)
@@ -74,6 +77,18 @@ def test_second_run_is_gated_by_the_first_runs_model(two_runs):
     assert f"pushed model:  {ROOT}/serving_model/2" in second
     assert serving.list_versions(f"{ROOT}/serving_model") == [1, 2]
     assert serving.push_info(f"{ROOT}/serving_model", 2)["version"] == 2
+
+
+def test_training_knobs_reach_fit(two_runs):
+    """The Trainer recorded the config it trained with: the compile flag's default and the run's values."""
+    _, _, work = two_runs
+    run_dir = sorted(d for d in os.listdir(work) if not d.endswith(".json"))[0]
+    with open(os.path.join(work, run_dir, "Trainer", "executor_input.json")) as f:
+        model_uri = json.load(f)["outputs"]["artifacts"]["model"]["artifacts"][0]["uri"]
+    history = json.loads(storage.read_bytes(f"{model_uri}/history.json"))
+    config = history["config"]
+    assert (config["learning_rate"], config["epochs"], config["batch_size"], config["augment"]) == (0.002, 1, 12, False)
+    assert len(history["epochs"]) == 1
 
 
 def test_tasks_got_what_the_open_source_launcher_gives(two_runs):
