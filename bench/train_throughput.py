@@ -96,7 +96,7 @@ def run_arm(arm: str, pattern: str, n: int, epochs: int, changes: dict) -> dict:
     import keras  # pylint: disable=import-outside-toplevel
 
     from components.validation.schema import signs_schema  # pylint: disable=import-outside-toplevel
-    from trainer import data, task  # pylint: disable=import-outside-toplevel
+    from trainer import input_pipeline, task  # pylint: disable=import-outside-toplevel
     from trainer.config import TrainConfig  # pylint: disable=import-outside-toplevel
     from trainer.model import ResNet50  # pylint: disable=import-outside-toplevel
 
@@ -109,8 +109,8 @@ def run_arm(arm: str, pattern: str, n: int, epochs: int, changes: dict) -> dict:
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
         images, labels = [], []
         for batch in tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), "GZIP").batch(256):
-            parsed = tf.io.parse_example(batch, data.FEATURES)
-            images.append(data.decode_png_batch(parsed["image"]).numpy())
+            parsed = tf.io.parse_example(batch, input_pipeline.FEATURES)
+            images.append(input_pipeline.decode_png_batch(parsed["image"]).numpy())
             labels.append(parsed["label"].numpy())
         x, y = np.concatenate(images), np.concatenate(labels)
         model = ResNet50(classes=6)
@@ -119,7 +119,7 @@ def run_arm(arm: str, pattern: str, n: int, epochs: int, changes: dict) -> dict:
         model.fit(x, y, batch_size=config.batch_size, epochs=epochs, callbacks=[times], verbose=0)
         return {"seconds": times.seconds, "batch_size": config.batch_size}
     devices = task.resolve_devices(config)
-    ds = data.make_dataset(data.records_accessor(), [pattern], signs_schema(range(6)),
+    ds = input_pipeline.make_dataset(input_pipeline.records_accessor(), [pattern], signs_schema(range(6)),
                            config.batch_size * devices.replicas, training=True, config=config, n_examples=n,
                            autotune=devices.input_autotune if autotune is None else autotune)
     with task.dtype_policy(devices.precision), devices.strategy.scope():

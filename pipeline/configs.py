@@ -7,7 +7,7 @@ import math
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from trainer.config import DERIVED_FIELDS, TrainConfig
+from trainer.config import TrainConfig
 
 PIPELINE_NAME = "signs"
 ALL_CLASSES = tuple(range(10))  # `--classes all`: the ten digits of the sign-language-digits set

@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from components.data.sources import MAX_IMAGE_PIXELS
-from trainer import data
+from trainer import input_pipeline
 
 IMAGE_BYTES_SIGNATURE = "serve_image_bytes"
 
@@ -61,7 +61,7 @@ def _decode_any_image(encoded: tf.Tensor, max_pixels: int) -> tf.Tensor:
         message=f"the image declares more pixels than the limit of {max_pixels}; not decoded")
     with tf.control_dependencies([checked]):
         image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-    image = tf.image.resize(tf.cast(image, tf.float32), data.IMAGE_SHAPE[:2], antialias=True)
+    image = tf.image.resize(tf.cast(image, tf.float32), input_pipeline.IMAGE_SHAPE[:2], antialias=True)
     return tf.clip_by_value(image / 255.0, 0.0, 1.0)
 
 
@@ -77,13 +77,13 @@ def export_serving_model(model: keras.Model, path: str, max_pixels: int = MAX_IM
     archive.track(model)
 
     def serve_examples(examples):
-        parsed = tf.io.parse_example(examples, {"image": data.FEATURES["image"]})
-        images = data.decode_png_batch(parsed["image"])
+        parsed = tf.io.parse_example(examples, {"image": input_pipeline.FEATURES["image"]})
+        images = input_pipeline.decode_png_batch(parsed["image"])
         return {"probabilities": model(images, training=False)}
 
     def serve_image_bytes(image_bytes):
         images = tf.map_fn(lambda encoded: _decode_any_image(encoded, max_pixels), image_bytes,
-                           fn_output_signature=tf.TensorSpec(data.IMAGE_SHAPE, tf.float32))
+                           fn_output_signature=tf.TensorSpec(input_pipeline.IMAGE_SHAPE, tf.float32))
         probabilities = model(images, training=False)
         return {"probabilities": probabilities, "classes": tf.argmax(probabilities, axis=-1)}
 

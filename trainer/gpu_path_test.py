@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 
 from components.validation.schema import signs_schema
-from trainer import data, task
+from trainer import input_pipeline, task
 from trainer.config import TrainConfig
-from trainer.data_test import N, records  # noqa: F401  (the fixture: N small real records)
+from trainer.input_pipeline_test import N, records  # noqa: F401  (the fixture: N small real records)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT = "GPU_PATH_RESULT "
@@ -44,7 +44,7 @@ tf.config.set_logical_device_configuration(
 import keras
 import numpy as np
 from components.validation.schema import signs_schema
-from trainer import checkpoints, data, task
+from trainer import checkpoints, input_pipeline, task
 from trainer.config import TrainConfig
 
 args = json.loads(sys.argv[1])
@@ -78,12 +78,12 @@ def replica_copies(model):
 # Observers on the project's own functions: each records its arguments or result and calls
 # through unchanged.
 batches = []
-real_make_dataset = data.make_dataset
+real_make_dataset = input_pipeline.make_dataset
 def make_dataset(*a, **kw):
     bound = inspect.signature(real_make_dataset).bind(*a, **kw).arguments
     batches.append({"training": bound["training"], "batch_size": bound["batch_size"]})
     return real_make_dataset(*a, **kw)
-data.make_dataset = make_dataset
+input_pipeline.make_dataset = make_dataset
 
 restored = {}
 real_restore = checkpoints.TrainingState.restore
@@ -97,7 +97,7 @@ def restore(self, model):
 checkpoints.TrainingState.restore = restore
 
 schema = signs_schema(range(config.num_classes))
-accessor = data.records_accessor()
+accessor = input_pipeline.records_accessor()
 
 
 def run(cfg):
@@ -184,7 +184,7 @@ def test_mixed_float16_as_on_a_gpu(records, tmp_path):  # noqa: F811
                          jit_compile="off", tensorboard=False, early_stopping_patience=0)
     before = keras.config.dtype_policy().name
     checkpoint_dir = str(tmp_path / "ckpt")
-    model, state, devices = task.train(config, data.records_accessor(), [records], [records],
+    model, state, devices = task.train(config, input_pipeline.records_accessor(), [records], [records],
                                        signs_schema(range(6)), str(tmp_path / "run"), checkpoint_dir, gpus=1)
     assert devices.precision == "mixed_float16"
     assert keras.config.dtype_policy().name == before  # train() puts the global policy back
@@ -194,7 +194,7 @@ def test_mixed_float16_as_on_a_gpu(records, tmp_path):  # noqa: F811
     assert model.get_layer("res3b_branch2b").compute_dtype == "float16"
     assert all(w.dtype == "float32" for w in model.weights)
     assert model.get_layer("fc6").compute_dtype == "float32"
-    images = next(iter(data.make_dataset(data.records_accessor(), [records], signs_schema(range(6)), 4,
+    images = next(iter(input_pipeline.make_dataset(input_pipeline.records_accessor(), [records], signs_schema(range(6)), 4,
                                          training=False, config=config, n_examples=N)))[0]
     probs = model(images, training=False)
     assert keras.backend.standardize_dtype(probs.dtype) == "float32"
@@ -214,7 +214,7 @@ def test_mixed_float16_as_on_a_gpu(records, tmp_path):  # noqa: F811
 
     # A re-run of the same training resumes from the checkpoint (its epochs are done: no fit), with
     # the loss scale and the applied-step count of the wrapped optimizer as they were.
-    again, again_state, _ = task.train(config, data.records_accessor(), [records], [records],
+    again, again_state, _ = task.train(config, input_pipeline.records_accessor(), [records], [records],
                                        signs_schema(range(6)), str(tmp_path / "run"), checkpoint_dir, gpus=1)
     assert again_state.resumed_from == 1 and isinstance(again.optimizer, keras.optimizers.LossScaleOptimizer)
     assert float(keras.ops.convert_to_numpy(again.optimizer.dynamic_scale)) == scale

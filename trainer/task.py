@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 
 from components.data import storage
-from trainer import checkpoints, data, export
+from trainer import checkpoints, export, input_pipeline
 from trainer.config import TrainConfig
 from trainer.model import ResNet50
 
@@ -118,7 +118,7 @@ def learning_rate(config: TrainConfig, steps_per_epoch: int, replicas: int = 1):
 
 def build_model(config: TrainConfig, devices: Devices, steps_per_epoch: int) -> keras.Model:
     """The seed's ResNet50, compiled for the devices (call inside `dtype_policy` and the strategy)."""
-    model = ResNet50(input_shape=data.IMAGE_SHAPE, classes=config.num_classes, bn_momentum=config.bn_momentum)
+    model = ResNet50(input_shape=input_pipeline.IMAGE_SHAPE, classes=config.num_classes, bn_momentum=config.bn_momentum)
     optimizer = keras.optimizers.Adam(learning_rate(config, steps_per_epoch, devices.replicas),
                                       weight_decay=config.weight_decay or None)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
@@ -142,14 +142,14 @@ def train(config: TrainConfig, data_accessor, train_files: List[str], eval_files
     """
     devices = resolve_devices(config, gpus)
     logging.info("devices: %s", devices.describe())
-    n_train, n_eval = data.count_records(train_files), data.count_records(eval_files)
+    n_train, n_eval = input_pipeline.count_records(train_files), input_pipeline.count_records(eval_files)
     global_batch = config.batch_size * devices.replicas
     steps_per_epoch = math.ceil(n_train / global_batch)
     logging.info("train split: %d examples, %d steps of %d an epoch; eval split: %d examples",
                  n_train, steps_per_epoch, global_batch, n_eval)
-    train_ds = data.make_dataset(data_accessor, train_files, schema, global_batch, training=True,
+    train_ds = input_pipeline.make_dataset(data_accessor, train_files, schema, global_batch, training=True,
                                  config=config, n_examples=n_train, autotune=devices.input_autotune)
-    eval_ds = data.make_dataset(data_accessor, eval_files, schema, global_batch, training=False,
+    eval_ds = input_pipeline.make_dataset(data_accessor, eval_files, schema, global_batch, training=False,
                                 config=config, n_examples=n_eval, autotune=devices.input_autotune)
 
     keras.utils.set_random_seed(config.seed)
@@ -175,7 +175,7 @@ def float32_copy(model: keras.Model, config: TrainConfig) -> keras.Model:
     The serving model is float32 whatever the training precision, so it serves on any CPU.
     """
     with dtype_policy("float32"):
-        copy = ResNet50(input_shape=data.IMAGE_SHAPE, classes=config.num_classes, bn_momentum=config.bn_momentum)
+        copy = ResNet50(input_shape=input_pipeline.IMAGE_SHAPE, classes=config.num_classes, bn_momentum=config.bn_momentum)
     copy.set_weights(model.get_weights())
     return copy
 

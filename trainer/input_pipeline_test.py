@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from components.data.example_gen import to_example
 from components.validation.schema import signs_schema
-from trainer import data
+from trainer import input_pipeline
 from trainer.config import TrainConfig
 
 N = 24
@@ -25,7 +25,7 @@ def records(tmp_path_factory):
 
 def _batches(records, training, **changes):
     config = TrainConfig(seed=1).replace(**changes)
-    ds = data.make_dataset(data.records_accessor(), [records], signs_schema(range(6)), 8,
+    ds = input_pipeline.make_dataset(input_pipeline.records_accessor(), [records], signs_schema(range(6)), 8,
                            training=training, config=config, n_examples=N)
     return [(x.numpy(), y.numpy()) for x, y in ds]
 
@@ -41,7 +41,7 @@ def test_eval_batches_keep_the_order_and_the_pixels(records):
 
 def test_training_shuffles_each_epoch_and_keeps_labels_with_images(records):
     config = TrainConfig(seed=1, augment=False)
-    ds = data.make_dataset(data.records_accessor(), [records], signs_schema(range(6)), 8,
+    ds = input_pipeline.make_dataset(input_pipeline.records_accessor(), [records], signs_schema(range(6)), 8,
                            training=True, config=config, n_examples=N)
     orders = []
     for _ in range(2):
@@ -66,13 +66,13 @@ def test_augmentation_changes_training_images_only_within_range(records):
 
 
 def test_augmenter_follows_the_config():
-    names = [l.__class__.__name__ for l in data.augmenter(TrainConfig()).layers]
+    names = [l.__class__.__name__ for l in input_pipeline.augmenter(TrainConfig()).layers]
     assert names == ["RandomFlip", "RandomTranslation", "RandomRotation", "RandomZoom",
                      "RandomBrightness", "RandomContrast"]
     off = TrainConfig(flip=False, zoom=0.0, brightness=0.0)
-    assert [l.__class__.__name__ for l in data.augmenter(off).layers] == [
+    assert [l.__class__.__name__ for l in input_pipeline.augmenter(off).layers] == [
         "RandomTranslation", "RandomRotation", "RandomContrast"]
 
 
 def test_count_records(records):
-    assert data.count_records([records]) == N
+    assert input_pipeline.count_records([records]) == N
