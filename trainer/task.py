@@ -71,9 +71,10 @@ def resolve_devices(config: TrainConfig, gpus: Optional[int] = None,
     """Resolves the config's device settings against the hardware this process sees.
 
     With GPUs: MirroredStrategy over all of them (2 or more), mixed_float16 and XLA, unless the
-    config says otherwise. On the CPU: the default strategy and no XLA (6x slower here), in
+    config says otherwise. On the CPU: the default strategy and no XLA (0.22x the images/s), in
     mixed_bfloat16 where the CPU has AMX-BF16 (oneDNN runs the convolutions on AMX tiles:
-    1.15x the float32 images/s on 2 cores) and float32 elsewhere. README, "Training speed".
+    1.14x the float32 Trainer's images/s on 2 cores) and float32 elsewhere. bench/README.md,
+    "Training throughput on the CPU".
     """
     if gpus is None:
         gpus = len(tf.config.list_physical_devices("GPU"))
