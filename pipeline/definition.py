@@ -136,7 +136,7 @@ def create_pipeline(
     evaluator = BaselineAwareEvaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         baseline_model=latest_served_model.outputs["baseline"],
-        eval_config=eval_config(), min_accuracy=min_accuracy, min_improvement=min_improvement,
+        eval_config=eval_config(classes), min_accuracy=min_accuracy, min_improvement=min_improvement,
     ).with_id("Evaluator")
     # Copies a blessed model into the next integer version of serving_dir, atomically.
     pusher = VersionedPusher(

@@ -8,7 +8,7 @@
 """
 
 import json
-from typing import Any, Dict, List, Union
+from typing import Any, Dict, List, Sequence, Union
 
 from absl import logging
 import tensorflow_model_analysis as tfma
@@ -94,16 +94,28 @@ class BaselineAwareEvaluator(base_beam_component.BaseBeamComponent):
         super().__init__(spec=spec)
 
 
-def eval_config() -> tfma.EvalConfig:
+def eval_config(classes: Sequence[int]) -> tfma.EvalConfig:
     """TFMA settings: candidate and baseline on the eval split, sliced overall and by label.
 
     The blessing needs accuracy >= `min_accuracy` and, when a model is serving, accuracy minus the
     baseline's >= `min_improvement`: BaselineAwareEvaluator writes both into the accuracy metric's
-    threshold at run time, from its parameters. Loss, calibration (ECE) and the multi-class confusion matrix
-    (argmax, from which per-class precision and recall follow) are computed for the review;
-    slicing by label gives each class's accuracy (its recall) as a TFMA slice too.
+    threshold at run time, from its parameters. Loss, calibration (ECE) and the multi-class
+    confusion matrix are computed for the review, and so is each class's precision and recall:
+    `binarize` makes one sub-key per class id in `classes`, and `top_k: 1` counts a prediction as
+    that class only when it is the top one (argmax), as the confusion matrix does; without it TFMA
+    would count a class probability above 0.5, which a 6-way softmax rarely reaches. The threshold
+    0 is explicit because TFMA's top-k default (-inf) counts every example as a prediction of a
+    class that is never the top one (TFMA 0.47), which made such a class's recall 1.0. Slicing by
+    label gives each class's accuracy (its recall) as a TFMA slice too.
+
+    Args:
+      classes: the run's labels, e.g. [0, 1, 2, 3, 4, 5]; each must be an output of the model.
     """
+    class_ids = [int(c) for c in classes]
+    if not class_ids or any(c < 0 for c in class_ids):
+        raise ValueError(f"eval_config needs the run's class ids (labels >= 0), got {list(classes)!r}")
     model = {"label_key": "label", "signature_name": "serving_default", "preprocessing_function_names": []}
+    argmax = json.dumps({"top_k": 1, "thresholds": [0.0]})
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(name="candidate", **model),
                      tfma.ModelSpec(name="baseline", is_baseline=True, **model)],
@@ -116,4 +128,8 @@ def eval_config() -> tfma.EvalConfig:
                 tfma.MetricConfig(class_name="ExpectedCalibrationError", module="components.evaluation.metrics"),
                 tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
             ]),
+            tfma.MetricsSpec(
+                metrics=[tfma.MetricConfig(class_name="Precision", config=argmax),
+                         tfma.MetricConfig(class_name="Recall", config=argmax)],
+                binarize=tfma.BinarizationOptions(class_ids={"values": class_ids})),
         ])
