@@ -1,9 +1,10 @@
-"""Unit tests of the seed's ResNet50: parameter count, block structure, names."""
+"""Unit tests of the seed's ResNet50: parameter count, block structure, names, residual wiring, BatchNorm momentum."""
 
 import keras
+import numpy as np
 import pytest
 
-from trainer.model import STAGES, ResNet50
+from trainer.model import DEFAULT_BN_MOMENTUM, STAGES, ResNet50
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +42,55 @@ def test_stem_head_and_shapes(model):
     assert tuple(model.output.shape) == (None, 6)
 
 
-def test_outputs_are_probabilities(model):
-    probs = keras.ops.convert_to_numpy(model(keras.random.uniform((2, 64, 64, 3), seed=1), training=False))
-    assert probs.shape == (2, 6)
-    assert abs(probs.sum(axis=1) - 1.0).max() < 1e-5
+def _moving_statistics(model):
+    return [np.concatenate([keras.ops.convert_to_numpy(layer.moving_mean),
+                            keras.ops.convert_to_numpy(layer.moving_variance)])
+            for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def test_every_batchnorm_learns_its_statistics_at_the_models_momentum(model):
+    """Two training passes on one batch: each moving statistic moves by DEFAULT_BN_MOMENTUM of its last step.
+
+    With m' = momentum * m + (1 - momentum) * batch statistic and the same batch twice,
+    m2 - m1 = momentum * (m1 - m0), for every BatchNormalization layer of the model.
+    """
+    x = keras.random.uniform((4, 64, 64, 3), seed=1)
+    m0 = _moving_statistics(model)
+    assert len(m0) == 53  # one per convolution
+    model(x, training=True)
+    m1 = _moving_statistics(model)
+    model(x, training=True)
+    m2 = _moving_statistics(model)
+    for layer, (a, b, c) in enumerate(zip(m0, m1, m2)):
+        step1, step2 = b - a, c - b
+        assert np.abs(step1).max() > 1e-4, f"BatchNormalization #{layer} did not learn from a training pass"
+        np.testing.assert_allclose(step2, DEFAULT_BN_MOMENTUM * step1, rtol=1e-3, atol=1e-6,
+                                   err_msg=f"BatchNormalization #{layer}")
+
+
+def test_an_identity_block_with_its_residual_branch_silenced_passes_its_input_through(model):
+    """out = relu(branch(x) + x), and x >= 0 (a ReLU's output): with the branch's last BatchNormalization
+    scaled to 0, each identity block hands its input on unchanged; with it as built, it adds to it."""
+    blocks = [f"res{stage}{b}" for stage, _, _, identities in STAGES for b in "abcdef"[:identities + 1]]
+    identity = {name: before for before, name in zip(blocks, blocks[1:]) if not name.endswith("a")}
+    probe = keras.Model(model.input, {name: model.get_layer(f"{name}_out").output for name in blocks})
+    x = keras.random.uniform((2, 64, 64, 3), seed=2)
+    last_bns = [model.get_layer(f"bn{name[3:]}_branch2c") for name in identity]
+    saved = [(keras.ops.convert_to_numpy(bn.gamma), keras.ops.convert_to_numpy(bn.beta)) for bn in last_bns]
+    try:
+        built = {k: keras.ops.convert_to_numpy(v) for k, v in probe(x, training=False).items()}
+        for bn in last_bns:
+            bn.gamma.assign(np.zeros(bn.gamma.shape, "float32"))
+            bn.beta.assign(np.zeros(bn.beta.shape, "float32"))
+        silenced = {k: keras.ops.convert_to_numpy(v) for k, v in probe(x, training=False).items()}
+    finally:
+        for bn, (gamma, beta) in zip(last_bns, saved):
+            bn.gamma.assign(gamma)
+            bn.beta.assign(beta)
+    assert len(identity) == 12
+    for name, before in identity.items():
+        assert np.abs(built[name] - built[before]).max() > 1e-3, f"{name}: its residual branch adds nothing"
+        np.testing.assert_array_equal(silenced[name], silenced[before], err_msg=f"{name}: not x + branch(x)")
 
 
 def test_class_count_changes_only_the_head():
