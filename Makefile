@@ -1,4 +1,4 @@
-# signs-pipeline: `make run` runs the pipeline, `make test` runs the tests; both set up .venv first.
+# signs-pipeline: `make run` runs the pipeline, `make test` runs the tests, `make unit` the fast ones; all set up .venv first.
 
 VENV    := .venv
 PY      := $(VENV)/bin/python
@@ -9,11 +9,12 @@ UV_VERSION := 0.13.9
 PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python3.10 /usr/local/bin/python3.10 /usr/bin/python3.10; do "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { echo "$$p"; break; }; done)
 ARGS    ?=
 
-.PHONY: setup run test lock clean help chromium
+.PHONY: setup run test unit lock clean help chromium
 
 help:
 	@echo "make run   ARGS='--epochs 8 ...'  run the whole pipeline locally (python pipeline/local_runner.py)"
 	@echo "make test                         run the test suite"
+	@echo "make unit                         run the fast tests: no whole-pipeline run (e2e), no slow test"
 	@echo "make lock                         re-resolve requirements*.in into requirements*.lock"
 
 setup: $(STAMP)
@@ -31,6 +32,10 @@ run: setup
 
 test: setup chromium
 	$(PY) -m pytest $(ARGS)
+
+# The unit tier: what pytest.ini marks e2e (a whole TFX pipeline) or slow (30 s or more) is left out.
+unit: setup
+	$(PY) -m pytest -m "not e2e and not slow" $(ARGS)
 
 # The review report is checked in headless Chromium (Debian's package).
 chromium:

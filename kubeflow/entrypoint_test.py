@@ -109,6 +109,7 @@ def _run(container, executor_in, local_root, module=None):
                           env=dict(os.environ, **{entrypoint.LOCAL_ROOT_ENV: local_root}))
 
 
+@pytest.mark.slow
 def test_a_compiled_task_runs_from_the_launchers_executor_input(curate_schema_container, tmp_path):
     local_root = str(tmp_path)
     _write_inferred_schema(local_root)
@@ -126,6 +127,7 @@ def test_a_compiled_task_runs_from_the_launchers_executor_input(curate_schema_co
     assert "executor-logs" not in written["artifacts"]
 
 
+@pytest.mark.slow
 def test_tfx_own_entrypoint_fails_on_the_same_input(curate_schema_container, tmp_path):
     """tensorflow/tfx#7768: why the package does not run TFX's entrypoint."""
     local_root = str(tmp_path)

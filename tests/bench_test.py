@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import REPO
 
 
@@ -42,6 +44,7 @@ finally:
 '''
 
 
+@pytest.mark.slow
 def test_gpu_bench_runs_on_the_cpu_and_only_names_the_device_through_tensorflow(tmp_path):
     watch, imports, out = tmp_path / "watch.py", tmp_path / "imports.json", tmp_path / "gpu.json"
     watch.write_text(WATCH_TENSORFLOW_IMPORTS)
@@ -58,6 +61,7 @@ def test_gpu_bench_runs_on_the_cpu_and_only_names_the_device_through_tensorflow(
     assert json.load(open(imports)) == ["bench/gpu_train.py:device_name"]
 
 
+@pytest.mark.slow
 def test_train_throughput_prints_both_arms_and_the_ratio(tmp_path):
     proc = _run("bench/train_throughput.py", "--images", "32", "--epochs", "2", "--batch-size", "16",
                 "--workdir", str(tmp_path), "--repeats", "1")

@@ -2,8 +2,12 @@
 
 import collections
 
+import pytest
+
 from components.data import convert, sources
 from components.data.testing import run_example_gen
+
+pytestmark = pytest.mark.slow  # Beam over 1237 photos, twice: ~45 s
 
 
 def _by_split(out):

@@ -118,7 +118,7 @@ print("''' + RESULT + r'''" + json.dumps(out), flush=True)
 '''
 
 
-@pytest.mark.e2e
+@pytest.mark.slow
 def test_mirrored_strategy_over_two_replicas_trains_scales_and_resumes(records, tmp_path):  # noqa: F811
     # float32 and no XLA: the multi-GPU defaults cost minutes more on the CPU, and what is checked
     # here is the strategy. No best-weights restore: it would put back epoch 1's optimizer state too.
@@ -177,7 +177,7 @@ def test_mirrored_strategy_over_two_replicas_trains_scales_and_resumes(records, 
     assert all(math.isfinite(resumed["history"][1][k]) for k in ("loss", "val_loss"))
 
 
-@pytest.mark.e2e
+@pytest.mark.slow
 def test_mixed_float16_as_on_a_gpu(records, tmp_path):  # noqa: F811
     # "auto" precision on a GPU; XLA off (its CPU compile of the ResNet is not what this checks).
     config = TrainConfig(epochs=1, batch_size=2, lr_schedule="constant", warmup_epochs=0, augment=False,

@@ -53,6 +53,7 @@ def minio():
         yield endpoint
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["disk", "store"])
 def test_two_pushers_blessed_against_the_same_version_ship_one_model(where, minio, tmp_path):
     del minio
