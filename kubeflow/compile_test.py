@@ -116,13 +116,18 @@ def test_written_package_loads_in_kfp(spec, tmp_path):
     path = kfp_compile.write(spec, str(tmp_path / "pipeline.yaml"))
     component = kfp.components.load_component_from_file(path)
     assert component.name == "signs"
-    assert set(component.component_spec.inputs) == {"data_root", "data_fingerprint", "epochs", "min_accuracy", "min_improvement"}
+    assert set(component.component_spec.inputs) == set(spec["root"]["inputDefinitions"]["parameters"])
+    assert {"data_root", "data_fingerprint", "epochs", "learning_rate", "min_accuracy"} <= set(component.component_spec.inputs)
     assert kfp_compile.load(path) == spec
 
 
 def test_parameter_overrides_are_typed(spec):
-    values = kfp_compile.parameter_values(spec, {"epochs": "3", "min_accuracy": "0.5", "data_root": "/d"})
-    assert values == {"data_root": "/d", "data_fingerprint": "", "epochs": 3, "min_accuracy": 0.5, "min_improvement": 0.0}
+    values = kfp_compile.parameter_values(spec, {"epochs": "3", "min_accuracy": "0.5", "data_root": "/d",
+                                                 "learning_rate": "0.01", "augment": "0"})
+    assert {k: values[k] for k in ("data_root", "data_fingerprint", "epochs", "min_accuracy", "min_improvement",
+                                   "learning_rate", "augment", "batch_size")} == {
+        "data_root": "/d", "data_fingerprint": "", "epochs": 3, "min_accuracy": 0.5, "min_improvement": 0.0,
+        "learning_rate": 0.01, "augment": 0, "batch_size": 32}
     with pytest.raises(ValueError, match="no such parameter"):
         kfp_compile.parameter_values(spec, {"epoch": "3"})
     with pytest.raises(ValueError, match="epochs=many: not a number_integer"):
