@@ -147,8 +147,8 @@ def create_pipeline(
     ).with_id("Pusher")
     # The HTML review: decision, metrics against the baseline, curves, confusions, data.
     review = Review(
-        examples=example_gen.outputs["examples"], statistics=statistics_gen.outputs["statistics"],
-        anomalies=example_validator.outputs["anomalies"], model=trainer.outputs["model"],
+        examples=example_gen.outputs["examples"], findings=data_checks.outputs["findings"],
+        model=trainer.outputs["model"],
         evaluation=evaluator.outputs["evaluation"], blessing=evaluator.outputs["blessing"],
         baseline=latest_served_model.outputs["baseline"], pushed_model=pusher.outputs["pushed_model"],
     ).with_id("Review")

@@ -1,36 +1,31 @@
-"""Renders the review as one self-contained HTML page: inline CSS, plots as embedded PNGs, no scripts."""
+"""Renders the review as one self-contained HTML page from report.html.j2 (Jinja2, autoescaped).
+
+The page has inline CSS and its plots (matplotlib) and images as data: URIs, and no scripts, so it
+works offline and from any file store. This module turns the facts gathered by
+components.report.review.gather into what the template shows; the template only lays it out.
+"""
 
 import base64
-import html
 import io
-from typing import Any, Dict, List
+import os
+from typing import Any, Dict, List, Optional
 
 from components.report.results import BASELINE, CANDIDATE, DISPLAY, LOWER_IS_BETTER, decision_text
 
-_CSS = """
-body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px auto;max-width:1100px;color:#222}
-h1{font-size:22px;margin-bottom:4px} h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
-.decision{padding:12px 16px;border-radius:6px;font-size:15px} .decision p{margin:4px 0}
-.blessed{background:#e6f4ea;border:1px solid #34a853} .rejected{background:#fce8e6;border:1px solid #ea4335}
-table{border-collapse:collapse;font-size:14px} td,th{border:1px solid #ddd;padding:4px 10px;text-align:right}
-th{background:#f5f5f5} td:first-child,th:first-child{text-align:left}
-.pass{color:#188038;font-weight:600} .fail{color:#c5221f;font-weight:600} .muted{color:#777;font-size:13px}
-.grid{display:flex;flex-wrap:wrap;gap:10px} .cell{width:112px;font-size:11px;text-align:center}
-.cell img{width:96px;height:96px;image-rendering:pixelated;border:1px solid #ccc}
-.plots img{max-width:100%}
-"""
+TEMPLATE = "report.html.j2"
 
 
 def _png(fig) -> str:
+    """The figure as a data: URI (PNG), closed afterwards so figures do not pile up."""
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
     plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return _data_uri(buf.getvalue())
 
 
-def _img(src: str, alt: str) -> str:
-    return f'<img src="{src}" alt="{html.escape(alt)}">'
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def _training_outcome(history: Dict[str, Any]) -> str:
@@ -78,111 +73,139 @@ def _confusion(matrix: List[List[float]]):
     return fig
 
 
-def _per_class(per_class: Dict[int, Dict[str, float]]):
+def _per_class_chart(per_class: Dict[int, Dict[str, Optional[float]]]):
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
     import numpy as np  # pylint: disable=import-outside-toplevel
     classes = sorted(per_class)
     x = np.arange(len(classes))
     fig, ax = plt.subplots(figsize=(5.5, 4.4))
-    ax.bar(x - 0.2, [per_class[c].get("precision", 0) for c in classes], 0.4, label="precision")
-    ax.bar(x + 0.2, [per_class[c].get("recall", 0) for c in classes], 0.4, label="recall")
+    ax.bar(x - 0.2, [per_class[c]["precision"] or 0 for c in classes], 0.4, label="precision")
+    ax.bar(x + 0.2, [per_class[c]["recall"] or 0 for c in classes], 0.4, label="recall")
     ax.set_xticks(x, [str(c) for c in classes]), ax.set_ylim(0, 1.05), ax.set_xlabel("class")
     ax.set_title("per-class precision and recall (eval)"), ax.legend(loc="lower right"), ax.grid(axis="y", alpha=0.3)
     return fig
 
 
-def _fmt(value) -> str:
+def number(value) -> str:
+    """A metric for people: '–' if absent, an integer as one, else 4 decimals."""
     if value is None:
         return "–"
     return f"{int(value)}" if float(value).is_integer() and abs(value) > 1 else f"{value:.4f}"
 
 
-def _metrics_table(evaluation: Dict[str, Any]) -> str:
+def signed(value) -> str:
+    """A change for people: '–' if absent, else with its sign."""
+    return "–" if value is None else f"{value:+.4f}"
+
+
+def _metric_rows(evaluation: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The metrics table: each shown metric with its thresholds and whether they passed."""
     failed = {(f["metric"], f["kind"]) for f in evaluation["failures"]}
-    rows = ["<tr><th>metric</th><th>candidate</th><th>baseline (serving)</th><th>change</th>"
-            "<th>threshold</th><th>result</th></tr>"]
+    rows = []
     for name, label in DISPLAY.items():
         values = evaluation["metrics"].get(name)
         if not values:
             continue
-        thresholds = [t for t in evaluation["thresholds"] if t["metric"] == name]
         checks = []
-        for t in thresholds:
-            skipped = t["kind"] == "change" and BASELINE not in values
-            ok = (name, t["kind"]) not in failed
-            status = "skipped (no baseline)" if skipped else ("pass" if ok else "FAIL")
-            css = "muted" if skipped else ("pass" if ok else "fail")
-            checks.append((html.escape(t["text"]), f'<span class="{css}">{status}</span>'))
-        direction = " (lower is better)" if name in LOWER_IS_BETTER else ""
-        diff = values.get("diff")
-        rows.append(
-            f"<tr><td>{label}{direction}</td><td>{_fmt(values.get(CANDIDATE))}</td>"
-            f"<td>{_fmt(values.get(BASELINE))}</td><td>{'–' if diff is None else f'{diff:+.4f}'}</td>"
-            f"<td>{'<br>'.join(c[0] for c in checks) or '–'}</td><td>{'<br>'.join(c[1] for c in checks) or '–'}</td></tr>")
-    return "<table>" + "".join(rows) + "</table>"
+        for t in evaluation["thresholds"]:
+            if t["metric"] != name:
+                continue
+            if t["kind"] == "change" and BASELINE not in values:
+                checks.append({"text": t["text"], "status": "skipped (no baseline)", "css": "muted"})
+            elif (name, t["kind"]) in failed:
+                checks.append({"text": t["text"], "status": "FAIL", "css": "fail"})
+            else:
+                checks.append({"text": t["text"], "status": "pass", "css": "pass"})
+        rows.append({"label": label, "lower_is_better": name in LOWER_IS_BETTER, "candidate": values.get(CANDIDATE),
+                     "baseline": values.get(BASELINE), "diff": values.get("diff"), "checks": checks})
+    return rows
 
 
-def _misclassified(mis: Dict[str, Any]) -> str:
-    cells = []
-    for e in mis["examples"]:
-        src = "data:image/png;base64," + base64.b64encode(e["png"]).decode()
-        cells.append(f'<div class="cell">{_img(src, e["source"])}<br>true <b>{e["label"]}</b> → '
-                     f'predicted <b>{e["predicted"]}</b> ({e["confidence"]:.2f})<br>'
-                     f'<span class="muted">{html.escape(e["source"])}</span></div>')
-    head = f'<p class="muted">{len(mis["examples"])} shown of the eval examples the candidate got wrong ' \
-           f'({mis["evaluated"]} evaluated).</p>'
-    return head + ('<div class="grid">' + "".join(cells) + "</div>" if cells else "<p>None: every eval example is right.</p>")
+def _decision(facts: Dict[str, Any]) -> List[str]:
+    """Why the model was blessed or not, then what the Pusher did with it."""
+    lines = decision_text(facts["evaluation"], facts["blessed"], facts["baseline_version"])
+    pushed = facts["pushed"]
+    if pushed["pushed"]:
+        lines.append(f"Pushed as version {pushed['version']}: {pushed['destination']}")
+    elif pushed.get("already_serving_version"):
+        lines.append(f"Already serving as version {pushed['already_serving_version']}; not pushed again.")
+    elif pushed.get("not_pushed_reason"):
+        lines.append(f"Not pushed: {pushed['not_pushed_reason']}.")
+    else:
+        lines.append("Not pushed: the serving directory is unchanged.")
+    return lines
 
 
-def _data(data: Dict[str, Any]) -> str:
-    labels = data["labels"]
-    classes = sorted({c for split in labels.values() for c in split})
-    rows = ["<tr><th>split</th><th>examples</th>" + "".join(f"<th>class {c}</th>" for c in classes) + "</tr>"]
-    for split, counts in labels.items():
-        rows.append(f"<tr><td>{split}</td><td>{data['num_examples'].get(split, sum(counts.values()))}</td>"
-                    + "".join(f"<td>{counts.get(c, 0)}</td>" for c in classes) + "</tr>")
-    anomalies = data["anomalies"]
-    found = ("<ul>" + "".join(f"<li>{html.escape(a)}</li>" for a in anomalies) + "</ul>") if anomalies \
-        else "<p>Data validation (TFDV against the schema): no anomalies.</p>"
-    return "<table>" + "".join(rows) + "</table>" + found
+def _confusion_view(matrix: List[List[float]]) -> Optional[Dict[str, str]]:
+    if not matrix:
+        return None
+    total = int(sum(sum(row) for row in matrix))
+    right = int(sum(matrix[k][k] for k in range(len(matrix))))
+    return {"src": _png(_confusion(matrix)),
+            "caption": f"{total} eval examples, {right} on the diagonal (right); "
+                       f"rows: true class, columns: predicted class."}
+
+
+def _per_class_view(evaluation: Dict[str, Any]) -> Dict[str, Any]:
+    per_class = evaluation["per_class"]
+    rows = [dict(values, class_id=c) for c, values in sorted(per_class.items())]
+    has_values = any(r["precision"] is not None or r["recall"] is not None for r in rows)
+    return {"rows": rows if has_values else [],
+            "chart": _png(_per_class_chart(per_class)) if has_values else None,
+            "has_baseline": any(r["baseline_precision"] is not None or r["baseline_recall"] is not None for r in rows)}
+
+
+def _misclassified_view(mis: Dict[str, Any]) -> Dict[str, Any]:
+    return {"evaluated": mis["evaluated"],
+            "examples": [dict(e, src=_data_uri(e["png"])) for e in mis["examples"]]}
+
+
+def _data_view(findings: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """DataChecks' findings laid out per split, with every class of any split as a column."""
+    if findings is None:
+        return None
+    splits = findings["splits"]
+    classes = sorted({int(c) for s in splits.values() for c in s["classes"]})
+    return {"classes": classes,
+            "splits": [{"name": name, "examples": s["examples"],
+                        "counts": [s["classes"].get(str(c), 0) for c in classes]} for name, s in splits.items()],
+            "duplicates": findings["duplicates"], "warnings": findings["warnings"],
+            "anomalies": findings.get("anomalies", []),
+            "skipped": findings.get("skipped", []), "skipped_count": findings.get("skipped_count", 0)}
+
+
+def page_context(facts: Dict[str, Any]) -> Dict[str, Any]:
+    """What report.html.j2 shows, from the dict built by components.report.review.gather."""
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    history = facts["history"]
+    evaluation = facts["evaluation"]
+    return {
+        "blessed": facts["blessed"],
+        "decision": _decision(facts),
+        "metrics": _metric_rows(evaluation),
+        "training": {"config": ", ".join(f"{k}={v}" for k, v in history.get("config", {}).items()),
+                     "outcome": _training_outcome(history),
+                     "curves": _png(_curves(history)) if history.get("epochs") else None},
+        "confusion": _confusion_view(evaluation["confusion"]),
+        "per_class": _per_class_view(evaluation),
+        "misclassified": _misclassified_view(facts["misclassified"]),
+        "data": _data_view(facts["findings"]),
+        "paths": facts["paths"],
+    }
+
+
+def _environment():
+    import jinja2  # pylint: disable=import-outside-toplevel
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.dirname(os.path.abspath(__file__))),
+                             autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=False, lstrip_blocks=False)
+    env.filters["number"] = number
+    env.filters["signed"] = signed
+    return env
 
 
 def render(facts: Dict[str, Any]) -> str:
     """Returns the report page for the dict built by components.report.review.gather."""
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    evaluation, blessed = facts["evaluation"], facts["blessed"]
-    decision = decision_text(evaluation, blessed, facts["baseline_version"])
-    pushed = facts["pushed"]
-    if pushed["pushed"]:
-        decision.append(f"Pushed as version {pushed['version']}: {pushed['destination']}")
-    elif pushed.get("already_serving_version"):
-        decision.append(f"Already serving as version {pushed['already_serving_version']}; not pushed again.")
-    elif pushed.get("not_pushed_reason"):
-        decision.append(f"Not pushed: {pushed['not_pushed_reason']}.")
-    else:
-        decision.append("Not pushed: the serving directory is unchanged.")
-    config = facts["history"].get("config", {})
-    parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>signs-pipeline review: {'blessed' if blessed else 'not blessed'}</title><style>{_CSS}</style></head><body>",
-        "<h1>signs-pipeline model review</h1>",
-        f'<p class="muted">model {html.escape(facts["paths"]["model"])}</p>',
-        f'<div id="decision" class="decision {"blessed" if blessed else "rejected"}">'
-        + "".join(f"<p>{'<b>' + html.escape(line) + '</b>' if i == 0 else html.escape(line)}</p>"
-                  for i, line in enumerate(decision)) + "</div>",
-        "<h2>Candidate against the serving model</h2>", _metrics_table(evaluation),
-        "<h2>Training</h2>",
-        f'<p class="muted">config: {html.escape(", ".join(f"{k}={v}" for k, v in config.items()))}</p>',
-        f"<p>{html.escape(_training_outcome(facts['history']))}</p>",
-        f'<div class="plots">{_img(_png(_curves(facts["history"])), "training curves")}</div>'
-        if facts["history"].get("epochs") else "<p>No training epochs (the model was exported untrained).</p>",
-        '<h2>Errors by class</h2><div class="plots" id="confusion">',
-        _img(_png(_confusion(evaluation["confusion"])), "confusion matrix") if evaluation["confusion"] else "",
-        _img(_png(_per_class(evaluation["per_class"])), "per-class precision and recall") if evaluation["per_class"] else "",
-        "</div>",
-        "<h2>Misclassified eval images</h2>", _misclassified(facts["misclassified"]),
-        "<h2>Data</h2>", _data(facts["data"]),
-        "</body></html>",
-    ]
-    return "\n".join(parts)
+    return _environment().get_template(TEMPLATE).render(page=page_context(facts))

@@ -8,11 +8,11 @@ from typing import Any, Dict, List, Optional
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.artifact import Artifact
-from tfx.types.standard_artifacts import (ExampleAnomalies, Examples, ExampleStatistics, Model,
-                                          ModelBlessing, ModelEvaluation, PushedModel)
+from tfx.types.standard_artifacts import Examples, Model, ModelBlessing, ModelEvaluation, PushedModel
 
-from components.report import render
 from components.evaluation.baseline import ABSENT
+from components.report import render
+from components.validation.data_checks import FINDINGS_FILE, DataFindings
 
 REPORT_FILE = "report.html"
 
@@ -26,16 +26,6 @@ class ReviewReport(Artifact):
 
 def _split_files(examples_uri: str, split: str) -> List[str]:
     return sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
-
-
-def _label_counts(examples_uri: str, split: str) -> Dict[int, int]:
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    counts: Dict[int, int] = {}
-    for record in tf.data.TFRecordDataset(_split_files(examples_uri, split), compression_type="GZIP"):
-        label = tf.train.Example.FromString(record.numpy()).features.feature["label"].int64_list.value[0]
-        counts[label] = counts.get(label, 0) + 1
-    return dict(sorted(counts.items()))
 
 
 def misclassified(model_dir: str, examples_uri: str, limit: int) -> Dict[str, Any]:
@@ -59,36 +49,22 @@ def misclassified(model_dir: str, examples_uri: str, limit: int) -> Dict[str, An
     return {"examples": errors, "evaluated": total}
 
 
-def _anomalies(anomalies_uri: str) -> List[str]:
-    from tensorflow_metadata.proto.v0 import anomalies_pb2  # pylint: disable=import-outside-toplevel
-
-    found = []
-    for path in sorted(glob.glob(os.path.join(anomalies_uri, "Split-*", "SchemaDiff.pb"))):
-        split = os.path.basename(os.path.dirname(path))[len("Split-"):]
-        anomalies = anomalies_pb2.Anomalies()
-        with open(path, "rb") as f:
-            anomalies.ParseFromString(f.read())
-        for feature, info in anomalies.anomaly_info.items():
-            found.append(f"{split}: feature '{feature}': {info.description or info.short_description}")
-        if anomalies.HasField("dataset_anomaly_info"):
-            found.append(f"{split}: data set: {anomalies.dataset_anomaly_info.description}")
-    return found
+def read_findings(findings_uri: str) -> Optional[Dict[str, Any]]:
+    """DataChecks' findings.json (class counts, duplicates, anomalies, warnings); None if absent."""
+    path = os.path.join(findings_uri, FINDINGS_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
 
 
-def _num_examples(statistics_uri: str) -> Dict[str, int]:
-    import tensorflow_data_validation as tfdv  # pylint: disable=import-outside-toplevel
+def gather(examples_uri: str, findings_uri: str, model_uri: str, evaluation_uri: str, blessed: bool,
+           baseline_version: Optional[int], pushed: Dict[str, Any], max_misclassified: int) -> Dict[str, Any]:
+    """Collects everything the report shows into one dict (see render.render).
 
-    counts = {}
-    for path in sorted(glob.glob(os.path.join(statistics_uri, "Split-*", "FeatureStats.pb"))):
-        split = os.path.basename(os.path.dirname(path))[len("Split-"):]
-        counts[split] = int(tfdv.load_stats_binary(path).datasets[0].num_examples)
-    return counts
-
-
-def gather(examples_uri: str, statistics_uri: str, anomalies_uri: str, model_uri: str,
-           evaluation_uri: str, blessed: bool, baseline_version: Optional[int],
-           pushed: Dict[str, Any], max_misclassified: int) -> Dict[str, Any]:
-    """Collects everything the report shows into one dict (see render.render)."""
+    The data section is DataChecks' findings and the metrics are TFMA's, as those components wrote
+    them; only the misclassified images need the model run here (TFMA keeps no per-example output).
+    """
     from components.report import results  # pylint: disable=import-outside-toplevel
 
     history_path = os.path.join(model_uri, "history.json")
@@ -100,20 +76,29 @@ def gather(examples_uri: str, statistics_uri: str, anomalies_uri: str, model_uri
         "pushed": pushed,
         "history": history,
         "misclassified": misclassified(os.path.join(model_uri, "Format-Serving"), examples_uri, max_misclassified),
-        "data": {"num_examples": _num_examples(statistics_uri),
-                 "labels": {s: _label_counts(examples_uri, s) for s in ("train", "eval")},
-                 "anomalies": _anomalies(anomalies_uri)},
-        "paths": {"model": model_uri, "evaluation": evaluation_uri, "examples": examples_uri},
+        "findings": read_findings(findings_uri),
+        "paths": {"model": model_uri, "evaluation": evaluation_uri, "examples": examples_uri,
+                  "findings": os.path.join(findings_uri, FINDINGS_FILE)},
     }
 
 
 @component
-def Review(examples: InputArtifact[Examples], statistics: InputArtifact[ExampleStatistics],
-           anomalies: InputArtifact[ExampleAnomalies], model: InputArtifact[Model],
+def Review(examples: InputArtifact[Examples], findings: InputArtifact[DataFindings], model: InputArtifact[Model],
            evaluation: InputArtifact[ModelEvaluation], blessing: InputArtifact[ModelBlessing],
            baseline: InputArtifact[Model], pushed_model: InputArtifact[PushedModel],
            report: OutputArtifact[ReviewReport], max_misclassified: Parameter[int] = 24) -> None:
-    """Writes `report.html`: the decision, metrics against the baseline, curves, confusions, data."""
+    """Writes `report.html`: the decision, metrics against the baseline, curves, confusions, data.
+
+    Args:
+      examples: ExampleGen's output; the eval split's misclassified images are shown.
+      findings: DataChecks' findings.json: class counts, duplicates, anomalies, warnings.
+      model: the candidate (its history.json has the training curves).
+      evaluation: the Evaluator's TFMA output; blessing: its decision.
+      baseline: LatestServedModel's output (the serving version, or marked absent).
+      pushed_model: what the Pusher did.
+      report: where report.html goes.
+      max_misclassified: how many misclassified eval images the page shows at most.
+    """
     absent = baseline.get_int_custom_property(ABSENT)
     props = pushed_model.mlmd_artifact.custom_properties
     pushed = {"pushed": bool(props["pushed"].int_value) if "pushed" in props else False,
@@ -122,7 +107,7 @@ def Review(examples: InputArtifact[Examples], statistics: InputArtifact[ExampleS
               "already_serving_version": props["already_serving_version"].int_value
               if "already_serving_version" in props else None,
               "not_pushed_reason": props["not_pushed_reason"].string_value if "not_pushed_reason" in props else ""}
-    facts = gather(examples.uri, statistics.uri, anomalies.uri, model.uri, evaluation.uri,
+    facts = gather(examples.uri, findings.uri, model.uri, evaluation.uri,
                    blessed=bool(blessing.get_int_custom_property("blessed")),
                    baseline_version=None if absent else baseline.get_int_custom_property("served_version"),
                    pushed=pushed, max_misclassified=max_misclassified)
