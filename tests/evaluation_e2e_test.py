@@ -4,6 +4,7 @@ import glob
 import html.parser
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,6 @@ import pytest
 from tests.helpers import REPO, SHARED_PHOTOS, run_pipeline, write_separable_h5
 
 pytestmark = pytest.mark.e2e
-ARTIFACTS = os.path.join(REPO, "test-artifacts")
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +72,87 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--enable-logging=stderr", "--v=0"]
 
 
+# What a person must see on the review page (the ids report.html.j2 gives them), and how many
+# pixels wide and high each image in it must be drawn at least.
+SEEN = {"decision": 0, "confusion-matrix": 250, "misclassified": 64}
+
+# Runs in the page once it has loaded (a copy of the report; the report itself has no scripts):
+# for each id, what the browser laid out and painted, written into the DOM as JSON for --dump-dom.
+_PROBE = """
+<script>
+window.addEventListener("load", function () {
+  var found = {};
+  %(ids)s.forEach(function (id) {
+    var el = document.getElementById(id);
+    if (!el) { found[id] = {present: false}; return; }
+    el.scrollIntoView({block: "center", inline: "center"});
+    var box = el.getBoundingClientRect(), style = getComputedStyle(el), opacity = 1;
+    for (var node = el; node && node.nodeType === 1; node = node.parentElement) {
+      opacity *= parseFloat(getComputedStyle(node).opacity);
+    }
+    var hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+    found[id] = {
+      present: true, width: box.width, height: box.height, visibility: style.visibility, opacity: opacity,
+      in_viewport: box.right > 0 && box.bottom > 0 && box.left < innerWidth && box.top < innerHeight,
+      on_top: hit !== null && el.contains(hit), text: el.innerText,
+      images: Array.prototype.map.call(el.querySelectorAll("img"), function (img) {
+        var r = img.getBoundingClientRect();
+        return {decoded: img.complete && img.naturalWidth > 0, width: r.width, height: r.height,
+                visibility: getComputedStyle(img).visibility};
+      })
+    };
+  });
+  var out = document.createElement("pre");
+  out.id = "probe";
+  out.textContent = JSON.stringify(found);
+  document.body.appendChild(out);
+});
+</script>
+"""
+
+
+def _probe(report_path, workdir):
+    """Loads a copy of the report, plus the probe, in headless Chromium.
+
+    Returns (what the probe found by id, Chromium's stderr).
+    """
+    page = open(report_path, encoding="utf-8").read()
+    probe = _PROBE % {"ids": json.dumps(list(SEEN))}
+    assert page.count("</body>") == 1
+    probed = os.path.join(workdir, "probed_report.html")
+    with open(probed, "w", encoding="utf-8") as f:
+        f.write(page.replace("</body>", probe + "</body>"))
+    flags = CHROMIUM_FLAGS + [f"--user-data-dir={os.path.join(workdir, 'profile')}", "--window-size=1200,1600",
+                              "--run-all-compositor-stages-before-draw", "--virtual-time-budget=10000"]
+    dom = subprocess.run([_chromium(), *flags, "--dump-dom", f"file://{probed}"],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    start = dom.stdout.find('<pre id="probe">')
+    assert start >= 0, "the probe did not run: " + dom.stdout[-1000:]
+    text = dom.stdout[start + len('<pre id="probe">'):dom.stdout.index("</pre>", start)]
+    return json.loads(html.unescape(text)), dom.stderr
+
+
+def _unseen(element, seen):
+    """Why a person would not see `element`, from what the probe found ([] if they would)."""
+    found, min_image_px = seen[element], SEEN[element]
+    if not found["present"]:
+        return ["not in the page"]
+    problems = []
+    if found["width"] < 50 or found["height"] < 20:
+        problems.append(f"laid out at {found['width']:.0f}x{found['height']:.0f} px")
+    if found["visibility"] != "visible" or found["opacity"] < 0.5:
+        problems.append(f"visibility {found['visibility']}, opacity {found['opacity']:.2f}")
+    if not found["in_viewport"] or not found["on_top"]:
+        problems.append("off screen or covered by another element")
+    for img in found["images"]:
+        if not img["decoded"] or min(img["width"], img["height"]) < min_image_px or img["visibility"] != "visible":
+            problems.append(f"image not shown: {img}")
+    return problems
+
+
 def test_report_renders_in_headless_chromium(good_then_worse, tmp_path):
+    """The decision, the confusion matrix and the misclassified grid are laid out, painted and legible."""
     _, _, worse = good_then_worse
     path = _report_path(worse)
     page = open(path).read()
@@ -81,23 +161,49 @@ def test_report_renders_in_headless_chromium(good_then_worse, tmp_path):
     assert parser.urls and all(u.startswith("data:") for u in parser.urls), parser.urls
     assert "<script" not in page  # works offline: nothing to fetch or run
 
-    os.makedirs(ARTIFACTS, exist_ok=True)
-    screenshot = os.path.join(ARTIFACTS, "review_report.png")
-    flags = CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}"]
-    shot = subprocess.run([_chromium(), *flags, "--window-size=1200,2600", f"--screenshot={screenshot}",
-                           f"file://{path}"], capture_output=True, text=True, timeout=120)
-    assert shot.returncode == 0, shot.stderr[-2000:]
-    assert os.path.getsize(screenshot) > 50_000  # a real rendering, not a blank page
-    dom = subprocess.run([_chromium(), *flags, "--dump-dom", f"file://{path}"],
-                         capture_output=True, text=True, timeout=120)
-    assert dom.returncode == 0
-    for log in (shot.stderr, dom.stderr):
-        assert "Failed to load resource" not in log and "ERR_FILE_NOT_FOUND" not in log
-    rendered = dom.stdout
-    assert 'id="decision"' in rendered and "NOT BLESSED." in rendered
-    assert 'alt="confusion matrix"' in rendered and 'alt="per-class precision and recall"' in rendered
-    assert 'alt="training curves"' not in rendered  # --epochs 0 has no curves; the page says so
-    assert "No training epochs" in rendered
+    seen, log = _probe(path, str(tmp_path))
+    assert "Failed to load resource" not in log and "ERR_FILE_NOT_FOUND" not in log
+    for element in SEEN:
+        assert _unseen(element, seen) == [], (element, seen[element])
+    assert seen["decision"]["text"].startswith("NOT BLESSED.")
+    assert "It lost to the serving model (version 1)" in seen["decision"]["text"]
+    assert len(seen["confusion-matrix"]["images"]) == 1
+    assert "24 eval examples" in seen["confusion-matrix"]["text"]  # write_separable_h5's n_test
+    shown = int(re.search(r"(\d+) shown of the eval examples", page).group(1))
+    assert shown >= 1 and len(seen["misclassified"]["images"]) == shown
+    assert seen["misclassified"]["text"].count("→ predicted") == shown
+    assert 'alt="per-class precision and recall"' in page and '<table id="per-class">' in page
+    assert 'alt="training curves"' not in page  # --epochs 0 has no curves; the page says so
+    assert "No training epochs" in page
+
+
+def _styled(css):
+    return lambda page: page.replace("</head>", f"<style>{css}</style></head>")
+
+
+def _empty_matrix(page):
+    """The confusion matrix's image replaced by one with no pixels."""
+    return re.sub(r'src="data:image/png;base64,[^"]*" alt="confusion matrix"', 'src="data:," alt="confusion matrix"', page)
+
+
+@pytest.mark.parametrize("element,spoil", [
+    ("confusion-matrix", _styled("#confusion-matrix{visibility:hidden}")),
+    ("confusion-matrix", _styled("#confusion-matrix img{display:none}")),
+    ("confusion-matrix", _empty_matrix),
+    ("misclassified", _styled("#misclassified{display:none}")),
+    ("misclassified", _styled("#misclassified{position:absolute;left:-5000px}")),
+    ("decision", _styled("#decision{opacity:0}")),
+    ("decision", _styled("body::after{content:'';position:fixed;top:0;left:0;right:0;bottom:0;background:#fff}")),
+], ids=["hidden", "image-not-displayed", "empty-image", "not-displayed", "off-screen", "transparent", "covered"])
+def test_the_check_fails_when_a_person_could_not_see_it(good_then_worse, tmp_path, element, spoil):
+    """The check above fails on a spoiled copy of the page: hidden, empty, moved away or covered."""
+    _, _, worse = good_then_worse
+    spoiled = tmp_path / "spoiled.html"
+    page = open(_report_path(worse), encoding="utf-8").read()
+    spoiled.write_text(spoil(page), encoding="utf-8")
+    assert spoiled.read_text(encoding="utf-8") != page
+    seen, _ = _probe(str(spoiled), str(tmp_path))
+    assert _unseen(element, seen) != [], seen[element]
 
 
 def test_first_report_has_curves_and_no_baseline(good_then_worse):
