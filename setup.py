@@ -1,14 +1,12 @@
 """Packages signs-pipeline so a container image (or `make`) can install it."""
 
-from setuptools import find_namespace_packages, find_packages, setup
+from setuptools import find_packages, setup
 
 setup(
     name="signs-pipeline",
     version="0.1.0",
     description="TFX pipeline that trains, evaluates and pushes a ResNet50 on SIGNS hand signs.",
-    # components/<stage> are namespace packages (no __init__.py), which find_packages skips.
-    packages=find_packages(include=["pipeline", "components", "trainer", "kubeflow"])
-    + find_namespace_packages(include=["components.*"], exclude=["*.__pycache__"]),
+    packages=find_packages(include=["pipeline", "components", "components.*", "trainer", "kubeflow"]),
     # The review page's Jinja2 template, read next to components/report/render.py.
     package_data={"components.report": ["*.j2"]},
     python_requires=">=3.10,<3.11",

@@ -41,15 +41,15 @@ class RunMonitor(threading.Thread):
         self.interval = interval
         self.started = time.time()
         self._seen: Dict[Tuple[str, int], str] = {}
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stopping.wait(self.interval):
             self.poll()
 
     def stop(self) -> None:
         """Stops polling after one last read, so the final states are printed too."""
-        self._stop.set()
+        self._stopping.set()
         if self.is_alive():
             self.join()
         self.poll()

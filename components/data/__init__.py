@@ -1,0 +1,1 @@
+"""Data in: storage, source readers, the synthetic set, and the ExampleGen executor."""

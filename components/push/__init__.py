@@ -1,0 +1,1 @@
+"""Push: the versioned serving directory and the Pusher that writes it."""

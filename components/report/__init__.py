@@ -1,0 +1,1 @@
+"""The review: the Review component, its results reader, template and CLI, and the run summary."""

@@ -1,0 +1,1 @@
+"""Training: the TFX Trainer component with every training knob as a parameter."""

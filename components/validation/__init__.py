@@ -1,0 +1,1 @@
+"""Validation: the curated schema and the DataChecks gate."""
