@@ -19,7 +19,9 @@ from absl import logging as absl_logging
 _QUIET_LOGGERS = ("tensorflow", "apache_beam", "h5py", "matplotlib")
 # TFX warnings that say nothing to a user of this pipeline; they still go to the log file.
 _NOISE = ("ArtifactQuery.property_predicate is not supported",
-          "`custom_executor_spec` is deprecated")
+          "`custom_executor_spec` is deprecated",
+          # Beam's advice for its process pool; our in_memory DirectRunner does use a thread per core.
+          "If direct_num_workers is not equal to 1")
 
 
 class RunMonitor(threading.Thread):
