@@ -33,7 +33,7 @@ def _training_outcome(history: Dict[str, Any]) -> str:
     epochs = history.get("epochs", [])
     if not epochs:
         return ""
-    text = f"{len(epochs)} epochs in {sum(e.get('seconds', 0) for e in epochs):.0f} s"
+    text = f"{len(epochs)} epoch{'s' if len(epochs) != 1 else ''} in {sum(e.get('seconds', 0) for e in epochs):.0f} s"
     if history.get("stopped_early"):
         text += ", stopped early"
     if history.get("exported_epoch"):
