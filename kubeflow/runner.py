@@ -3,6 +3,7 @@
     python kubeflow/runner.py compile  --image REGISTRY/signs-pipeline:TAG [--pipeline-root minio://mlpipeline/v2/artifacts] [--gpus 1]
     python kubeflow/runner.py submit   --host URL [--package pipeline.yaml] [--param epochs=20] [--wait]
     python kubeflow/runner.py run-local pipeline.yaml --local-store [--param NAME=VALUE] [--work-dir DIR]
+    python kubeflow/runner.py deploy   [--package pipeline.yaml | --serving-dir URL] [--namespace NS] [--dry-run]
 """
 
 import argparse
@@ -75,7 +76,30 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--pipeline-root", default=None, help="override the package's pipeline root")
     r.add_argument("--local-store", action="store_true",
                    help="start a stand-in object store on 127.0.0.1 for the root (S3 for minio:// and s3://, GCS for gs://)")
+    _add_deploy(sub)
     return p
+
+
+def _add_deploy(sub) -> None:
+    k = sub.add_parser("deploy", help="serve the pushed model with KServe: apply its InferenceService",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    k.add_argument("--package", default="pipeline.yaml", help="the compiled pipeline whose serving dir to serve")
+    k.add_argument("--serving-dir", default=None,
+                   help="the TF Serving base directory (gs://, s3://, minio://); default: where the package's Pusher pushes, "
+                        "<pipeline-root>/serving_model")
+    k.add_argument("--name", default="signs", help="the InferenceService's name, and TF Serving's model name")
+    k.add_argument("--namespace", default=None, help="default: the kubeconfig context's namespace (in a pod: its own)")
+    k.add_argument("--service-account", default=None,
+                   help="the predictor's ServiceAccount, which carries the store's credentials; default: signs-kserve for "
+                        "minio:// (see --credentials-setup), the namespace's default otherwise ('' for none)")
+    where = k.add_mutually_exclusive_group()
+    where.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG or ~/.kube/config")
+    where.add_argument("--in-cluster", action="store_true", help="use the pod's own ServiceAccount")
+    k.add_argument("--context", default=None, help="a kubeconfig context other than the current one")
+    k.add_argument("--dry-run", action="store_true", help="print the manifest (for kubectl apply -f -) and touch no cluster")
+    k.add_argument("--credentials-setup", action="store_true",
+                   help="print the ServiceAccount and S3 Secret a minio:// or s3:// serving dir needs once per namespace, "
+                        "with the commands that fill in its keys, and exit")
 
 
 def main(argv=None) -> int:
@@ -102,6 +126,9 @@ def main(argv=None) -> int:
     if args.command == "submit":
         from kubeflow import submit  # pylint: disable=import-outside-toplevel
         return submit.submit(args)
+    if args.command == "deploy":
+        from kubeflow import deploy  # pylint: disable=import-outside-toplevel
+        return deploy.deploy(args)
     from kubeflow import local_run  # pylint: disable=import-outside-toplevel
     return local_run.run(args.package, dict(args.param), args.work_dir, args.pipeline_root, args.local_store)
 

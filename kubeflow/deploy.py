@@ -1,0 +1,219 @@
+"""`kubeflow/runner.py deploy`: serves the pushed model with KServe on the cluster.
+
+The InferenceService comes from `components.push.kserve`; the kubernetes client's
+CustomObjectsApi creates it (POST .../namespaces/NS/inferenceservices) or, when one of that name
+is there already (HTTP 409), merge-patches it (PATCH .../inferenceservices/NAME,
+application/merge-patch+json). Every outcome is one line on stdout; the token is never printed.
+"""
+
+import re
+import sys
+from typing import Any, Dict, Optional, Tuple
+
+from components.push import kserve
+
+IN_CLUSTER_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+REQUEST_TIMEOUT = (10, 60)  # seconds to connect, to read: an unreachable API server fails fast
+FIELD_MANAGER = "signs-pipeline"
+
+
+class DeployError(Exception):
+    """A one-line reason the deployment could not go ahead."""
+
+
+def package_serving_dir(spec: Dict[str, Any]) -> str:
+    """Where a compiled package's Pusher pushes: its push_destination, else `<defaultPipelineRoot>/serving_model`.
+
+    The Pusher's destination is fixed when the package is compiled; `submit --pipeline-root`
+    moves KFP's artifacts, not it, so the package's own value is the one to read.
+    """
+    import json  # pylint: disable=import-outside-toplevel
+    try:
+        constant = spec["root"]["dag"]["tasks"]["Pusher"]["inputs"]["parameters"]["push_destination"]["runtimeValue"]["constant"]
+        return json.loads(constant)["filesystem"]["base_directory"]
+    except (KeyError, TypeError, ValueError):
+        pass
+    root = spec.get("defaultPipelineRoot")
+    if not root:
+        raise DeployError("the package names no Pusher destination and no defaultPipelineRoot; pass --serving-dir")
+    return root.rstrip("/") + "/serving_model"
+
+
+def serving_dir_of_package(path: str) -> str:
+    import os  # pylint: disable=import-outside-toplevel
+    if not os.path.exists(path):
+        raise DeployError(f"{path}: no such package; pass --serving-dir or --package")
+    from kubeflow import compile as kfp_compile  # pylint: disable=import-outside-toplevel
+    try:
+        return package_serving_dir(kfp_compile.load(path))
+    except (OSError, ValueError, IndexError, AttributeError) as e:
+        raise DeployError(f"{path}: not a compiled package ({type(e).__name__})") from None
+
+
+def newest_version(serving_dir: str) -> Tuple[Optional[int], str]:
+    """The newest pushed version if the store answers from here, else None and the reason.
+
+    Raises:
+      DeployError: the store answers and holds no version: KServe would have nothing to serve.
+    """
+    from components.data import storage  # pylint: disable=import-outside-toplevel
+    from components.push import serving  # pylint: disable=import-outside-toplevel
+    try:
+        version = serving.newest_version(serving_dir)
+    except storage.StorageError as e:
+        return None, str(e)
+    if version is None:
+        raise DeployError(f"{serving_dir}: no model pushed there yet; nothing to serve")
+    return version, ""
+
+
+def _redact(text: str, secrets) -> str:
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "<token>")
+    return text
+
+
+class Cluster:
+    """An API client for one cluster, and what messages need to say about it."""
+
+    def __init__(self, kubeconfig: Optional[str] = None, context: Optional[str] = None, in_cluster: bool = False):
+        # pylint: disable=import-outside-toplevel
+        from kubernetes import client, config
+        from kubernetes.config.config_exception import ConfigException
+
+        configuration = client.Configuration()
+        try:
+            if in_cluster:
+                config.load_incluster_config(client_configuration=configuration)
+                self.namespace = _read(IN_CLUSTER_NAMESPACE) or "default"
+            else:
+                config.load_kube_config(config_file=kubeconfig, context=context,
+                                        client_configuration=configuration, persist_config=False)
+                self.namespace = _context_namespace(kubeconfig, context)
+        except (ConfigException, OSError, ValueError) as e:
+            where = "in-cluster config" if in_cluster else f"kubeconfig {kubeconfig or '(default: $KUBECONFIG or ~/.kube/config)'}"
+            raise DeployError(f"{where}: {_first_line(e)}") from None
+        configuration.retries = 0  # urllib3 would try an unreachable server 3 more times
+        self.host = configuration.host
+        self.secrets = [v.split(" ", 1)[-1] for v in configuration.api_key.values()] + list(configuration.api_key.values())
+        self.api = client.CustomObjectsApi(client.ApiClient(configuration))
+
+    def apply(self, manifest: Dict[str, Any]) -> str:
+        """Creates the InferenceService, or merge-patches it if it is there; returns 'created' or 'updated'."""
+        from kubernetes.client.exceptions import ApiException  # pylint: disable=import-outside-toplevel
+        import urllib3  # pylint: disable=import-outside-toplevel
+
+        namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        where = (kserve.GROUP, kserve.VERSION, namespace, kserve.PLURAL)
+        try:
+            try:
+                self.api.create_namespaced_custom_object(*where, manifest, field_manager=FIELD_MANAGER,
+                                                         _request_timeout=REQUEST_TIMEOUT)
+                return "created"
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+            self.api.patch_namespaced_custom_object(*where, name, manifest, field_manager=FIELD_MANAGER,
+                                                    _request_timeout=REQUEST_TIMEOUT)
+            return "updated"
+        except ApiException as e:
+            raise DeployError(_redact(self._api_error(e, namespace), self.secrets)) from None
+        except urllib3.exceptions.HTTPError as e:
+            raise DeployError(_redact(f"{self.host}: unreachable ({_reason(e)})", self.secrets)) from None
+
+    def _api_error(self, e, namespace: str) -> str:
+        status = _status(e.body)
+        message = _first_line(status.get("message") or e.reason or "")
+        if e.status == 401:
+            return f"{self.host}: the credentials were refused (HTTP 401)"
+        if e.status == 403:
+            return f"{self.host}: forbidden (HTTP 403): {message}"
+        if e.status == 404 and (status.get("details") or {}).get("kind") == "namespaces":
+            return f"{self.host}: namespace {namespace} not found (HTTP 404)"
+        if e.status == 404:
+            return (f"{self.host}: no {kserve.PLURAL}.{kserve.GROUP}/{kserve.VERSION} API there (HTTP 404): "
+                    f"is KServe installed? (kubectl get crd {kserve.PLURAL}.{kserve.GROUP})")
+        return f"{self.host}: HTTP {e.status} {e.reason or ''}: {message}".replace(" :", ":")
+
+
+def _status(body) -> Dict[str, Any]:
+    """The Kubernetes Status object of an error answer ({} if the body is not one)."""
+    import json  # pylint: disable=import-outside-toplevel
+    try:
+        status = json.loads(body.decode() if isinstance(body, bytes) else body or "")
+    except ValueError:
+        return {}
+    return status if isinstance(status, dict) else {}
+
+
+def _first_line(e) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
+
+
+def _reason(e) -> str:
+    """urllib3's reason without its object reprs: '[Errno 111] Connection refused', 'timed out', ..."""
+    reason = getattr(e, "reason", None) or e
+    text = _first_line(reason)
+    text = text.split("Failed to establish a new connection: ", 1)[-1]
+    return re.sub(r"<[^>]* object at 0x[0-9a-f]+>:? ?", "", text).strip(" :(") or type(reason).__name__
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _context_namespace(kubeconfig: Optional[str], context: Optional[str]) -> str:
+    """The namespace the kubeconfig's (chosen) context names, 'default' if none, as kubectl does."""
+    from kubernetes import config  # pylint: disable=import-outside-toplevel
+    contexts, current = config.list_kube_config_contexts(kubeconfig)
+    chosen = next((c for c in contexts if c.get("name") == context), None) if context else current
+    return ((chosen or {}).get("context") or {}).get("namespace") or "default"
+
+
+def manifest_for(args, version: Optional[int]) -> Dict[str, Any]:
+    try:
+        return kserve.inference_service(args.serving_dir, name=args.name, namespace=args.namespace,
+                                        service_account=args.service_account, version=version)
+    except ValueError as e:  # ManifestError, or storage.StorageError's unsupported scheme
+        raise DeployError(str(e)) from None
+
+
+def deploy(args) -> int:
+    """`kubeflow/runner.py deploy`: returns the exit code."""
+    from components.data import storage  # pylint: disable=import-outside-toplevel
+    try:
+        if not args.serving_dir:
+            args.serving_dir = serving_dir_of_package(args.package)
+        try:
+            kserve.storage_uri(args.serving_dir)  # refuses local and unknown roots before any store is asked
+        except (kserve.ManifestError, storage.StorageError) as e:
+            raise DeployError(str(e)) from None
+        if args.credentials_setup:
+            try:
+                print(kserve.credentials_setup(args.serving_dir, args.namespace,
+                                               args.service_account or kserve.DEFAULT_SERVICE_ACCOUNT), end="")
+            except kserve.ManifestError as e:
+                raise DeployError(str(e)) from None
+            return 0
+        version, why = newest_version(args.serving_dir)
+        if args.dry_run:
+            if version is None:
+                print(f"note: no version label: {why}", file=sys.stderr)
+            print(kserve.to_yaml(manifest_for(args, version)), end="")
+            return 0
+        cluster = Cluster(args.kubeconfig, args.context, args.in_cluster)
+        args.namespace = args.namespace or cluster.namespace
+        manifest = manifest_for(args, version)
+        done = cluster.apply(manifest)
+        served = f"version {version}" if version is not None else "newest version: the store is not readable from here"
+        print(f"{done} InferenceService {args.namespace}/{args.name} on {cluster.host} "
+              f"({manifest['spec']['predictor']['model']['storageUri']}, {served})")
+        return 0
+    except DeployError as e:
+        print(f"error: {e}")
+        return 1
