@@ -7,7 +7,6 @@ The API server checks a custom resource against that schema with its structural-
 `strict` turns them into JSON Schema for jsonschema.
 """
 
-import copy
 import json
 import os
 import sys
