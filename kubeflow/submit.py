@@ -132,7 +132,10 @@ def submit(args) -> int:
         print(f"  {args.host.rstrip('/')}/#/runs/details/{run_id}")
         if not args.wait:
             return 0
-        return _follow(client, run_id, args.timeout)
+        code = _follow(client, run_id, args.timeout)
+        if code == 0:
+            show_manifest(spec, args.package)
+        return code
     except SubmitError as e:
         print(f"error: {_redact(str(e), token)}")
         return 1
@@ -161,3 +164,39 @@ def _follow(client, run_id: str, timeout: int) -> int:
         return 1
     print(f"run {run_id}: {state}")
     return 0 if state == "SUCCEEDED" else 1
+
+
+def show_manifest(spec: Dict[str, Any], package: str) -> None:
+    """After a successful run: prints the KServe manifest kept in the newest pushed version, and how to apply it.
+
+    The serving dir is on the cluster's store, which the submitting machine may not reach; then one
+    line says where the manifest lies. Never raises: the run has succeeded whatever happens here.
+    """
+    # pylint: disable=import-outside-toplevel
+    from components.data import storage
+    from components.push import kserve, serving
+    from kubeflow import deploy
+    try:
+        serving_dir = deploy.package_serving_dir(spec)
+    except deploy.DeployError as e:
+        print(f"note: {e}")
+        return
+    where = storage.join(serving_dir, "<newest version>", kserve.MANIFEST)
+    try:
+        version = serving.newest_version(serving_dir)
+        if version is None:
+            print(f"note: {serving_dir}: no model pushed there yet, so no InferenceService to show")
+            return
+        where = kserve.manifest_path(serving_dir, version)
+        text = kserve.read_manifest(serving_dir, version)
+    except FileNotFoundError:
+        print(f"note: {where}: no InferenceService manifest there; "
+              f"`python kubeflow/runner.py deploy --package {package} --dry-run` prints one")
+        return
+    except (storage.StorageError, OSError, ValueError) as e:
+        print(f"note: the InferenceService manifest lies in {where}; not readable from here ({e})")
+        return
+    print(f"InferenceService of version {version} ({where}):")
+    print(text.rstrip("\n"))
+    print(f"to serve it: python kubeflow/runner.py deploy --package {package} [--namespace NS], "
+          f"or pipe the YAML above into kubectl apply -n NS -f -")

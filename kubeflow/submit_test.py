@@ -236,3 +236,106 @@ def test_redaction_covers_escaped_forms():
     for text in (f"Bearer {token}", repr(f"Bearer {token}"), json.dumps(f"Bearer {token}"),
                  f"b'Bearer {token}'".encode().decode("unicode_escape")):
         assert "ab" not in submit._redact(text, token)  # pylint: disable=protected-access
+
+
+# -- after --wait: the InferenceService of the pushed model ------------------------------------
+
+class _Healthy(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+class _FakeKfpClient:
+    """Stands in for kfp.Client: the run is created, then moves through _FakeRuns' states."""
+
+    final = "SUCCEEDED"
+
+    def __init__(self, **kwargs):
+        self.runs = _FakeRuns(self.final)
+
+    def create_run_from_pipeline_package(self, *args, **kwargs):
+        from types import SimpleNamespace as NS  # pylint: disable=import-outside-toplevel
+        return NS(run_id="run-1")
+
+    def get_run(self, run_id):
+        return self.runs.get_run(run_id)
+
+
+def _push_with_manifest(tmp_path, serving_dir, manifest=True):
+    from components.push import kserve, serving  # pylint: disable=import-outside-toplevel
+    model = tmp_path / f"model-{len(os.listdir(tmp_path))}"
+    model.mkdir()
+    (model / "saved_model.pb").write_text("graph")
+    version = serving.push(str(model), serving_dir, {"model_uri": str(model)})
+    if manifest:
+        kserve.write_manifest(serving_dir, version, kserve.inference_service(serving_dir, version=version,
+                                                                             pipeline_run="run-1"))
+    return version
+
+
+@pytest.mark.parametrize("final", ["SUCCEEDED", "FAILED"])
+def test_wait_prints_the_newest_versions_inferenceservice_after_a_successful_run(final, package, tmp_path,
+                                                                                monkeypatch, capsys):
+    import kfp  # pylint: disable=import-outside-toplevel
+    import yaml  # pylint: disable=import-outside-toplevel
+    from components.data import storage  # pylint: disable=import-outside-toplevel
+    from kubeflow import runner, submit  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(kfp, "Client", type("Client", (_FakeKfpClient,), {"final": final}))
+    monkeypatch.setattr(submit.time, "sleep", lambda _: None)
+    server, host = _serve(_Healthy)
+    serving_dir = "minio://mlpipeline/v2/artifacts/serving_model"  # the package's Pusher pushes there
+    try:
+        with storage.stand_in_store("minio://mlpipeline"):
+            version = _push_with_manifest(tmp_path, serving_dir)
+            code = submit.submit(runner.build_parser().parse_args(["submit", "--host", host, "--package", package, "--wait"]))
+    finally:
+        server.shutdown()
+    out = capsys.readouterr().out
+    if final == "FAILED":
+        assert code == 1 and "InferenceService" not in out
+        return
+    assert code == 0
+    head, text = out.split(f"InferenceService of version {version} ({serving_dir}/{version}/inferenceservice.yaml):\n")
+    assert head.splitlines()[-1] == "run run-1: SUCCEEDED"
+    manifest_text, hint = text.rstrip("\n").rsplit("\n", 1)
+    manifest = yaml.safe_load(manifest_text)
+    assert manifest["kind"] == "InferenceService"
+    assert manifest["metadata"]["annotations"]["signs-pipeline/version"] == str(version)
+    assert manifest["spec"]["predictor"]["model"]["storageUri"] == "s3://mlpipeline/v2/artifacts/serving_model"
+    assert hint == (f"to serve it: python kubeflow/runner.py deploy --package {package} [--namespace NS], "
+                    f"or pipe the YAML above into kubectl apply -n NS -f -")
+
+
+def test_after_a_run_an_unreachable_store_is_one_line_saying_where_the_manifest_lies(monkeypatch, capsys):
+    from components.data import storage  # pylint: disable=import-outside-toplevel
+    from kubeflow import submit  # pylint: disable=import-outside-toplevel
+    monkeypatch.setenv("SIGNS_MINIO_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    storage.reset()
+    try:
+        submit.show_manifest({"defaultPipelineRoot": "minio://mlpipeline/v2/artifacts"}, "pipeline.yaml")
+    finally:
+        storage.reset()
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith("note: the InferenceService manifest lies in minio://mlpipeline/v2/artifacts/serving_model/"
+                           "<newest version>/inferenceservice.yaml; not readable from here (minio://mlpipeline/v2/"
+                           "artifacts/serving_model at http://127.0.0.1:9: ")
+
+
+def test_after_a_run_a_version_without_a_manifest_or_no_version_is_one_line(tmp_path, capsys):
+    from components.data import storage  # pylint: disable=import-outside-toplevel
+    from kubeflow import submit  # pylint: disable=import-outside-toplevel
+    root = f"minio://mlpipeline/{tmp_path.name}"
+    with storage.stand_in_store("minio://mlpipeline"):
+        submit.show_manifest({"defaultPipelineRoot": root}, "pipeline.yaml")
+        version = _push_with_manifest(tmp_path, f"{root}/serving_model", manifest=False)
+        submit.show_manifest({"defaultPipelineRoot": root}, "pipeline.yaml")
+    assert capsys.readouterr().out.splitlines() == [
+        f"note: {root}/serving_model: no model pushed there yet, so no InferenceService to show",
+        f"note: {root}/serving_model/{version}/inferenceservice.yaml: no InferenceService manifest there; "
+        f"`python kubeflow/runner.py deploy --package pipeline.yaml --dry-run` prints one"]
