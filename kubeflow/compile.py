@@ -54,6 +54,10 @@ class CompileConfig:
     minio_endpoint: str = DEFAULT_MINIO_ENDPOINT  # for minio:// roots
     s3_endpoint: str = ""  # for s3:// roots on another S3 service than AWS's
     credentials_secret: Optional[str] = None  # None: KFP's MinIO secret for minio:// roots
+    kserve: bool = True  # the Pusher writes each pushed version's KServe InferenceService beside it
+    kserve_name: str = "signs"  # the InferenceService's name (and TF Serving's model name)
+    kserve_namespace: Optional[str] = None  # None: the namespace `kubectl apply` / `deploy` uses
+    kserve_service_account: Optional[str] = None  # None: signs-kserve for minio:// roots, else the default
 
     @property
     def serving_dir(self) -> str:
@@ -126,6 +130,8 @@ def build(config: CompileConfig) -> Dict[str, Any]:
         train_config=train_config, min_accuracy=params["min_accuracy"],
         min_improvement=params["min_improvement"], min_class_share=params["min_class_share"],
         serving_dir=config.serving_dir, keep_last=shared.keep_last, bad_images=shared.bad_images,
+        kserve={"name": config.kserve_name, "namespace": config.kserve_namespace,
+                "service_account": config.kserve_service_account} if config.kserve else None,
         beam_pipeline_args=list(shared.beam_args), enable_cache=True)
     for component in tfx_pipeline.components:
         if component.id == "Trainer":

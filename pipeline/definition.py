@@ -52,6 +52,7 @@ def create_pipeline(
     serving_dir: str,
     serving_state: str = "",
     keep_last: int = 0,
+    kserve: Optional[Mapping[str, Any]] = None,
     bad_images: str = "fail",
     schema_path: Optional[str] = None,
     min_class_share: Union[float, data_types.RuntimeParameter] = 0.5,
@@ -79,6 +80,9 @@ def create_pipeline(
       serving_dir: the Pusher's filesystem destination.
       serving_state: `components.push.serving.state(serving_dir)` when the run starts (a cache key).
       keep_last: versions the Pusher keeps in `serving_dir`; 0 keeps all.
+      kserve: with a serving dir on an object store, the Pusher writes each pushed version's KServe
+        InferenceService beside it, with these settings (`components.push.kserve.inference_service`:
+        name, namespace, service_account); None writes none.
       bad_images: 'fail' (default) stops at a bad image; 'skip' leaves it out and reports it.
       schema_path: a curated schema.pbtxt to validate against; None infers one and curates it.
       min_class_share: DataChecks warns about a class below this share of a split's mean.
@@ -143,7 +147,7 @@ def create_pipeline(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_dir)),
-        custom_config={"keep_last": keep_last},
+        custom_config={"keep_last": keep_last, "kserve": dict(kserve) if kserve is not None else None},
     ).with_id("Pusher")
     # The HTML review: decision, metrics against the baseline, curves, confusions, data.
     review = Review(

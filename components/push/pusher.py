@@ -10,10 +10,12 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import json_utils, proto_utils
 
-from components.push import serving
+from components.data import storage
 from components.evaluation.evaluator import COMPARED_WITH_KEY
+from components.push import kserve, serving
 
 NOT_PUSHED_KEY = "not_pushed_reason"  # PushedModel custom property: why a blessed model was not pushed
+KSERVE_MANIFEST_KEY = "kserve_manifest"  # PushedModel custom property: the InferenceService written beside it
 
 
 class Executor(pusher_executor.Executor):
@@ -23,7 +25,9 @@ class Executor(pusher_executor.Executor):
     BaselineAwareEvaluator) is pushed only as the version right after it: if another run pushed
     since, this run is not pushed, and says why.
 
-    `custom_config` may hold `keep_last` (int, 0 = keep every version).
+    `custom_config` may hold `keep_last` (int, 0 = keep every version) and `kserve` (the
+    `components.push.kserve.inference_service` settings: name, namespace, service_account): then
+    a push to an object store also writes the version's InferenceService manifest beside it.
     """
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
@@ -61,6 +65,16 @@ class Executor(pusher_executor.Executor):
         destination_path = serving.version_dir(serving_dir, version)
         logging.info("Model pushed to %s.", destination_path)
         self._MarkPushed(pushed, pushed_destination=destination_path, pushed_version=str(version))
+        if custom.get("kserve") is not None and storage.is_remote(serving_dir):
+            manifest = kserve.inference_service(serving_dir, version=version, pipeline_run=self._pipeline_run(),
+                                                **custom["kserve"])
+            path = kserve.write_manifest(serving_dir, version, manifest)
+            logging.info("KServe InferenceService for version %d: %s", version, path)
+            pushed.set_string_custom_property(KSERVE_MANIFEST_KEY, path)
+
+    def _pipeline_run(self):
+        """The run that pushed, where the orchestrator says (the local runner does; KFP's launcher not)."""
+        return getattr(self._context, "pipeline_run_id", None) if self._context else None
 
 
 class VersionedPusher(pusher_component.Pusher):

@@ -78,3 +78,34 @@ def test_two_pushers_blessed_against_the_same_version_ship_one_model(where, mini
     assert outcomes[0][2].startswith(("version 2 was pushed while this run was evaluating against version 1",
                                       f"{serving.version_dir(serving_dir, 2)} is being pushed by another run"))
     assert serving.list_versions(serving_dir) == [1, 2]
+
+
+@pytest.mark.parametrize("where", ["disk", "store"])
+def test_a_push_to_a_store_leaves_its_kserve_manifest_in_the_version(where, minio, tmp_path):
+    """With `kserve` settings the Pusher writes the version's InferenceService beside it, on a store only."""
+    del minio
+    # pylint: disable=import-outside-toplevel
+    import yaml
+    from google.protobuf import json_format
+    from tfx.proto import pusher_pb2
+    from tfx.types import standard_artifacts
+    from components.push import kserve, pusher
+
+    serving_dir = str(tmp_path / "serving") if where == "disk" else f"minio://mlpipeline/{tmp_path.name}/serving_model"
+    model, blessing, pushed = standard_artifacts.Model(), standard_artifacts.ModelBlessing(), standard_artifacts.PushedModel()
+    model.uri, blessing.uri, pushed.uri = _model_artifact(str(tmp_path / "m"), "v1"), str(tmp_path / "b"), str(tmp_path / "p")
+    blessing.set_int_custom_property("blessed", 1)
+    destination = pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_dir))
+    props = {"push_destination": json_format.MessageToJson(destination),
+             "custom_config": '{"kserve": {"name": "hands", "namespace": "ml", "service_account": null}}'}
+    pusher.Executor().Do({"model": [model], "model_blessing": [blessing]}, {"pushed_model": [pushed]}, props)
+    assert serving.list_versions(serving_dir) == [1]
+    path = kserve.manifest_path(serving_dir, 1)
+    if where == "disk":  # a local serving dir is served by `python -m pipeline.serve`, not KServe
+        assert not storage.exists(path) and "kserve_manifest" not in pushed.mlmd_artifact.custom_properties
+        return
+    manifest = yaml.safe_load(storage.read_bytes(path))
+    assert pushed.mlmd_artifact.custom_properties["kserve_manifest"].string_value == path
+    assert manifest["metadata"]["name"] == "hands" and manifest["metadata"]["namespace"] == "ml"
+    assert manifest["spec"]["predictor"]["model"]["storageUri"] == f"s3://mlpipeline/{tmp_path.name}/serving_model"
+    assert manifest["metadata"]["annotations"]["signs-pipeline/version"] == "1"
