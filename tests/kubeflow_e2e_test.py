@@ -79,6 +79,17 @@ def test_second_run_is_gated_by_the_first_runs_model(two_runs):
     assert serving.push_info(f"{ROOT}/serving_model", 2)["version"] == 2
 
 
+def test_each_push_leaves_its_kserve_manifest(two_runs):
+    """The compiled Pusher writes the InferenceService that serves the serving dir, in each version."""
+    del two_runs
+    import yaml  # pylint: disable=import-outside-toplevel
+    for version in (1, 2):
+        manifest = yaml.safe_load(storage.read_bytes(f"{ROOT}/serving_model/{version}/inferenceservice.yaml"))
+        assert manifest["kind"] == "InferenceService" and manifest["metadata"]["name"] == "signs"
+        assert manifest["spec"]["predictor"]["model"]["storageUri"] == "s3://mlpipeline/v2/artifacts/serving_model"
+        assert manifest["metadata"]["annotations"]["signs-pipeline/version"] == str(version)
+
+
 def test_training_knobs_reach_fit(two_runs):
     """The Trainer recorded the config it trained with: the compile flag's default and the run's values."""
     _, _, work = two_runs
