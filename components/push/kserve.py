@@ -27,8 +27,9 @@ What KServe does with it (kserve/kserve):
   endpoint reaches it from the S3 Secret's annotations (see `credentials_manifests`).
 - A running pod keeps the model it downloaded. This manifest names the version that was newest
   when it was made (`signs-pipeline/version`); KServe copies an InferenceService's annotations onto
-  its predictor, so applying the manifest of a newer version changes the predictor and new pods
-  download again, while re-applying an unchanged one changes nothing.
+  the predictor's pod template (components/predictor.go, reconcilers/knative/ksvc_reconciler.go),
+  so applying the manifest of a newer version makes a new revision whose pods download again,
+  while re-applying an unchanged one changes nothing.
 
 The manifest of a pushed version is kept in that version, `<serving_dir>/<version>/
 inferenceservice.yaml` (`write_manifest`). TF Serving ignores it: in a version directory it reads
