@@ -62,16 +62,17 @@ MANIFEST = "inferenceservice.yaml"  # kept in each version directory
 # KServe's admission webhook takes only these names (pkg/apis/serving/v1beta1/
 # inference_service_validation.go, IsvcNameFmt): a DNS-1035 label.
 NAME_PATTERN = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-# A Kubernetes label value (the version goes in a label too, so `kubectl get isvc -l` finds it).
-LABEL_VALUE_PATTERN = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+# The names of a ServiceAccount and a Secret: DNS-1123 subdomains.
+OBJECT_NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 PART_OF = "signs-pipeline"
 SERVING_DIR_KEY = "signs-pipeline/serving-dir"  # the serving dir as the pipeline wrote it (minio://...)
 VERSION_KEY = "signs-pipeline/version"  # the newest version when the manifest was made
 RUN_KEY = "signs-pipeline/pipeline-run"  # the KFP run that pushed it
 
-# The SavedModel holds 23.6M float32 parameters (~95 MB); TF Serving with it stays well under
-# 1 GiB, and one image is a few ms of CPU. The runtime's own default is 1 CPU / 2Gi for both.
+# The SavedModel holds 23.6M float32 parameters (~95 MB) of a ResNet50 on 64x64 images, about a
+# tenth of its usual 224x224 work per image: TF Serving with it fits in 1Gi, with room up to 2Gi
+# for batched requests, on a CPU or two (the runtime's own default: 1 CPU / 2Gi for both).
 DEFAULT_RESOURCES = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
 
 # The ServiceAccount and S3 Secret that `credentials_manifests` makes for minio:// roots.
@@ -120,6 +121,12 @@ def _check_name(name: str) -> None:
                             f"starting with a letter and ending with a letter or digit")
 
 
+def _check_object_name(name: str, what: str) -> None:
+    if not OBJECT_NAME_PATTERN.match(name or "") or len(name) > 253:
+        raise ManifestError(f"{what} name {name!r}: Kubernetes takes lower-case letters, digits, '-' and '.', "
+                            f"starting and ending with a letter or digit")
+
+
 def inference_service(serving_dir: str, name: str = "signs", namespace: Optional[str] = None,
                       service_account: Optional[str] = None, version: Optional[int] = None,
                       pipeline_run: Optional[str] = None, resources: Optional[Dict[str, Any]] = None,
@@ -158,6 +165,7 @@ def inference_service(serving_dir: str, name: str = "signs", namespace: Optional
     metadata = dict(_metadata(name, namespace, labels), annotations=annotations)
     predictor: Dict[str, Any] = {"minReplicas": int(min_replicas)}
     if service_account:
+        _check_object_name(service_account, "ServiceAccount")
         predictor["serviceAccountName"] = service_account
     predictor["model"] = {
         # The runtime lists tensorflow versions "1" and "2"; TFX 1.16 exports TF 2 SavedModels.
@@ -249,8 +257,8 @@ def credentials_manifests(serving_dir: str, namespace: Optional[str] = None,
     if kind not in ("s3", "minio"):
         raise ManifestError(f"serving dir {serving_dir!r}: an S3 secret is for s3:// and minio:// stores; for gs:// "
                             f"give the predictor's ServiceAccount read access to the bucket (Workload Identity)")
-    _check_name(service_account)
-    _check_name(secret)
+    _check_object_name(service_account, "ServiceAccount")
+    _check_object_name(secret, "Secret")
     annotations = {}
     url = _s3_endpoint(serving_dir, endpoint)
     if url:

@@ -222,6 +222,14 @@ def test_a_name_kserve_refuses_is_refused_here(name):
         kserve.inference_service(ROOTS["gs"], name=name)
 
 
+@pytest.mark.parametrize("service_account", ["Models_Reader", "-reader", "reader-"])
+def test_a_service_account_kubernetes_refuses_is_refused_here(service_account):
+    with pytest.raises(kserve.ManifestError, match=f"^ServiceAccount name '{service_account}': Kubernetes takes"):
+        kserve.inference_service(ROOTS["s3"], service_account=service_account)
+    with pytest.raises(kserve.ManifestError, match=f"^Secret name '{service_account}': Kubernetes takes"):
+        kserve.credentials_manifests(ROOTS["s3"], secret=service_account)
+
+
 @pytest.mark.parametrize("version", [0, -1, "3", True, 2.0])
 def test_a_version_is_a_positive_integer(version):
     with pytest.raises(kserve.ManifestError, match="a pushed version is an integer >= 1"):
