@@ -179,7 +179,7 @@ def manifest_for(args, version: Optional[int]) -> Dict[str, Any]:
     try:
         return kserve.inference_service(args.serving_dir, name=args.name, namespace=args.namespace,
                                         service_account=args.service_account, version=version)
-    except ValueError as e:  # ManifestError, or storage.StorageError's unsupported scheme
+    except kserve.ManifestError as e:  # deploy() has refused unknown schemes already
         raise DeployError(str(e)) from None
 
 
