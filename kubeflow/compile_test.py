@@ -258,3 +258,16 @@ def test_every_training_knob_is_a_runtime_parameter_of_the_trainer():
     assert '"num_classes": 3' in custom and "epochs" not in custom  # epochs travels once: as a parameter
     for name in ("min_accuracy", "min_improvement", "min_class_share"):
         assert name in params
+
+
+def test_the_pusher_leaves_a_kserve_manifest_unless_told_not_to(spec):
+    import json  # pylint: disable=import-outside-toplevel
+
+    def kserve_of(package):
+        pusher = package["root"]["dag"]["tasks"]["Pusher"]["inputs"]["parameters"]
+        return json.loads(pusher["custom_config"]["runtimeValue"]["constant"])["kserve"]
+
+    assert kserve_of(spec) == {"name": "signs", "namespace": None, "service_account": None}
+    named = kfp_compile.build(kfp_compile.CompileConfig(kserve_name="hands", kserve_namespace="ml"))
+    assert kserve_of(named) == {"name": "hands", "namespace": "ml", "service_account": None}
+    assert kserve_of(kfp_compile.build(kfp_compile.CompileConfig(kserve=False))) is None

@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--credentials-secret", default=None,
                    help="Kubernetes secret (keys accesskey, secretkey) mapped to AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
                         "in every task; default: mlpipeline-minio-artifact for minio:// roots, none otherwise ('' for none)")
+    c.add_argument("--kserve-name", default=d.kserve_name,
+                   help="the KServe InferenceService each push on the store leaves beside the model (its TF Serving model name)")
+    c.add_argument("--kserve-namespace", default=None, help="its namespace (default: the one `deploy` or kubectl uses)")
+    c.add_argument("--kserve-service-account", default=None,
+                   help="its predictor's ServiceAccount (default: signs-kserve for minio:// roots, else the namespace's)")
+    c.add_argument("--no-kserve", action="store_false", dest="kserve", help="write no InferenceService manifest")
     # The settings both runners share: a runtime one sets its parameter's default in the package.
     configs.add_flags(c, kubeflow=True)
 
@@ -113,7 +119,8 @@ def main(argv=None) -> int:
             accelerator=args.accelerator, cpu=args.cpu, memory=args.memory,
             trainer_cpu=args.trainer_cpu, trainer_memory=args.trainer_memory,
             minio_endpoint=args.minio_endpoint, s3_endpoint=args.s3_endpoint,
-            credentials_secret=args.credentials_secret)
+            credentials_secret=args.credentials_secret, kserve=args.kserve, kserve_name=args.kserve_name,
+            kserve_namespace=args.kserve_namespace, kserve_service_account=args.kserve_service_account)
         try:
             kfp_compile.check_root(config.pipeline_root)  # before TFX is imported
             path = kfp_compile.write(kfp_compile.build(config), args.output)
