@@ -880,8 +880,10 @@ def build_parser() -> argparse.ArgumentParser:
     configs.add_flags(parser, only=("pipeline_root", "serving_dir"))  # as the runners and predict take them
     parser.add_argument("--port", type=_at_least(int, 0, 65535, "a port"), default=8501,
                         help="port to listen on (TF Serving's REST port is 8501; 0 picks a free one)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s; 0.0.0.0: every interface)")
-    parser.add_argument("--model-name", default="signs", help="the model's name in the URLs: /v1/models/<name> (default %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default %(default)s; 0.0.0.0: every interface)")
+    parser.add_argument("--model-name", default="signs",
+                        help="the model's name in the URLs: /v1/models/<name> (default %(default)s)")
     parser.add_argument("--poll-seconds", type=_at_least(float, 1e-3), default=2.0,
                         help="how often to look for a newly pushed version, in seconds (default %(default)s)")
     parser.add_argument("--max-batch-size", type=_at_least(int, 1, what="an integer"), default=32,

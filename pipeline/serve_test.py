@@ -132,13 +132,15 @@ def test_named_instances_must_all_be_objects_with_every_input():
     """json_tensor_test.cc, MultipleNamedTensorErrors."""
     inputs = {"int_tensor": tf.int32, "str_tensor": tf.string}
     first = {"int_tensor": [[1, 2], [3, 4], [5, 6]], "str_tensor": ["foo", "bar"]}
-    for second, message in (({"int_tensor": [[[7, 8], [9, 0], [1, 2]]], "str_tensor": ["baz", "bat"]}, "Expecting shape"),
-                            ([1, 20, 30], "Expecting object but got list"),
-                            ({"int_tensor": [[7, 8], [9, 0], [1, 2]]}, "keys must be equal to: int_tensor,str_tensor")):
+    for second, message in (
+            ({"int_tensor": [[[7, 8], [9, 0], [1, 2]]], "str_tensor": ["baz", "bat"]}, "Expecting shape"),
+            ([1, 20, 30], "Expecting object but got list"),
+            ({"int_tensor": [[7, 8], [9, 0], [1, 2]]}, "keys must be equal to: int_tensor,str_tensor")):
         with pytest.raises(serve.ServingError, match=message):
             serve.request_tensors({"instances": [first, second]}, inputs)
     with pytest.raises(serve.ServingError, match="Expecting value/list but got object"):
-        serve.request_tensors({"instances": [["baz", "bar"], {"str_tensor": ["baz", "bat"]}]}, {"str_tensor": tf.string})
+        serve.request_tensors({"instances": [["baz", "bar"], {"str_tensor": ["baz", "bat"]}]},
+                              {"str_tensor": tf.string})
     tensors, _ = serve.request_tensors({"instances": [first, first]}, inputs)
     assert tensors["int_tensor"].shape == (2, 3, 2) and tensors["str_tensor"].shape == (2, 2)
 
