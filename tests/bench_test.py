@@ -78,3 +78,16 @@ def test_accuracy_bench_names_a_missing_data_folder(tmp_path):
     proc = _run("bench/accuracy.py", "--data", str(tmp_path / "nowhere"))
     assert proc.returncode == 2
     assert proc.stdout.strip() == f"error: {tmp_path / 'nowhere'}: no such folder (the shared photos are in ../shared/data)"
+
+
+@pytest.mark.slow
+def test_serve_bench_prints_every_level_beside_the_in_process_limit(tmp_path):
+    out = tmp_path / "serve.json"
+    proc = _run("bench/serve.py", "--concurrency", "1,4", "--requests", "8", "--seconds", "20", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.startswith("CPU: ") and "batched / in-process" in proc.stdout
+    results = json.load(open(out))
+    assert set(results["server"]) == {"batched/1", "batched/4", "unbatched/1", "unbatched/4"}
+    for level in results["server"].values():
+        assert level["requests"] == 8 and level["failures"] == 0 and level["p99_ms"] >= level["p50_ms"] > 0
+    assert set(results["in_process"]) == {"1", "4"}
