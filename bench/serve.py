@@ -141,15 +141,19 @@ async def _load(url: str, body: bytes, clients: int, requests: int, seconds: flo
             else:
                 failures += 1
 
+    issued = 0
+
     async def client(session) -> None:
-        while len(latencies) + failures < requests and time.perf_counter() < deadline:
+        nonlocal issued
+        while issued < requests and time.perf_counter() < deadline:
+            issued += 1  # taken before the request, so the clients together send `requests` exactly
             await one(session)
 
     connector = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(connector=connector) as session:
         await one(session)  # a warm-up request, not counted
         latencies.clear()
-        failures = 0
+        failures, issued = 0, 0
         deadline = time.perf_counter() + seconds
         start = time.perf_counter()
         await asyncio.gather(*(client(session) for _ in range(clients)))
