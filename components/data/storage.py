@@ -343,6 +343,10 @@ def stand_in_store(pipeline_root: str) -> Iterator[str]:
         server.start()
         host, port = server.get_host_and_port()
         url = f"http://{host}:{port}"
+        # moto keeps its buckets in this process, shared by every server it starts: empty them, so
+        # each stand-in starts as empty as a new MinIO (moto's own reset endpoint).
+        import urllib.request  # pylint: disable=import-outside-toplevel
+        urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=30).close()
         os.environ.update({"SIGNS_S3_ENDPOINT": url, "SIGNS_MINIO_ENDPOINT": url, "AWS_ACCESS_KEY_ID": "run-local",
                            "AWS_SECRET_ACCESS_KEY": "run-local", "AWS_DEFAULT_REGION": "us-east-1"})
         stop = server.stop
