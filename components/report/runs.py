@@ -35,6 +35,7 @@ class RunReport:
     not_pushed_reason: Optional[str] = None  # a blessed model the Pusher did not ship, and why
     already_serving: Optional[int] = None  # the version this model already serves as
     report_path: Optional[str] = None
+    baseline: Optional[str] = None  # the model serving when the run started, which it was compared with
     expected: Sequence[str] = COMPONENT_ORDER  # the pipeline's components, in order
     findings: Optional[dict] = None  # DataChecks' findings.json
     findings_path: Optional[str] = None
@@ -160,6 +161,13 @@ def _add_evaluation(report: RunReport) -> None:
                 props = baseline.outputs["Model"].custom_properties
                 version = props["served_version"].int_value if "served_version" in props else None
             report.decision = results.decision_text(result, report.blessed, version)[1:]
+    served = report.component("LatestServedModel")
+    if served and "Model" in served.outputs:
+        props = served.outputs["Model"].custom_properties
+        if "absent" in props and props["absent"].int_value:
+            report.baseline = "none (nothing was serving)"
+        elif "served_version" in props:
+            report.baseline = f"version {props['served_version'].int_value} ({props['served_from'].string_value})"
     pusher = report.component("Pusher")
     if pusher and "PushedModel" in pusher.outputs:
         props = pusher.outputs["PushedModel"].custom_properties
@@ -225,6 +233,8 @@ def render(report: Optional[RunReport], total_seconds: float, data_text: str,
     lines.append("")
     if report.findings is not None:
         lines.extend(render_findings(report.findings, report.findings_path))
+    if report.baseline is not None:
+        lines.append(f"baseline:      {report.baseline}")
     if report.accuracy is not None:
         count = f" on {report.example_count} eval examples" if report.example_count else ""
         lines.append(f"eval accuracy: {report.accuracy:.4f}{count}")
