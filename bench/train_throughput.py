@@ -93,6 +93,10 @@ def epoch_timer():
 
 def run_arm(arm: str, pattern: str, n: int, epochs: int, changes: dict) -> dict:
     """Trains one arm in this process; returns its epoch times."""
+    from trainer import onednn  # pylint: disable=import-outside-toplevel
+
+    if arm != "baseline":  # the baseline keeps TensorFlow's own choice, as a plain script gets
+        onednn.enable()
     import keras  # pylint: disable=import-outside-toplevel
 
     from components.validation.schema import signs_schema  # pylint: disable=import-outside-toplevel
@@ -117,7 +121,7 @@ def run_arm(arm: str, pattern: str, n: int, epochs: int, changes: dict) -> dict:
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"], jit_compile=False)
         model.fit(x, y, batch_size=config.batch_size, epochs=epochs, callbacks=[times], verbose=0)
-        return {"seconds": times.seconds, "batch_size": config.batch_size}
+        return {"seconds": times.seconds, "batch_size": config.batch_size, "onednn": onednn_on()}
     devices = task.resolve_devices(config)
     ds = input_pipeline.make_dataset(input_pipeline.records_accessor(), [pattern], signs_schema(range(6)),
                            config.batch_size * devices.replicas, training=True, config=config, n_examples=n,
@@ -125,7 +129,14 @@ def run_arm(arm: str, pattern: str, n: int, epochs: int, changes: dict) -> dict:
     with task.dtype_policy(devices.precision), devices.strategy.scope():
         model = task.build_model(config, devices, steps_per_epoch=-(-n // config.batch_size))
         model.fit(ds, epochs=epochs, callbacks=[times], verbose=0)
-    return {"seconds": times.seconds, "batch_size": config.batch_size, "devices": devices.describe()}
+    return {"seconds": times.seconds, "batch_size": config.batch_size, "devices": devices.describe(),
+            "onednn": onednn_on()}
+
+
+def onednn_on() -> bool:
+    """Whether this process's TensorFlow runs its oneDNN kernels."""
+    from tensorflow.python.util import _pywrap_util_port  # pylint: disable=import-outside-toplevel
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def spawn(name: str, arm: str, args, env: dict, changes: dict) -> dict:
@@ -222,11 +233,11 @@ def main(argv=None) -> int:
     print(f"\nThe seed's ResNet50, {args.images} images, batch {args.batch_size} unless named; "
           f"images/s is the median of epochs 2..{args.epochs}, the best of {args.repeats} runs for "
           f"the first two arms.")
-    print(f"{'arm':36} {'images/s':>9} {'vs baseline':>12} {'of matmul rate':>15} {'epoch 1 (s)':>12}")
+    print(f"{'arm':36} {'images/s':>9} {'vs baseline':>12} {'of matmul rate':>15} {'epoch 1 (s)':>12} {'oneDNN':>7}")
     for r in results:
         peak = r["images_per_s"] * GFLOP_PER_IMAGE / peak_gflops
         print(f"{r['name']:36} {r['images_per_s']:9.1f} {r['images_per_s'] / base:11.2f}x "
-              f"{peak:14.0%} {r['first_epoch_s']:12.1f}")
+              f"{peak:14.0%} {r['first_epoch_s']:12.1f} {'on' if r['onednn'] else 'off':>7}")
     trainer, precision = results[1]["images_per_s"], results[1]["devices"]["precision"]
     print(f"\nratio trainer / baseline: {trainer / base:.2f} (the Trainer's defaults: {precision}; "
           f"must be >= 1.0, goal 1.5); in float32 like the baseline: {results[2]['images_per_s'] / base:.2f}")

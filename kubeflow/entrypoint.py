@@ -32,6 +32,8 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
+from trainer import onednn
+
 LOCAL_ROOT_ENV = "SIGNS_LAUNCHER_LOCAL_ROOT"
 EXECUTOR_LOGS = "executor-logs"
 # LocalPathForURI: remote scheme -> the launcher's local directory.
@@ -126,6 +128,7 @@ def parse_args(argv: List[str]) -> Tuple[argparse.Namespace, List[str]]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
+    onednn.enable()  # before TensorFlow is imported (the executors import it)
     root = os.environ.get(LOCAL_ROOT_ENV, "/")
     try:
         executor_input = json.loads(args.json_serialized_invocation_args)

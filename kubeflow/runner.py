@@ -12,6 +12,7 @@ import sys
 
 from kubeflow.compile import CompileConfig
 from pipeline import configs
+from trainer import onednn
 
 
 def _version() -> str:
@@ -111,6 +112,7 @@ def _add_deploy(sub) -> None:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    onednn.enable()  # before TensorFlow is imported
     if args.command == "compile":
         from kubeflow import compile as kfp_compile  # pylint: disable=import-outside-toplevel
         config = CompileConfig(

@@ -3,10 +3,12 @@
 import sys
 
 from pipeline import configs
+from trainer import onednn
 
 
 def main(argv=None) -> int:
     config = configs.parse(argv, description=__doc__)
+    onednn.enable()  # before TensorFlow is imported
     from pipeline import run  # pylint: disable=import-outside-toplevel  (TFX: ~35 s of imports)
     return run.run_locally(config)
 

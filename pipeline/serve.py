@@ -64,6 +64,7 @@ from aiohttp import web
 from components.data import storage
 from components.push import serving
 from pipeline import configs
+from trainer import onednn
 
 log = logging.getLogger(__name__)
 
@@ -911,6 +912,7 @@ async def _serve_until_stopped(app: web.Application, host: str, port: int, servi
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    onednn.enable()  # before TensorFlow is imported
     serving_dir = configs.config_from_args(args).push_dir
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -1,0 +1,36 @@
+"""TensorFlow's oneDNN CPU kernels on every x86 CPU, not only the newest ones.
+
+TensorFlow 2.16 on Linux turns its oneDNN kernels on by itself only where the CPU has AVX-512 VNNI,
+AVX-512 BF16, AVX-VNNI or AMX (`DefaultOneDnnPolicy` in tensorflow/core/util/port.cc). On any other
+x86 CPU, an AVX2 laptop or server among them, it trains with Eigen's kernels, whose backward
+convolutions run the seed's ResNet50 at a third of oneDNN's speed (`bench/profile_step.py`;
+bench/README.md, "Where a training step's time goes").
+
+TensorFlow reads `TF_ENABLE_ONEDNN_OPTS` once, when it first asks, and that happens while it is
+imported, so every entry point calls `enable()` before anything imports TensorFlow. A user's own
+setting of the variable wins (`TF_ENABLE_ONEDNN_OPTS=0` turns the kernels off).
+"""
+
+import logging
+import os
+import sys
+from typing import MutableMapping, Optional
+
+ENV = "TF_ENABLE_ONEDNN_OPTS"
+
+
+def enable(environ: Optional[MutableMapping[str, str]] = None) -> bool:
+    """Asks TensorFlow for its oneDNN kernels unless `ENV` is already set; returns whether they will be on.
+
+    Logs a warning, and changes nothing, when TensorFlow is already imported in this process (the
+    setting would come too late to count).
+    """
+    environ = os.environ if environ is None else environ
+    if ENV in environ:
+        return environ[ENV].strip().lower() in ("1", "true")
+    if "tensorflow" in sys.modules:
+        logging.getLogger(__name__).warning(
+            "%s was not set before TensorFlow was imported: TensorFlow keeps its own choice", ENV)
+        return False
+    environ[ENV] = "1"
+    return True

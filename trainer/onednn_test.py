@@ -1,0 +1,77 @@
+"""oneDNN's kernels: asked for before TensorFlow is imported, by every entry point."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from trainer import onednn
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_enable_sets_the_variable_when_unset():
+    env = {}
+    assert onednn.enable(env)
+    assert env == {onednn.ENV: "1"}
+
+
+@pytest.mark.parametrize("value, on", [("0", False), ("false", False), ("1", True), ("True", True)])
+def test_a_users_own_setting_wins(value, on):
+    env = {onednn.ENV: value}
+    assert onednn.enable(env) is on
+    assert env == {onednn.ENV: value}
+
+
+def test_too_late_once_tensorflow_is_imported(monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "tensorflow", object())
+    env = {}
+    assert not onednn.enable(env)
+    assert env == {}
+    assert "before TensorFlow was imported" in caplog.text
+
+
+# Each entry point's main(), run with --help stopped after enable(): the variable must be set by then,
+# and TensorFlow must not yet be imported (else the setting would not count).
+ENTRY_POINTS = [
+    ("pipeline.local_runner", ["--epochs", "1"]),
+    ("pipeline.predict", ["x.png"]),
+    ("pipeline.serve", []),
+    ("kubeflow.runner", ["compile"]),
+    ("kubeflow.entrypoint", ["--executor_class_path", "x", "--json_serialized_invocation_args", "{}"]),
+    ("components.report.__main__", []),
+]
+
+PROBE = """
+import os, sys
+from trainer import onednn
+real = onednn.enable
+def probe(*a, **k):
+    on = real(*a, **k)
+    print("ENABLED", on, os.environ.get(onednn.ENV), "tensorflow" in sys.modules, flush=True)
+    raise SystemExit(0)
+onednn.enable = probe
+import importlib
+module = importlib.import_module(sys.argv[1])
+module.main(sys.argv[2:])
+print("NOT CALLED")
+"""
+
+
+@pytest.mark.parametrize("module, argv", ENTRY_POINTS, ids=[m for m, _ in ENTRY_POINTS])
+def test_every_entry_point_asks_before_tensorflow_is_imported(module, argv):
+    env = {k: v for k, v in os.environ.items() if k != onednn.ENV}
+    proc = subprocess.run([sys.executable, "-c", PROBE, module, *argv], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert "ENABLED True 1 False" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+
+
+def test_tensorflow_runs_onednn_kernels_when_asked():
+    code = ("from trainer import onednn; onednn.enable()\n"
+            "from tensorflow.python.util import _pywrap_util_port\n"
+            "print('ON' if _pywrap_util_port.IsMklEnabled() else 'OFF')")
+    env = {k: v for k, v in os.environ.items() if k != onednn.ENV}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.stdout.strip().endswith("ON"), proc.stderr[-2000:]
