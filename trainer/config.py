@@ -44,6 +44,9 @@ class TrainConfig:
     contrast: float = _field(0.2, "largest random contrast change, as a fraction")
     early_stopping_patience: int = _field(
         6, "stop after this many epochs without a better eval accuracy; 0 = never stop early")
+    time_budget_minutes: float = _field(
+        0.0, "minutes of training (epochs and their validation): the learning rate's decay is planned "
+             "to end with the last epoch that fits, and training stops there; 0 = no budget")
     restore_best_weights: bool = _field(True, "export the weights of the epoch with the best eval "
                                               "accuracy, not the last epoch's")
     shuffle_buffer: int = _field(4096, "examples shuffled together when the split is not cached "

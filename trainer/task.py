@@ -19,9 +19,10 @@ import keras
 import tensorflow as tf
 
 from components.data import storage
-from trainer import checkpoints, export, input_pipeline
+from trainer import budget, checkpoints, export, input_pipeline
 from trainer.config import TrainConfig
 from trainer.model import ResNet50
+from trainer.optimizer import FusedAdam
 
 HISTORY_FILE = "history.json"  # beside the SavedModel: config, devices, per-epoch metrics
 SUMMARY_FILE = "model_summary.txt"  # in the ModelRun artifact
@@ -106,22 +107,21 @@ def learning_rate(config: TrainConfig, steps_per_epoch: int, replicas: int = 1):
     """Adam's learning rate: linear warm-up, then constant or cosine-decayed to 1% by the end.
 
     The peak is `config.learning_rate` x replicas (the batch grows with the replicas).
+    The decay's end is a variable: a time budget (`budget.TimeBudget`) moves it to the last epoch
+    that fits.
     """
     peak = config.learning_rate * replicas
     total = max(1, config.epochs * steps_per_epoch)
-    warmup = min(int(config.warmup_epochs * steps_per_epoch), total - 1)
+    warmup = max(0, min(int(config.warmup_epochs * steps_per_epoch), total - 1))
     alpha = 1.0 if config.lr_schedule == "constant" else 0.01  # constant: "decays" to 100%
-    if warmup <= 0:
-        return keras.optimizers.schedules.CosineDecay(peak, decay_steps=total, alpha=alpha)
-    return keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=total - warmup, alpha=alpha, warmup_target=peak, warmup_steps=warmup)
+    return budget.WarmupCosine(peak, warmup_steps=warmup, total_steps=total, alpha=alpha)
 
 
 def build_model(config: TrainConfig, devices: Devices, steps_per_epoch: int) -> keras.Model:
     """The seed's ResNet50, compiled for the devices (call inside `dtype_policy` and the strategy)."""
     model = ResNet50(input_shape=input_pipeline.IMAGE_SHAPE, classes=config.num_classes, bn_momentum=config.bn_momentum)
-    optimizer = keras.optimizers.Adam(learning_rate(config, steps_per_epoch, devices.replicas),
-                                      weight_decay=config.weight_decay or None)
+    optimizer = FusedAdam(learning_rate(config, steps_per_epoch, devices.replicas),
+                          weight_decay=config.weight_decay or None)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                   jit_compile=devices.jit_compile, steps_per_execution=config.steps_per_execution)
     return model
@@ -160,13 +160,18 @@ def train(config: TrainConfig, data_accessor, train_files: List[str], eval_files
             checkpoint_dir, monitor=MONITOR, patience=config.early_stopping_patience,
             restore_best=config.restore_best_weights)
         initial_epoch = state.restore(model)
-        callbacks: List[keras.callbacks.Callback] = [state]
+        schedule = model.optimizer._learning_rate  # pylint: disable=protected-access  (the schedule object)
+        timer = budget.TimeBudget(
+            config.time_budget_minutes * 60, config.epochs, steps_per_epoch, math.ceil(n_eval / global_batch),
+            schedule if isinstance(schedule, budget.WarmupCosine) else None, state)
+        callbacks: List[keras.callbacks.Callback] = [state, timer]
         if config.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(os.path.join(model_run_dir, TENSORBOARD_DIR)))
         if config.epochs > initial_epoch and not state.stopped:
             model.fit(train_ds, validation_data=eval_ds, epochs=config.epochs, initial_epoch=initial_epoch,
                       callbacks=callbacks, verbose=2)
         state.finish(model)
+    state.stopped_for_time = timer.stopped
     return model, state, devices
 
 
@@ -216,6 +221,7 @@ def run_fn(fn_args) -> None:
         json.dump({"config": config.to_dict(), "devices": devices.describe(), "epochs": state.history,
                    "best_epoch": state.best_epoch, "exported_epoch": state.exported_epoch,
                    "stopped_early": state.stopped,
+                   "stopped_for_time": getattr(state, "stopped_for_time", False),
                    "resumed_from_epoch": state.resumed_from}, f, indent=1)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, SUMMARY_FILE), "w") as f:

@@ -28,7 +28,7 @@ def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
-def _training_outcome(history: Dict[str, Any]) -> str:
+def training_outcome(history: Dict[str, Any]) -> str:
     """One sentence: epochs run, the epoch whose weights were exported, early stop, resume."""
     epochs = history.get("epochs", [])
     if not epochs:
@@ -36,6 +36,10 @@ def _training_outcome(history: Dict[str, Any]) -> str:
     text = f"{len(epochs)} epoch{'s' if len(epochs) != 1 else ''} in {sum(e.get('seconds', 0) for e in epochs):.0f} s"
     if history.get("stopped_early"):
         text += ", stopped early"
+    asked = history.get("config", {}).get("epochs")
+    if history.get("stopped_for_time") and asked:
+        budget = history.get("config", {}).get("time_budget_minutes", 0)
+        text += f", stopped for time ({len(epochs)} of {asked} epochs fit the {budget:g}-minute budget)"
     if history.get("exported_epoch"):
         best = " (best eval accuracy)" if history["exported_epoch"] == history.get("best_epoch") else ""
         text += f"; exported the weights of epoch {history['exported_epoch']}{best}"
@@ -185,7 +189,7 @@ def page_context(facts: Dict[str, Any]) -> Dict[str, Any]:
         "decision": _decision(facts),
         "metrics": _metric_rows(evaluation),
         "training": {"config": ", ".join(f"{k}={v}" for k, v in history.get("config", {}).items()),
-                     "outcome": _training_outcome(history),
+                     "outcome": training_outcome(history),
                      "curves": _png(_curves(history)) if history.get("epochs") else None},
         "confusion": _confusion_view(evaluation["confusion"]),
         "per_class": _per_class_view(evaluation),

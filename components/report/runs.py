@@ -39,6 +39,7 @@ class RunReport:
     expected: Sequence[str] = COMPONENT_ORDER  # the pipeline's components, in order
     findings: Optional[dict] = None  # DataChecks' findings.json
     findings_path: Optional[str] = None
+    training: Optional[str] = None  # the Trainer's outcome: epochs, time, early stop or time budget
 
     def component(self, name: str) -> Optional[ComponentRun]:
         return next((c for c in self.components if c.name == name), None)
@@ -120,7 +121,19 @@ def read_run(store: metadata_store.MetadataStore, run: metadata_store_pb2.Contex
 def add_results(report: RunReport) -> None:
     """Fills in what the run's artifacts say: data findings, accuracy, blessing, push, report."""
     _add_findings(report)
+    _add_training(report)
     _add_evaluation(report)
+
+
+def _add_training(report: RunReport) -> None:
+    trainer = report.component("Trainer")
+    if trainer and "Model" in trainer.outputs:
+        path = os.path.join(trainer.outputs["Model"].uri, "history.json")
+        if os.path.exists(path):
+            from components.report import render as render_html  # pylint: disable=import-outside-toplevel
+
+            with open(path, encoding="utf-8") as f:
+                report.training = render_html.training_outcome(json.load(f)) or None
 
 
 def run_by_id(metadata_path: str, run_id: str,
@@ -233,6 +246,8 @@ def render(report: Optional[RunReport], total_seconds: float, data_text: str,
     lines.append("")
     if report.findings is not None:
         lines.extend(render_findings(report.findings, report.findings_path))
+    if report.training:
+        lines.append(f"training:      {report.training}")
     if report.baseline is not None:
         lines.append(f"baseline:      {report.baseline}")
     if report.accuracy is not None:
