@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     print(f"{'total':<22}{total_s:>7.0f}s  ({total_s / 60:.1f} min)")
     if epochs:
         print(f"Trainer epochs run: {epochs[-1].split()[1]}")
-    for key in ("eval accuracy", "blessed", "pushed model"):
+    for key in ("training", "eval accuracy", "blessed", "pushed model"):
         print(f"{key}: {facts.get(key, '(not in the summary)')}")
     if not args.keep and not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -72,6 +72,40 @@ def test_train_throughput_prints_both_arms_and_the_ratio(tmp_path):
     assert results[2]["devices"]["precision"] == "float32"
     from trainer.task import cpu_has_amx_bf16  # pylint: disable=import-outside-toplevel
     assert results[1]["devices"]["precision"] == ("mixed_bfloat16" if cpu_has_amx_bf16() else "float32")
+    assert results[1]["onednn"] and results[2]["onednn"]  # the Trainer's arms run oneDNN's kernels on any CPU
+
+
+@pytest.mark.slow
+def test_profile_step_lists_the_convolutions_by_op_type(tmp_path):
+    out = tmp_path / "profile.json"
+    proc = _run("bench/profile_step.py", "--steps", "1", "--warmup", "1", "--batch-size", "4", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "oneDNN kernels on" in proc.stdout and "by group:" in proc.stdout
+    profile = json.load(open(out))
+    for group in ("convolution, forward", "convolution, backward (input)", "convolution, backward (filter)",
+                  "optimizer"):
+        assert profile["groups_ms"].get(group, 0) > 0, (group, profile["groups_ms"])
+    assert profile["ops_ms"].get("ResourceApplyAdam", 0) > 0  # the Trainer's fused Adam
+
+
+def test_make_run_bench_reads_the_run_summary():
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    try:
+        import make_run  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.pop(0)
+    from components.report import runs  # pylint: disable=import-outside-toplevel
+
+    report = runs.RunReport(run_id="r1", components=[
+        runs.ComponentRun("ExampleGen", "complete", 8.4, {}, None),
+        runs.ComponentRun("Trainer", "complete", 363.2, {}, None),
+        runs.ComponentRun("Pusher", "cached", 0.0, {}, None)], accuracy=0.96, example_count=300, blessed=True,
+        pushed_to="/x/serving_model/1", training="5 epochs in 350 s, stopped for time")
+    lines = ("noise\n" + runs.render(report, 470.0, "synthetic", "/x")).splitlines()
+    components, facts = make_run.parse_summary(lines)
+    assert components == [("ExampleGen", "complete", 8), ("Trainer", "complete", 363)]
+    assert facts["eval accuracy"] == "0.9600 on 300 eval examples" and facts["blessed"] == "YES"
+    assert facts["pushed model"] == "/x/serving_model/1" and facts["training"].endswith("stopped for time")
 
 
 def test_accuracy_bench_names_a_missing_data_folder(tmp_path):

@@ -11,7 +11,8 @@ from trainer import onednn
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_enable_sets_the_variable_when_unset():
+def test_enable_sets_the_variable_when_unset(monkeypatch):
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)  # as in a fresh process
     env = {}
     assert onednn.enable(env)
     assert env == {onednn.ENV: "1"}
