@@ -18,16 +18,10 @@ import sys
 import tempfile
 import time
 
+from machine import cpu_model  # bench/machine.py: a script's own folder is on sys.path
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPONENT_LINE = re.compile(r"^  (\w+)\s+(complete|cached|failed|running|\w+)\s+(\d+) s$")
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "unknown CPU")
-    except OSError:
-        return "unknown CPU"
 
 
 def timed(cmd, cwd, log) -> float:

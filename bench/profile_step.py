@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 
+from machine import cpu_model  # bench/machine.py: a script's own folder is on sys.path
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -38,17 +40,6 @@ GROUPS = (
     ("elementwise", ("Mul", "Add", "Sub", "Relu", "BiasAdd", "Sum", "RealDiv", "Square", "Sqrt",
                      "Neg", "Maximum", "Select", "Cast", "Fill", "ZerosLike", "Tile", "Reshape")),
 )
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def group_of(op_type: str) -> str:

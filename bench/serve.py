@@ -27,18 +27,12 @@ import tempfile
 import time
 from typing import Dict, List
 
+from machine import cpu_model  # bench/machine.py: a script's own folder is on sys.path
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHOTOS = os.path.join(REPO, "..", "shared", "data", "sign-language-digits", "Dataset")
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "unknown CPU")
-    except OSError:
-        return "unknown CPU"
 
 
 def a_photo() -> bytes:

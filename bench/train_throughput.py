@@ -33,6 +33,8 @@ import time
 
 import numpy as np
 
+from machine import cpu_model  # bench/machine.py: a script's own folder is on sys.path
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
 
 GFLOP_PER_IMAGE = 1.85  # forward + backward of one 64x64 image through the seed's ResNet50
@@ -155,15 +157,6 @@ def spawn(name: str, arm: str, args, env: dict, changes: dict) -> dict:
                   images_per_s=args.images / statistics.median(steady),
                   first_epoch_s=result["seconds"][0])
     return result
-
-
-def cpu_model() -> str:
-    """The CPU's model name, from /proc/cpuinfo."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "unknown CPU")
-    except OSError:
-        return "unknown CPU"
 
 
 def measured_matmul_gflops(n: int = 2048, repeats: int = 8) -> float:
