@@ -125,15 +125,23 @@ def add_results(report: RunReport) -> None:
     _add_evaluation(report)
 
 
-def _add_training(report: RunReport) -> None:
-    trainer = report.component("Trainer")
-    if trainer and "Model" in trainer.outputs:
-        path = os.path.join(trainer.outputs["Model"].uri, "history.json")
+def _artifact_json(report: RunReport, component: str, artifact_type: str, name: str):
+    """(the parsed JSON file `name` in a component's output artifact, its path), or (None, None)."""
+    run = report.component(component)
+    if run and artifact_type in run.outputs:
+        path = os.path.join(run.outputs[artifact_type].uri, name)
         if os.path.exists(path):
-            from components.report import render as render_html  # pylint: disable=import-outside-toplevel
-
             with open(path, encoding="utf-8") as f:
-                report.training = render_html.training_outcome(json.load(f)) or None
+                return json.load(f), path
+    return None, None
+
+
+def _add_training(report: RunReport) -> None:
+    history, _ = _artifact_json(report, "Trainer", "Model", "history.json")  # trainer/task.py's HISTORY_FILE
+    if history is not None:
+        from components.report import render as render_html  # pylint: disable=import-outside-toplevel
+
+        report.training = render_html.training_outcome(history) or None
 
 
 def run_by_id(metadata_path: str, run_id: str,
@@ -196,12 +204,9 @@ def _add_evaluation(report: RunReport) -> None:
 
 
 def _add_findings(report: RunReport) -> None:
-    checks = report.component("DataChecks")
-    if checks and "components.DataFindings" in checks.outputs:
-        path = os.path.join(checks.outputs["components.DataFindings"].uri, "findings.json")
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                report.findings, report.findings_path = json.load(f), path
+    findings, path = _artifact_json(report, "DataChecks", "components.DataFindings", "findings.json")
+    if findings is not None:
+        report.findings, report.findings_path = findings, path
 
 
 def render_findings(findings: dict, path: str) -> List[str]:
