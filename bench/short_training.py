@@ -60,13 +60,14 @@ def main(argv=None) -> int:
     x_eval, y_eval = synthetic.make_split(args.eval, 1)
     x, x_eval = x.astype("float32") / 255, x_eval.astype("float32") / 255
     devices = task.resolve_devices(config, gpus=0)
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=config.seed).batch(config.batch_size)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=config.seed)
+    ds = ds.batch(config.batch_size, drop_remainder=True)  # whole batches, as the Trainer's input
     if config.augment:
         augment = input_pipeline.augmenter(config)
         ds = ds.map(lambda images, labels: (augment(images, training=True), labels), num_parallel_calls=2)
     keras.utils.set_random_seed(config.seed)
     with task.dtype_policy(devices.precision):
-        model = task.build_model(config, devices, steps_per_epoch=-(-len(x) // config.batch_size))
+        model = task.build_model(config, devices, steps_per_epoch=input_pipeline.train_steps(len(x), config.batch_size))
         start = time.perf_counter()
         history = model.fit(ds.prefetch(2), validation_data=(x_eval, y_eval), epochs=config.epochs, verbose=2)
     seconds = time.perf_counter() - start

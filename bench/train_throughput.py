@@ -129,7 +129,7 @@ def run_arm(arm: str, pattern: str, n: int, epochs: int, changes: dict) -> dict:
                            config.batch_size * devices.replicas, training=True, config=config, n_examples=n,
                            autotune=devices.input_autotune if autotune is None else autotune)
     with task.dtype_policy(devices.precision), devices.strategy.scope():
-        model = task.build_model(config, devices, steps_per_epoch=-(-n // config.batch_size))
+        model = task.build_model(config, devices, steps_per_epoch=input_pipeline.train_steps(n, config.batch_size))
         model.fit(ds, epochs=epochs, callbacks=[times], verbose=0)
     return {"seconds": times.seconds, "batch_size": config.batch_size, "devices": devices.describe(),
             "onednn": onednn_on()}

@@ -155,7 +155,7 @@ def test_mirrored_strategy_over_two_replicas_trains_scales_and_resumes(records, 
                                 {"training": False, "batch_size": global_batch}]
     # ... and an epoch took N / global batch steps. Keras counts one more optimizer iteration at
     # the end of an epoch of unknown length (the call that finds the data exhausted), so allow it.
-    steps = math.ceil(N / global_batch)
+    steps = input_pipeline.train_steps(N, global_batch)  # whole batches
     assert steps <= first["iterations"] <= steps + 1
     # The learning rate is the configured rate x 2 replicas (a constant schedule, no warm-up).
     assert [e["learning_rate"] for e in first["history"]] == pytest.approx([config.learning_rate * 2])
@@ -207,7 +207,7 @@ def test_mixed_float16_as_on_a_gpu(records, tmp_path):  # noqa: F811
     assert isinstance(optimizer.inner_optimizer, keras.optimizers.Adam)
     scale = float(keras.ops.convert_to_numpy(optimizer.dynamic_scale))
     applied = int(keras.ops.convert_to_numpy(optimizer.iterations))
-    steps = math.ceil(N / config.batch_size)
+    steps = input_pipeline.train_steps(N, config.batch_size)
     assert scale < optimizer.initial_scale and 0 < applied <= steps
     assert all(np.isfinite(w).all() for w in model.get_weights())
     assert math.isfinite(state.history[-1]["loss"]) and math.isfinite(state.history[-1]["val_loss"])

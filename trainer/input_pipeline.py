@@ -78,6 +78,19 @@ def augmenter(config) -> Any:
     return keras.Sequential(stack, name="augment")
 
 
+def train_steps(n_examples: Optional[int], batch_size: int) -> int:
+    """Steps of a train epoch: whole batches only, once the split holds at least one (else 1 step).
+
+    A train epoch leaves out the last `n_examples % batch_size` images of its shuffle, a different
+    few each epoch. A smaller last batch would make Keras trace the train step a second time, for
+    the new shape: about 13 s of a 2-core CPU's first epoch (bench/README.md). 0 when the size is
+    unknown (the split is then read to its end, last batch and all).
+    """
+    if not n_examples:
+        return 0
+    return max(1, n_examples // batch_size)
+
+
 def make_dataset(data_accessor, file_patterns: List[str], schema, batch_size: int, *,
                  training: bool, config, n_examples: Optional[int] = None,
                  autotune: bool = True) -> tf.data.Dataset:
@@ -88,8 +101,9 @@ def make_dataset(data_accessor, file_patterns: List[str], schema, batch_size: in
         artifact in its own payload format and parses the records with `schema`.
       file_patterns: the split's file patterns (`fn_args.train_files` or `eval_files`).
       schema: the `schema_pb2.Schema` the records were validated against.
-      batch_size: images per batch; the last batch of an epoch may be smaller.
-      training: shuffle each epoch and augment (if `config.augment`).
+      batch_size: images per batch; the last batch of an eval epoch may be smaller.
+      training: shuffle each epoch, keep whole batches only (see `train_steps`), and augment
+        (if `config.augment`).
       config: the `trainer.config.TrainConfig` (shuffle_buffer, cache_limit_mb, seed, augmentation).
       n_examples: the split's size, if known; decides whether the decoded split is cached.
       autotune: let tf.data tune its parallelism and buffers (for GPUs, whose input must keep up
@@ -120,7 +134,8 @@ def make_dataset(data_accessor, file_patterns: List[str], schema, batch_size: in
         # shuffle of a large uncached split mixes only `shuffle_buffer` neighbours.
         buffer = n_examples if cached else config.shuffle_buffer
         ds = ds.shuffle(buffer, seed=config.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    # Whole train batches once the split has one (see `train_steps`); a smaller split is one batch.
+    ds = ds.batch(batch_size, drop_remainder=training and (n_examples or 0) >= batch_size)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=parallel)
     if training and config.augment:
         layers = augmenter(config)

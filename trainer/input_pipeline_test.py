@@ -53,6 +53,28 @@ def test_training_shuffles_each_epoch_and_keeps_labels_with_images(records):
         assert (ids % 6 == y.numpy()).all()
 
 
+def test_a_train_epoch_is_whole_batches_and_an_eval_epoch_every_image(records):
+    """24 images in batches of 10: training takes 2 whole batches (a different 4 wait each epoch), so
+    the train step sees one shape; eval takes all 24, the last batch smaller."""
+    config = TrainConfig(seed=1, augment=False)
+    train = input_pipeline.make_dataset(input_pipeline.records_accessor(), [records], signs_schema(range(6)), 10,
+                                        training=True, config=config, n_examples=N)
+    left_out = []
+    for _ in range(3):
+        shapes = [x.shape[0] for x, _ in train]
+        assert shapes == [10, 10] == [10] * input_pipeline.train_steps(N, 10)
+        seen = np.concatenate([np.round(x.numpy()[:, 0, 0, 0] * 255 / 10).astype(int) for x, _ in train])
+        left_out.append(sorted(set(range(N)) - set(seen.tolist())))
+    assert len({tuple(ids) for ids in left_out}) > 1, "the same images were left out every epoch"
+    evaluated = input_pipeline.make_dataset(input_pipeline.records_accessor(), [records], signs_schema(range(6)), 10,
+                                            training=False, config=config, n_examples=N)
+    assert [x.shape[0] for x, _ in evaluated] == [10, 10, 4]
+    assert input_pipeline.train_steps(5, 10) == 1  # a split smaller than a batch is one batch
+    small = input_pipeline.make_dataset(input_pipeline.records_accessor(), [records], signs_schema(range(6)), 32,
+                                        training=True, config=config, n_examples=N)
+    assert [x.shape[0] for x, _ in small] == [N]
+
+
 def test_augmentation_changes_training_images_only_within_range(records):
     plain = np.concatenate([b[0] for b in _batches(records, training=True, augment=False)])
     augmented = np.concatenate([b[0] for b in _batches(records, training=True, augment=True,

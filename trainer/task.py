@@ -145,7 +145,7 @@ def train(config: TrainConfig, data_accessor, train_files: List[str], eval_files
     logging.info("devices: %s", devices.describe())
     n_train, n_eval = input_pipeline.count_records(train_files), input_pipeline.count_records(eval_files)
     global_batch = config.batch_size * devices.replicas
-    steps_per_epoch = math.ceil(n_train / global_batch)
+    steps_per_epoch = input_pipeline.train_steps(n_train, global_batch)
     logging.info("train split: %d examples, %d steps of %d an epoch; eval split: %d examples",
                  n_train, steps_per_epoch, global_batch, n_eval)
     train_ds = input_pipeline.make_dataset(data_accessor, train_files, schema, global_batch, training=True,
