@@ -42,6 +42,10 @@ class TrainConfig:
     zoom: float = _field(0.1, "largest random zoom in or out, as a fraction")
     brightness: float = _field(0.15, "largest random brightness change, as a fraction of full scale")
     contrast: float = _field(0.2, "largest random contrast change, as a fraction")
+    hue: float = _field(0.0, "largest random hue turn, as a fraction of the colour wheel either way "
+                             "(0.05: 18 degrees); 0 = none")
+    saturation: float = _field(0.0, "random saturation change: s multiplies it by (1-s)/(1+s) to "
+                                    "(1+s)/(1-s) (0.3: 0.54x to 1.9x), up to 0.9; 0 = none")
     early_stopping_patience: int = _field(
         6, "stop after this many epochs without a better eval accuracy; 0 = never stop early")
     time_budget_minutes: float = _field(

@@ -53,12 +53,13 @@ def augmenter(config) -> Any:
     """Random changes a hand sign survives, as Keras preprocessing layers (run inside tf.data).
 
     Left and right hands (a horizontal flip), a hand a little off-centre (shift), tilted (turn),
-    nearer or farther (zoom), and other light (brightness, contrast). No vertical flip: an
-    upside-down hand is not a sign people make. Edges are filled by repeating the nearest pixel.
+    nearer or farther (zoom), other light (brightness, contrast) and other white balance or
+    camera colour (hue, saturation). No vertical flip: an upside-down hand is not a sign people
+    make. Edges are filled by repeating the nearest pixel.
 
     Args:
       config: a `trainer.config.TrainConfig`; its flip, rotation_degrees, shift, zoom, brightness,
-        contrast and seed fields set the layers. A zero turns that change off.
+        contrast, hue, saturation and seed fields set the layers. A zero turns that change off.
     """
     import keras  # pylint: disable=import-outside-toplevel
 
@@ -75,6 +76,11 @@ def augmenter(config) -> Any:
         stack.append(keras.layers.RandomBrightness(config.brightness, value_range=(0.0, 1.0), seed=seed))
     if config.contrast:
         stack.append(keras.layers.RandomContrast(config.contrast, value_range=(0.0, 1.0), seed=seed))
+    if config.hue:  # Keras turns the hue by up to half its factor, either way
+        stack.append(keras.layers.RandomHue(min(1.0, 2 * config.hue), value_range=(0.0, 1.0), seed=seed))
+    if config.saturation:  # Keras multiplies the saturation by f / (1 - f), f drawn from this range
+        s = min(config.saturation, 0.9)
+        stack.append(keras.layers.RandomSaturation(((1 - s) / 2, (1 + s) / 2), value_range=(0.0, 1.0), seed=seed))
     return keras.Sequential(stack, name="augment")
 
 

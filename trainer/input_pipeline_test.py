@@ -96,5 +96,23 @@ def test_augmenter_follows_the_config():
         "RandomTranslation", "RandomRotation", "RandomContrast"]
 
 
+def test_hue_and_saturation_stay_within_their_bounds():
+    """hue 0.05 turns a skin colour by up to 18 degrees either way; saturation 0.3 scales it by 0.54x to 1.86x."""
+    import colorsys  # pylint: disable=import-outside-toplevel
+    config = TrainConfig(seed=3, flip=False, shift=0, rotation_degrees=0, zoom=0, brightness=0, contrast=0,
+                         hue=0.05, saturation=0.3)
+    layers = input_pipeline.augmenter(config)
+    assert [l.__class__.__name__ for l in layers.layers] == ["RandomHue", "RandomSaturation"]
+    skin = (0.8, 0.5, 0.3)
+    out = np.asarray(layers(np.tile(np.float32(skin), (256, 4, 4, 1)), training=True))
+    h0, s0, v0 = colorsys.rgb_to_hsv(*skin)
+    hsv = np.array([colorsys.rgb_to_hsv(*px) for px in out[:, 0, 0]])
+    turn = (hsv[:, 0] - h0 + 0.5) % 1.0 - 0.5
+    assert np.abs(turn).max() <= 0.05 + 1e-3 and (turn > 0.02).any() and (turn < -0.02).any()
+    ratio = hsv[:, 1] / s0
+    assert ratio.min() >= 0.54 - 1e-2 and ratio.max() <= 1.86 + 1e-2 and ratio.min() < 0.8 and ratio.max() > 1.2
+    np.testing.assert_allclose(hsv[:, 2], v0, atol=2e-3)  # the brightness is left alone
+
+
 def test_count_records(records):
     assert input_pipeline.count_records([records]) == N
