@@ -34,6 +34,9 @@ class TrainConfig:
     warmup_epochs: float = _field(1.0, "epochs of linear warm-up from 0 to the learning rate")
     weight_decay: float = _field(0.0, "decoupled weight decay of Adam (AdamW style); 0 = none")
     bn_momentum: float = _field(0.9, "BatchNormalization moving-average momentum, 0.9 .. 0.99")
+    zero_init_residual: bool = _field(True, "start each residual branch's last BatchNormalization scale "
+                                            "at 0, so every block starts as its shortcut and the first "
+                                            "epochs learn faster; off: the seed's start at 1")
     augment: bool = _field(True, "random flips, shifts, turns, zoom, brightness and contrast on "
                                  "training images, in tf.data")
     flip: bool = _field(True, "mirror left and right (a left hand signs like a mirrored right hand)")

@@ -1,4 +1,4 @@
-"""Unit tests of the seed's ResNet50: parameter count, block structure, names, residual wiring, BatchNorm momentum."""
+"""Unit tests of the seed's ResNet50: parameter count, block structure, names, residual wiring and start, BatchNorm momentum."""
 
 import keras
 import numpy as np
@@ -70,7 +70,7 @@ def test_every_batchnorm_learns_its_statistics_at_the_models_momentum(model):
 
 def test_an_identity_block_with_its_residual_branch_silenced_passes_its_input_through(model):
     """out = relu(branch(x) + x), and x >= 0 (a ReLU's output): with the branch's last BatchNormalization
-    scaled to 0, each identity block hands its input on unchanged; with it as built, it adds to it."""
+    scaled to 0, each identity block hands its input on unchanged; scaled to 1, it adds to it."""
     blocks = [f"res{stage}{b}" for stage, _, _, identities in STAGES for b in "abcdef"[:identities + 1]]
     identity = {name: before for before, name in zip(blocks, blocks[1:]) if not name.endswith("a")}
     probe = keras.Model(model.input, {name: model.get_layer(f"{name}_out").output for name in blocks})
@@ -78,6 +78,8 @@ def test_an_identity_block_with_its_residual_branch_silenced_passes_its_input_th
     last_bns = [model.get_layer(f"bn{name[3:]}_branch2c") for name in identity]
     saved = [(keras.ops.convert_to_numpy(bn.gamma), keras.ops.convert_to_numpy(bn.beta)) for bn in last_bns]
     try:
+        for bn in last_bns:
+            bn.gamma.assign(np.ones(bn.gamma.shape, "float32"))
         built = {k: keras.ops.convert_to_numpy(v) for k, v in probe(x, training=False).items()}
         for bn in last_bns:
             bn.gamma.assign(np.zeros(bn.gamma.shape, "float32"))
@@ -91,6 +93,28 @@ def test_an_identity_block_with_its_residual_branch_silenced_passes_its_input_th
     for name, before in identity.items():
         assert np.abs(built[name] - built[before]).max() > 1e-3, f"{name}: its residual branch adds nothing"
         np.testing.assert_array_equal(silenced[name], silenced[before], err_msg=f"{name}: not x + branch(x)")
+
+
+def _gammas(model):
+    return {layer.name: keras.ops.convert_to_numpy(layer.gamma) for layer in model.layers
+            if isinstance(layer, keras.layers.BatchNormalization)}
+
+
+def test_each_residual_branch_starts_silenced_unless_asked_not_to(model):
+    """zero_init_residual: the 16 branches' last BatchNormalization scales start at 0, every other at 1,
+    and the untrained model's guess is near uniform (loss near ln 6), not the seed's confident one."""
+    gammas = _gammas(model)
+    last = {name for name in gammas if name.endswith("_branch2c")}
+    assert len(last) == 16
+    for name, gamma in gammas.items():
+        assert np.all(gamma == (0.0 if name in last else 1.0)), name
+    x = keras.random.uniform((8, 64, 64, 3), seed=3)
+    probs = keras.ops.convert_to_numpy(model(x, training=True))
+    assert np.abs(probs[0] - probs[1]).max() > 0, "the stem and the shortcuts still carry the image"
+    seed_start = ResNet50(input_shape=(64, 64, 3), classes=6, zero_init_residual=False)
+    assert all(np.all(gamma == 1.0) for gamma in _gammas(seed_start).values())
+    seed_probs = keras.ops.convert_to_numpy(seed_start(x, training=True))
+    assert probs.max() < seed_probs.max()  # a less confident start
 
 
 def test_class_count_changes_only_the_head():

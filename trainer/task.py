@@ -117,9 +117,15 @@ def learning_rate(config: TrainConfig, steps_per_epoch: int, replicas: int = 1):
     return budget.WarmupCosine(peak, warmup_steps=warmup, total_steps=total, alpha=alpha)
 
 
+def resnet50(config: TrainConfig) -> keras.Model:
+    """The seed's ResNet50 at the Trainer's input shape, built with the config's model settings."""
+    return ResNet50(input_shape=input_pipeline.IMAGE_SHAPE, classes=config.num_classes,
+                    bn_momentum=config.bn_momentum, zero_init_residual=config.zero_init_residual)
+
+
 def build_model(config: TrainConfig, devices: Devices, steps_per_epoch: int) -> keras.Model:
     """The seed's ResNet50, compiled for the devices (call inside `dtype_policy` and the strategy)."""
-    model = ResNet50(input_shape=input_pipeline.IMAGE_SHAPE, classes=config.num_classes, bn_momentum=config.bn_momentum)
+    model = resnet50(config)
     optimizer = FusedAdam(learning_rate(config, steps_per_epoch, devices.replicas),
                           weight_decay=config.weight_decay or None)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
@@ -181,7 +187,7 @@ def float32_copy(model: keras.Model, config: TrainConfig) -> keras.Model:
     The serving model is float32 whatever the training precision, so it serves on any CPU.
     """
     with dtype_policy("float32"):
-        copy = ResNet50(input_shape=input_pipeline.IMAGE_SHAPE, classes=config.num_classes, bn_momentum=config.bn_momentum)
+        copy = resnet50(config)
     copy.set_weights(model.get_weights())
     return copy
 
