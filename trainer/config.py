@@ -49,6 +49,12 @@ class TrainConfig:
                              "(0.05: 18 degrees); 0 = none")
     saturation: float = _field(0.0, "random saturation change: s multiplies it by (1-s)/(1+s) to "
                                     "(1+s)/(1-s) (0.3: 0.54x to 1.9x), up to 0.9; 0 = none")
+    zoom_out: float = _field(0.0, "largest random zoom out, as a fraction, where it exceeds `zoom` "
+                                  "(0.3: the hand at down to 77 %% of the frame); 0 = as far as `zoom`")
+    background: float = _field(0.0, "share of training images whose wall is replaced by a random colour, "
+                                    "gradient or texture (trainer/augment.py), 0 .. 1; 0 = none")
+    colour_cast: float = _field(0.0, "largest random gain of each colour channel on its own, as a fraction "
+                                     "(0.2: x0.8 .. x1.2; another white balance); 0 = none")
     early_stopping_patience: int = _field(
         6, "stop after this many epochs without a better eval accuracy; 0 = never stop early")
     time_budget_minutes: float = _field(

@@ -13,6 +13,8 @@ from typing import Any, List, Optional
 
 import tensorflow as tf
 
+from trainer import augment as augment_lib
+
 IMAGE_SHAPE = (64, 64, 3)
 IMAGE_BYTES = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2]
 LABEL_KEY = "label"
@@ -70,8 +72,9 @@ def augmenter(config) -> Any:
         stack.append(keras.layers.RandomTranslation(config.shift, config.shift, fill_mode="nearest", seed=seed))
     if config.rotation_degrees:
         stack.append(keras.layers.RandomRotation(config.rotation_degrees / 360.0, fill_mode="nearest", seed=seed))
-    if config.zoom:
-        stack.append(keras.layers.RandomZoom(config.zoom, fill_mode="nearest", seed=seed))
+    if config.zoom or config.zoom_out:  # Keras: a positive factor zooms out, a negative one in
+        stack.append(keras.layers.RandomZoom((-config.zoom, max(config.zoom, config.zoom_out)),
+                                             fill_mode="nearest", seed=seed))
     if config.brightness:
         stack.append(keras.layers.RandomBrightness(config.brightness, value_range=(0.0, 1.0), seed=seed))
     if config.contrast:
@@ -82,6 +85,26 @@ def augmenter(config) -> Any:
         s = min(config.saturation, 0.9)
         stack.append(keras.layers.RandomSaturation(((1 - s) / 2, (1 + s) / 2), value_range=(0.0, 1.0), seed=seed))
     return keras.Sequential(stack, name="augment")
+
+
+def augmentation(config):
+    """The training batches' augmentation, (images, labels) -> (images, labels), for `Dataset.map`.
+
+    A new wall first (`config.background`; the mask is found best on the untouched photo), then
+    the Keras layers of `augmenter`, then a colour cast (`config.colour_cast`).
+    """
+    layers = augmenter(config)
+    rng = tf.random.Generator.from_seed(config.seed) if config.background or config.colour_cast else None
+
+    def augment(images, labels):
+        if config.background:
+            images = augment_lib.replace_background(images, rng, config.background)
+        if layers.layers:
+            images = tf.clip_by_value(layers(images, training=True), 0.0, 1.0)
+        if config.colour_cast:
+            images = augment_lib.colour_cast(images, rng, config.colour_cast)
+        return images, labels
+    return augment
 
 
 def train_steps(n_examples: Optional[int], batch_size: int) -> int:
@@ -144,9 +167,7 @@ def make_dataset(data_accessor, file_patterns: List[str], schema, batch_size: in
     ds = ds.batch(batch_size, drop_remainder=training and (n_examples or 0) >= batch_size)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=parallel)
     if training and config.augment:
-        layers = augmenter(config)
-        ds = ds.map(lambda x, y: (tf.clip_by_value(layers(x, training=True), 0.0, 1.0), y),
-                    num_parallel_calls=parallel)
+        ds = ds.map(augmentation(config), num_parallel_calls=parallel)
     ds = ds.prefetch(tf.data.AUTOTUNE if autotune else 2)
     if not autotune:
         options = tf.data.Options()

@@ -114,5 +114,46 @@ def test_hue_and_saturation_stay_within_their_bounds():
     np.testing.assert_allclose(hsv[:, 2], v0, atol=2e-3)  # the brightness is left alone
 
 
+def test_zoom_out_goes_further_than_zoom_in():
+    zoom = [l for l in input_pipeline.augmenter(TrainConfig(zoom=0.1, zoom_out=0.3)).layers
+            if l.__class__.__name__ == "RandomZoom"][0]
+    assert (zoom.height_factor, zoom.width_factor) == ((-0.1, 0.3), None)
+    assert [l for l in input_pipeline.augmenter(TrainConfig(zoom=0.1)).layers
+            if l.__class__.__name__ == "RandomZoom"][0].height_factor == (-0.1, 0.1)
+
+
+def test_new_walls_and_colour_casts_run_in_the_input_pipeline(tmp_path):
+    """Drawn hands through the records, the parallel maps and both augmentations: each hand keeps
+    its pixels up to one gain a channel, its label stays with it, its wall is new; evaluation is untouched."""
+    from components.data import synthetic  # pylint: disable=import-outside-toplevel
+    images, labels = synthetic.make_split(16, 2)
+    originals = images.astype(np.float32) / 255.0
+    path = str(tmp_path / "data_tfrecord-00000-of-00001.gz")
+    with tf.io.TFRecordWriter(path, "GZIP") as writer:
+        for i, (image, label) in enumerate(zip(images, labels)):
+            writer.write(to_example(image, int(label), f"hand{i}.png").SerializeToString())
+    still = dict(flip=False, shift=0, zoom=0, rotation_degrees=0, brightness=0, contrast=0)
+    config = TrainConfig(seed=4, background=1.0, colour_cast=0.2, **still)
+    ds = input_pipeline.make_dataset(input_pipeline.records_accessor(), [path], signs_schema(range(6)), 8,
+                                     training=True, config=config, n_examples=16)
+    x, y = (np.concatenate(parts) for parts in zip(*[(a.numpy(), b.numpy()) for a, b in ds]))
+    assert x.shape == (16, 64, 64, 3) and 0.0 <= x.min() and x.max() <= 1.0
+    cores = input_pipeline.augment_lib.hand_mask(tf.constant(originals)).numpy()[..., 0] > 0.999
+
+    def misfit(out, j):  # how far `out`'s hand is from original j's, after the best gain a channel
+        hand, original = out[cores[j]], originals[j][cores[j]]
+        return np.abs(hand - original * hand.mean(0) / original.mean(0)).mean()
+    order = [min(range(16), key=lambda j, out=out: misfit(out, j)) for out in x]
+    assert sorted(order) == list(range(16)) and max(misfit(out, j) for out, j in zip(x, order)) < 0.01
+    assert (labels[order] == y).all()
+    gains = np.array([out[cores[j]].mean(0) / originals[j][cores[j]].mean(0) for out, j in zip(x, order)])
+    assert gains.min() > 0.8 - 0.02 and gains.max() < 1.2 + 0.02 and gains.std() > 0.05  # the casts
+    wall = np.abs(x[:, 1:6, 1:6] - originals[order][:, 1:6, 1:6]).mean(axis=(1, 2, 3))
+    assert (wall > 0.05).mean() > 0.8  # nearly every wall is new (a random one may come close to the old)
+    evaluation = input_pipeline.make_dataset(input_pipeline.records_accessor(), [path], signs_schema(range(6)), 8,
+                                             training=False, config=config, n_examples=16)
+    np.testing.assert_allclose(np.concatenate([a.numpy() for a, _ in evaluation]), originals, atol=1e-6)
+
+
 def test_count_records(records):
     assert input_pipeline.count_records([records]) == N

@@ -1,0 +1,73 @@
+"""Augmentation for photos from elsewhere: another wall behind the hand, another white balance.
+
+A collection of photos taken in one room, with one camera, teaches a network that room's look as
+much as the sign: trained on the shared photos (a pale wall, one light), the model kept 0.99 on
+held-out people and fell to 0.44 on the same photos with another background (bench/README.md,
+"Accuracy on real photos"). These changes run on batches of float images in [0, 1], inside
+tf.data, beside the Keras layers of `input_pipeline.augmenter`:
+
+- `replace_background`: the wall is told from the hand by colour (chromaticity, away from the
+  wall's, which is the median of the image's border) and replaced by a flat colour, a gradient
+  or a smooth blotchy texture;
+- `colour_cast`: each channel scaled by its own random gain, the way another white balance or
+  another camera's colour response changes a photo.
+"""
+
+import tensorflow as tf
+
+# A pixel whose chromaticity (r, g, b) / (r + g + b) is this far from the wall's counts as wall
+# below, and as hand above, the second, fading in between. Skin on the shared photos' pale wall
+# sits ~0.06-0.12 away; the wall's own shading and shadows stay under ~0.02.
+WALL_CHROMA = (0.025, 0.05)
+_EPS = 1e-3
+
+
+def wall_colour(images: tf.Tensor) -> tf.Tensor:
+    """The median colour of each image's border pixels (B, 3): the wall, where the hand fills the middle."""
+    border = tf.concat([images[:, 0], images[:, -1], images[:, 1:-1, 0], images[:, 1:-1, -1]], axis=1)
+    n = tf.shape(border)[1]
+    return tf.sort(border, axis=1)[:, n // 2]
+
+
+def _chroma(pixels: tf.Tensor) -> tf.Tensor:
+    return pixels / (tf.reduce_sum(pixels, axis=-1, keepdims=True) + _EPS)
+
+
+def hand_mask(images: tf.Tensor) -> tf.Tensor:
+    """How much each pixel is hand (1) rather than wall (0), (B, H, W, 1), softened over 3x3 pixels."""
+    wall = _chroma(wall_colour(images))[:, None, None, :]
+    distance = tf.norm(_chroma(images) - wall, axis=-1, keepdims=True)
+    low, high = WALL_CHROMA
+    mask = tf.clip_by_value((distance - low) / (high - low), 0.0, 1.0)
+    return tf.nn.avg_pool2d(mask, 3, 1, "SAME")
+
+
+def random_backgrounds(shape: tf.Tensor, rng: tf.random.Generator) -> tf.Tensor:
+    """(B, H, W, 3) backgrounds in [0, 1]: each a flat colour, a gradient or a smooth texture, at random."""
+    b, h, w = shape[0], shape[1], shape[2]
+    a, c = rng.uniform([b, 1, 1, 3]), rng.uniform([b, 1, 1, 3])
+    flat = tf.broadcast_to(a, [b, h, w, 3])
+    # A gradient from colour a to colour c, top to bottom or left to right.
+    rows = tf.reshape(tf.linspace(0.0, 1.0, h), [1, h, 1, 1]) * tf.ones([1, 1, w, 1])
+    cols = tf.reshape(tf.linspace(0.0, 1.0, w), [1, 1, w, 1]) * tf.ones([1, h, 1, 1])
+    t = tf.where(rng.uniform([b, 1, 1, 1]) < 0.5, rows, cols)
+    gradient = a * (1 - t) + c * t
+    # A texture: 4x4 random colours blended smoothly over the image (cloth, foliage, a poster).
+    texture = tf.clip_by_value(tf.image.resize(rng.uniform([b, 4, 4, 3]), [h, w], "bicubic"), 0.0, 1.0)
+    kind = rng.uniform([b, 1, 1, 1], maxval=3.0)
+    return tf.where(kind < 1, flat, tf.where(kind < 2, gradient, texture))
+
+
+def replace_background(images: tf.Tensor, rng: tf.random.Generator, rate: float) -> tf.Tensor:
+    """Puts a random background behind the hand in a share `rate` of the images (0 = none, 1 = all)."""
+    shape = tf.shape(images)
+    mask = hand_mask(images)
+    swapped = images * mask + random_backgrounds(shape, rng) * (1 - mask)
+    chosen = rng.uniform([shape[0], 1, 1, 1]) < rate
+    return tf.where(chosen, swapped, images)
+
+
+def colour_cast(images: tf.Tensor, rng: tf.random.Generator, strength: float) -> tf.Tensor:
+    """Scales each channel of each image by a gain drawn from [1 - strength, 1 + strength]."""
+    gains = rng.uniform([tf.shape(images)[0], 1, 1, 3], 1.0 - strength, 1.0 + strength)
+    return tf.clip_by_value(images * gains, 0.0, 1.0)
