@@ -12,7 +12,7 @@ exports, and on which TFMA's Evaluator blesses. Then it classifies the test phot
 Trainer's exported model, through its raw-bytes serving signature:
 
 - in-domain: the test people's photos as they are;
-- cross-domain: the same photos under each shift of bench/domains.py (another wall, white
+- cross-domain: the same photos under each shift of components/evaluation/shifts.py (another wall, white
   balance, framing, camera and light, then all five), and 300 drawn hands of the synthetic set.
 
 It prints the validation accuracy (chosen on, for contrast), a table of the test accuracies, the
@@ -29,6 +29,7 @@ import tempfile
 import time
 
 import domains  # bench/domains.py: a script's own folder is on sys.path
+from components.evaluation import shifts
 from machine import cpu_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,11 +91,11 @@ def test_accuracies(classify, test):
         results[name] = (float(np.mean(classify(images) == truth)), len(truth))
 
     score("in-domain: held-out people", [_read(p) for p, _ in test], labels)
-    for shift in (*domains.SHIFTS, domains.ALL):
-        score(f"cross-domain: {shift}", [domains.png_bytes(domains.shifted(p, shift)) for p, _ in test], labels)
+    for shift in shifts.NAMES:
+        score(f"cross-domain: {shift}", [shifts.png_bytes(domains.shifted(p, shift)) for p, _ in test], labels)
     drawn, drawn_labels = synthetic.make_split(DRAWN_HANDS, 7)
     from PIL import Image  # pylint: disable=import-outside-toplevel
-    score("cross-domain: drawn hands (synthetic)", [domains.png_bytes(Image.fromarray(x)) for x in drawn],
+    score("cross-domain: drawn hands (synthetic)", [shifts.png_bytes(Image.fromarray(x)) for x in drawn],
           drawn_labels)
     return results
 

@@ -74,7 +74,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 # What a person must see on the review page (the ids report.html.j2 gives them), and how many
 # pixels wide and high each image in it must be drawn at least.
-SEEN = {"decision": 0, "confusion-matrix": 250, "misclassified": 64}
+SEEN = {"decision": 0, "confusion-matrix": 250, "misclassified": 64, "shifted-chart": 200}
 
 # Runs in the page once it has loaded (a copy of the report; the report itself has no scripts):
 # for each id, what the browser laid out and painted, written into the DOM as JSON for --dump-dom.
@@ -211,6 +211,26 @@ def test_first_report_has_curves_and_no_baseline(good_then_worse):
     page = open(_report_path(good)).read()
     assert 'alt="training curves"' in page and "BLESSED." in page
     assert "No model was serving yet" in page
+
+
+def test_review_scores_the_eval_images_shifted(good_then_worse):
+    """The page and the summary give the accuracy on the eval images as they are and under each shift.
+    The classes of this data are told apart by colour alone, so a colour cast must cost accuracy."""
+    _, good, _ = good_then_worse
+    report = os.path.dirname(_report_path(good))
+    shifted = json.load(open(os.path.join(report, "shifted_accuracy.json")))
+    assert shifted["evaluated"] == 24  # write_separable_h5's n_test, under the Review's limit of 120
+    assert list(shifted["accuracy"]) == ["as they are", "background", "colour", "scale", "camera", "light", "all"]
+    as_they_are = shifted["accuracy"]["as they are"]
+    summary = [l for l in good.stdout.splitlines() if l.startswith("shifted eval:  ")]
+    assert summary and f"as they are {as_they_are:.2f}" in summary[0] and "all " in summary[0]
+    eval_accuracy = float(re.search(r"eval accuracy: ([0-9.]+)", good.stdout).group(1))
+    assert abs(as_they_are - eval_accuracy) < 1e-6  # the same images and model as TFMA's
+    assert shifted["accuracy"]["colour"] < as_they_are
+    page = open(_report_path(good)).read()
+    rows = re.findall(r"<tr><td>([a-z ]+)</td><td>([0-9.]+)</td><td><img src=\"data:image/png", page)
+    assert [(name, float(value)) for name, value in rows] == [
+        (name, round(value, 4)) for name, value in shifted["accuracy"].items()]
 
 
 def _predict(root, *args):

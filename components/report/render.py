@@ -90,6 +90,27 @@ def _per_class_chart(per_class: Dict[int, Dict[str, Optional[float]]]):
     return fig
 
 
+def _shifted_chart(rows: List[Dict[str, Any]]):
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    fig, ax = plt.subplots(figsize=(5.5, 0.42 * len(rows) + 0.9))
+    names = [r["name"] for r in rows][::-1]
+    values = [r["accuracy"] for r in rows][::-1]
+    bars = ax.barh(names, values, color=["#4285f4"] * (len(rows) - 1) + ["#34a853"])
+    for bar, value in zip(bars, values):
+        ax.text(min(value, 0.86) + 0.01, bar.get_y() + bar.get_height() / 2, f"{value:.2f}", va="center", fontsize=9)
+    ax.set_xlim(0, 1), ax.set_xlabel("accuracy"), ax.grid(axis="x", alpha=0.3)
+    ax.axvline(1 / 6, color="#999", linestyle=":", linewidth=1)  # a guess among the six classes
+    ax.set_title("eval images as they are, and shifted")
+    return fig
+
+
+def _shifted_view(shifted: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    if not shifted["rows"]:
+        return None
+    return {"evaluated": shifted["evaluated"], "chart": _png(_shifted_chart(shifted["rows"])),
+            "rows": [dict(name=r["name"], accuracy=r["accuracy"], src=_data_uri(r["sample"])) for r in shifted["rows"]]}
+
+
 def number(value) -> str:
     """A metric for people: '–' if absent, an integer as one, else 4 decimals."""
     if value is None:
@@ -194,6 +215,7 @@ def page_context(facts: Dict[str, Any]) -> Dict[str, Any]:
         "confusion": _confusion_view(evaluation["confusion"]),
         "per_class": _per_class_view(evaluation),
         "misclassified": _misclassified_view(facts["misclassified"]),
+        "shifted": _shifted_view(facts.get("shifted") or {"rows": []}),
         "data": _data_view(facts["findings"]),
         "paths": facts["paths"],
     }

@@ -15,6 +15,7 @@ from components.report import render
 from components.validation.data_checks import FINDINGS_FILE, DataFindings
 
 REPORT_FILE = "report.html"
+SHIFTED_FILE = "shifted_accuracy.json"  # accuracy on the eval images as they are and under each shift
 
 
 class ReviewReport(Artifact):
@@ -49,6 +50,47 @@ def misclassified(model_dir: str, examples_uri: str, limit: int) -> Dict[str, An
     return {"examples": errors, "evaluated": total}
 
 
+def shifted_accuracy(model_dir: str, examples_uri: str, limit: int) -> Dict[str, Any]:
+    """The model's accuracy on the eval split's first `limit` images, as they are and under each shift.
+
+    The shifts (components/evaluation/shifts.py) bring what photos from elsewhere bring: another
+    wall, white balance, framing, camera and light, then all five. Each image is shifted from a
+    seed of its source name, so two runs on the same data score the same pictures. The model
+    reads them through its raw-bytes serving signature, as a user's photos reach it.
+
+    Returns:
+      {"evaluated": images, "rows": [{"name", "accuracy", "sample": PNG bytes of the first
+      image so shifted}]}, the first row the images as they are; no rows for an empty split.
+    """
+    import io  # pylint: disable=import-outside-toplevel
+
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+
+    from components.evaluation import shifts  # pylint: disable=import-outside-toplevel
+    from trainer.export import IMAGE_BYTES_SIGNATURE  # pylint: disable=import-outside-toplevel
+
+    pngs, labels, keys = [], [], []
+    ds = tf.data.TFRecordDataset(_split_files(examples_uri, "eval"), compression_type="GZIP").take(limit)
+    for record in ds:
+        f = tf.train.Example.FromString(record.numpy()).features.feature
+        pngs.append(f["image"].bytes_list.value[0])
+        labels.append(f["label"].int64_list.value[0])
+        keys.append(f["source"].bytes_list.value[0].decode() if "source" in f else str(len(keys)))
+    if not pngs:
+        return {"evaluated": 0, "rows": []}
+    classify = tf.saved_model.load(model_dir).signatures[IMAGE_BYTES_SIGNATURE]
+    rows = []
+    for name in ("as they are", *shifts.NAMES):
+        images = pngs if name == "as they are" else [
+            shifts.png_bytes(shifts.shifted(Image.open(io.BytesIO(png)), name, key)) for png, key in zip(pngs, keys)]
+        classes = np.concatenate([classify(image_bytes=tf.constant(images[i:i + 64]))["classes"].numpy()
+                                  for i in range(0, len(images), 64)])
+        rows.append({"name": name, "accuracy": float(np.mean(classes == np.array(labels))), "sample": images[0]})
+    return {"evaluated": len(pngs), "rows": rows}
+
+
 def read_findings(findings_uri: str) -> Optional[Dict[str, Any]]:
     """DataChecks' findings.json (class counts, duplicates, anomalies, warnings); None if absent."""
     path = os.path.join(findings_uri, FINDINGS_FILE)
@@ -59,11 +101,13 @@ def read_findings(findings_uri: str) -> Optional[Dict[str, Any]]:
 
 
 def gather(examples_uri: str, findings_uri: str, model_uri: str, evaluation_uri: str, blessed: bool,
-           baseline_version: Optional[int], pushed: Dict[str, Any], max_misclassified: int) -> Dict[str, Any]:
+           baseline_version: Optional[int], pushed: Dict[str, Any], max_misclassified: int,
+           shifted_images: int = 0) -> Dict[str, Any]:
     """Collects everything the report shows into one dict (see render.render).
 
     The data section is DataChecks' findings and the metrics are TFMA's, as those components wrote
-    them; only the misclassified images need the model run here (TFMA keeps no per-example output).
+    them; only the misclassified images (TFMA keeps no per-example output) and the accuracy under
+    shifts (`shifted_images` eval images; 0 = none) need the model run here.
     """
     from components.report import results  # pylint: disable=import-outside-toplevel
 
@@ -76,6 +120,8 @@ def gather(examples_uri: str, findings_uri: str, model_uri: str, evaluation_uri:
         "pushed": pushed,
         "history": history,
         "misclassified": misclassified(os.path.join(model_uri, "Format-Serving"), examples_uri, max_misclassified),
+        "shifted": shifted_accuracy(os.path.join(model_uri, "Format-Serving"), examples_uri, shifted_images)
+        if shifted_images else {"evaluated": 0, "rows": []},
         "findings": read_findings(findings_uri),
         "paths": {"model": model_uri, "evaluation": evaluation_uri, "examples": examples_uri,
                   "findings": os.path.join(findings_uri, FINDINGS_FILE)},
@@ -86,7 +132,8 @@ def gather(examples_uri: str, findings_uri: str, model_uri: str, evaluation_uri:
 def Review(examples: InputArtifact[Examples], findings: InputArtifact[DataFindings], model: InputArtifact[Model],
            evaluation: InputArtifact[ModelEvaluation], blessing: InputArtifact[ModelBlessing],
            baseline: InputArtifact[Model], pushed_model: InputArtifact[PushedModel],
-           report: OutputArtifact[ReviewReport], max_misclassified: Parameter[int] = 24) -> None:
+           report: OutputArtifact[ReviewReport], max_misclassified: Parameter[int] = 24,
+           shifted_images: Parameter[int] = 120) -> None:
     """Writes `report.html`: the decision, metrics against the baseline, curves, confusions, data.
 
     Args:
@@ -98,6 +145,8 @@ def Review(examples: InputArtifact[Examples], findings: InputArtifact[DataFindin
       pushed_model: what the Pusher did.
       report: where report.html goes.
       max_misclassified: how many misclassified eval images the page shows at most.
+      shifted_images: how many eval images are scored under each shift of
+        components/evaluation/shifts.py (each costs 7 predictions); 0 = none.
     """
     absent = baseline.get_int_custom_property(ABSENT)
     props = pushed_model.mlmd_artifact.custom_properties
@@ -110,8 +159,11 @@ def Review(examples: InputArtifact[Examples], findings: InputArtifact[DataFindin
     facts = gather(examples.uri, findings.uri, model.uri, evaluation.uri,
                    blessed=bool(blessing.get_int_custom_property("blessed")),
                    baseline_version=None if absent else baseline.get_int_custom_property("served_version"),
-                   pushed=pushed, max_misclassified=max_misclassified)
+                   pushed=pushed, max_misclassified=max_misclassified, shifted_images=shifted_images)
     os.makedirs(report.uri, exist_ok=True)
+    with open(os.path.join(report.uri, SHIFTED_FILE), "w") as f:  # for the run summary
+        json.dump({"evaluated": facts["shifted"]["evaluated"],
+                   "accuracy": {row["name"]: row["accuracy"] for row in facts["shifted"]["rows"]}}, f, indent=1)
     with open(os.path.join(report.uri, REPORT_FILE), "w") as f:
         f.write(render.render(facts))
     report.set_string_custom_property("report_path", os.path.join(report.uri, REPORT_FILE))

@@ -40,6 +40,7 @@ class RunReport:
     findings: Optional[dict] = None  # DataChecks' findings.json
     findings_path: Optional[str] = None
     training: Optional[str] = None  # the Trainer's outcome: epochs, time, early stop or time budget
+    shifted: Optional[dict] = None  # the Review's shifted_accuracy.json: {"evaluated", "accuracy": {name: value}}
 
     def component(self, name: str) -> Optional[ComponentRun]:
         return next((c for c in self.components if c.name == name), None)
@@ -123,6 +124,7 @@ def add_results(report: RunReport) -> None:
     _add_findings(report)
     _add_training(report)
     _add_evaluation(report)
+    report.shifted, _ = _artifact_json(report, "Review", "components.ReviewReport", "shifted_accuracy.json")
 
 
 def _artifact_json(report: RunReport, component: str, artifact_type: str, name: str):
@@ -258,6 +260,10 @@ def render(report: Optional[RunReport], total_seconds: float, data_text: str,
     if report.accuracy is not None:
         count = f" on {report.example_count} eval examples" if report.example_count else ""
         lines.append(f"eval accuracy: {report.accuracy:.4f}{count}")
+    if report.shifted and report.shifted.get("accuracy"):
+        accuracy = report.shifted["accuracy"]
+        lines.append("shifted eval:  " + ", ".join(f"{name} {value:.2f}" for name, value in accuracy.items())
+                     + f" ({report.shifted['evaluated']} eval images; see the review report)")
     if report.blessed is not None:
         lines.append(f"blessed:       {'YES' if report.blessed else 'NO'}")
         for line in report.decision:

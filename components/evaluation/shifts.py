@@ -1,0 +1,123 @@
+"""Shifted photos: the changes a real user's photo brings and a one-room collection never varies.
+
+A model trained on photos from one camera, one light and a pale wall learns that look along with
+the sign. These shifts put it back in front of the model; the Review and `bench/accuracy.py`
+measure accuracy under each. Each is drawn per photo from a seed of a key (its file name), so
+every run measures the same images:
+
+- `background`: the wall replaced by a colour, a gradient or a texture (the hand is kept by its
+  skin chroma, Cr in YCbCr, against the wall's);
+- `colour`: a warm, cool or green cast and a saturation change (other white balance);
+- `scale`: the hand at 60-85 % of the frame, off centre (held further from the camera);
+- `camera`: a 32-48 pixel sensor, blur, noise and heavy JPEG (a cheaper camera);
+- `light`: dimmer or brighter, with less or more contrast;
+- `all`: the five together, in that order: the figure closest to "another camera, another room".
+
+The Trainer's own augmentation (`trainer/augment.py`) finds the wall another way (chromaticity
+against the border's median), with other backgrounds, so a model is not scored on the very
+transform it trained on.
+"""
+
+import io
+import zlib
+from typing import Callable, Dict, Tuple
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageFilter
+
+
+def _rng(key: str, shift: str) -> np.random.Generator:
+    return np.random.default_rng(zlib.crc32(f"{key}/{shift}".encode()))
+
+
+def _new_background(size: Tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    w, h = size
+    kind = rng.integers(3)
+    a, b = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    if kind == 0:  # a painted wall
+        return np.broadcast_to(a, (h, w, 3)).astype(np.float32)
+    if kind == 1:  # a gradient, in a random direction
+        t = np.linspace(0, 1, h)[:, None] if rng.random() < 0.5 else np.linspace(0, 1, w)[None, :]
+        return (a * (1 - t[..., None]) + b * t[..., None]).astype(np.float32) * np.ones((h, w, 1), np.float32)
+    noise = rng.uniform(0, 1, (h // 4 + 1, w // 4 + 1))  # a coarse texture: fabric, foliage, a poster
+    texture = np.asarray(Image.fromarray((noise * 255).astype(np.uint8)).resize((w, h), Image.Resampling.BICUBIC),
+                         np.float32)[..., None] / 255
+    return a * (1 - texture) + b * texture
+
+
+def hand_mask(image: Image.Image) -> np.ndarray:
+    """How much each pixel is hand (1) rather than wall (0): skin is redder in chroma (Cr) than the wall.
+
+    The wall's Cr is the median of the border pixels; a pixel 6 or more above it counts as skin,
+    fading in over the 4 below, and the mask is softened by a 1.5-pixel blur.
+    """
+    cr = np.asarray(image.convert("YCbCr"), np.float32)[..., 2]
+    border = np.concatenate([cr[0], cr[-1], cr[:, 0], cr[:, -1]])
+    mask = np.clip((cr - np.median(border) - 2) / 4, 0, 1)
+    blurred = Image.fromarray((mask * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1.5))
+    return np.asarray(blurred, np.float32) / 255
+
+
+def background(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    mask = hand_mask(image)[..., None]
+    pixels = np.asarray(image, np.float32)
+    out = pixels * mask + _new_background(image.size, rng) * (1 - mask)
+    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+
+
+def colour(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    casts = ((1.25, 1.0, 0.7), (0.75, 0.95, 1.3), (0.9, 1.15, 0.85))
+    gains = np.array(casts[rng.integers(len(casts))], np.float32)
+    cast = Image.fromarray(np.clip(np.asarray(image, np.float32) * gains, 0, 255).astype(np.uint8))
+    return ImageEnhance.Color(cast).enhance(rng.uniform(0.4, 1.6))
+
+
+def scale(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    w, h = image.size
+    factor = rng.uniform(0.6, 0.85)
+    small = np.asarray(image.resize((max(1, int(w * factor)), max(1, int(h * factor))), Image.Resampling.LANCZOS))
+    left, top = int(rng.integers(0, w - small.shape[1] + 1)), int(rng.integers(0, h - small.shape[0] + 1))
+    # The wall goes on past the smaller photo: its edge pixels, repeated outwards.
+    return Image.fromarray(np.pad(small, ((top, h - small.shape[0] - top), (left, w - small.shape[1] - left), (0, 0)),
+                                  mode="edge"))
+
+
+def camera(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    side = int(rng.integers(32, 49))
+    low = image.resize((side, side), Image.Resampling.BILINEAR).resize(image.size, Image.Resampling.BILINEAR)
+    low = low.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
+    noisy = np.asarray(low, np.float32) + rng.normal(0, 6, (image.height, image.width, 3))
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=int(rng.integers(15, 36)))
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def light(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    brightness = rng.uniform(0.5, 0.75) if rng.random() < 0.6 else rng.uniform(1.15, 1.35)
+    return ImageEnhance.Contrast(ImageEnhance.Brightness(image).enhance(brightness)).enhance(rng.uniform(0.6, 1.5))
+
+
+SHIFTS: Dict[str, Callable[[Image.Image, np.random.Generator], Image.Image]] = {
+    "background": background, "colour": colour, "scale": scale, "camera": camera, "light": light}
+ALL = "all"
+
+
+def shifted(image: Image.Image, name: str, key: str) -> Image.Image:
+    """`image` under the shift `name` (one of SHIFTS, or ALL for the five in order).
+
+    Each shift draws its changes from a seed of `key` (a file name, say): the same image and key
+    always give the same picture.
+    """
+    image = image.convert("RGB")
+    for step in (SHIFTS if name == ALL else (name,)):
+        image = SHIFTS[step](image, _rng(key, step))
+    return image
+
+
+NAMES = (*SHIFTS, ALL)  # every shift, then the five together
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
