@@ -1,6 +1,6 @@
 """Where one training step of the seed's ResNet50 spends its time on this CPU, op type by op type.
 
-    python bench/profile_step.py [--batch-size 32] [--steps 5] [--bn keras|fused] [--json out.json]
+    python bench/profile_step.py [--batch-size 32] [--steps 5] [--optimizer fused|keras] [--json out.json]
 
 It builds the model as the Trainer does (`trainer.task.build_model`, float32 unless --precision),
 runs warm-up steps on random images, then records `--steps` steps with TensorFlow's profiler
@@ -86,6 +86,8 @@ def main(argv=None) -> int:
     parser.add_argument("--precision", default="float32")
     parser.add_argument("--bn", choices=("keras", "fused"), default=None,
                         help="BatchNormalization kernel (default: the Trainer's)")
+    parser.add_argument("--optimizer", choices=("fused", "keras"), default="fused",
+                        help="fused: the Trainer's FusedAdam (trainer/optimizer.py); keras: Keras's own Adam")
     parser.add_argument("--top", type=int, default=15, help="op types listed")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)
@@ -109,12 +111,16 @@ def main(argv=None) -> int:
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; ONEDNN_MAX_CPU_ISA="
           f"{os.environ.get('ONEDNN_MAX_CPU_ISA', '(not set)')}; oneDNN kernels "
           f"{'on' if _pywrap_util_port.IsMklEnabled() else 'off'}; precision {devices.precision}; "
-          f"batch {args.batch_size}", flush=True)
+          f"batch {args.batch_size}; optimizer {args.optimizer}", flush=True)
     rng = np.random.default_rng(0)
     x = rng.random((args.batch_size, 64, 64, 3), dtype=np.float32)
     y = rng.integers(0, 6, args.batch_size)
     with task.dtype_policy(devices.precision):
         model = task.build_model(config, devices, steps_per_epoch=100)
+        if args.optimizer == "keras":  # the same learning rate, through Keras's Adam
+            import keras  # pylint: disable=import-outside-toplevel
+            model.compile(optimizer=keras.optimizers.Adam(model.optimizer._learning_rate),  # pylint: disable=protected-access
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
         start = time.perf_counter()
         model.train_on_batch(x, y)
         first = time.perf_counter() - start

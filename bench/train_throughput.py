@@ -170,6 +170,33 @@ def measured_matmul_gflops(n: int = 2048, repeats: int = 8) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
+def avx2_matmul_gflops() -> float:
+    """`measured_matmul_gflops` with NumPy's OpenBLAS held to its AVX2 (Haswell) kernels."""
+    code = (f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
+            "import train_throughput; print(train_throughput.measured_matmul_gflops())")
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, OPENBLAS_CORETYPE="Haswell"),
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.split()[-1])
+
+
+def plan_arms(sweep: bool, only: str = "", as_avx2: bool = False):
+    """The arms to time, as (name, "baseline" or "trainer", environment, TrainConfig changes)."""
+    arms = [("baseline: fit on NumPy arrays", "baseline", {}, {}), ("trainer", "trainer", {}, {}),
+            # the input pipeline's own cost: the trainer at the baseline's precision
+            ("trainer, float32", "trainer", {}, {"precision": "float32"})]
+    if sweep:
+        arms += [(name, "trainer", env, changes) for name, env, changes in SWEEP if only in name]
+    if as_avx2:
+        # TF 2.16 turns oneDNN on by itself only with AVX-512 VNNI/BF16, AVX-VNNI or AMX
+        # (trainer/onednn.py), and the Trainer picks bfloat16 only with AMX-BF16: on an AVX2 CPU the
+        # baseline gets TF's own kernels and the Trainer float32 (the same as its "trainer, float32").
+        arms = [(name, arm, dict(env, ONEDNN_MAX_CPU_ISA="AVX2",
+                                 **({"TF_ENABLE_ONEDNN_OPTS": "0"} if arm == "baseline" else {})),
+                 changes if arm == "baseline" else dict({"precision": "float32"}, **changes))
+                for name, arm, env, changes in arms if name != "trainer, float32"]
+    return arms
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -182,6 +209,10 @@ def main(argv=None) -> int:
                    help="this machine's fp32 rate to compare with (default: measured on a float32 matmul)")
     p.add_argument("--sweep", action="store_true", help="also time the CPU candidates in SWEEP")
     p.add_argument("--only", default="", help="with --sweep: only the candidates whose name has this")
+    p.add_argument("--as-avx2", action="store_true",
+                   help="on a CPU with AVX-512 or AMX, time what a CPU with AVX2 alone gets: oneDNN "
+                        "limited to its AVX2 code (ONEDNN_MAX_CPU_ISA=AVX2), the baseline on TensorFlow's "
+                        "own kernels (TF's default there) and the Trainer in float32 (its default there)")
     p.add_argument("--workdir", default="/tmp/signs-train-bench", help="where the records go")
     p.add_argument("--arm", choices=("baseline", "trainer"), help=argparse.SUPPRESS)
     p.add_argument("--changes", default="{}", help=argparse.SUPPRESS)
@@ -196,16 +227,15 @@ def main(argv=None) -> int:
         return 0
 
     started = time.time()
-    peak_gflops = args.peak_gflops or measured_matmul_gflops()
+    peak_gflops = args.peak_gflops or (avx2_matmul_gflops() if args.as_avx2 else measured_matmul_gflops())
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; float32 matmul: {peak_gflops:.0f} GFLOPS"
           f"{'' if args.peak_gflops else ' (measured)'}", flush=True)
     print(f"writing {args.images} synthetic images as gzip TFRecords under {args.workdir} ...", flush=True)
     write_records(args.workdir, args.images)
-    arms = [("baseline: fit on NumPy arrays", "baseline", {}, {}), ("trainer", "trainer", {}, {}),
-            # the input pipeline's own cost: the trainer at the baseline's precision
-            ("trainer, float32", "trainer", {}, {"precision": "float32"})]
-    if args.sweep:
-        arms += [(name, "trainer", env, changes) for name, env, changes in SWEEP if args.only in name]
+    if args.as_avx2:
+        print("as an AVX2 CPU: ONEDNN_MAX_CPU_ISA=AVX2 for every arm, TF_ENABLE_ONEDNN_OPTS=0 for the "
+              "baseline, float32 for the Trainer", flush=True)
+    arms = plan_arms(args.sweep, args.only, args.as_avx2)
     # The baseline and the trainer alternate `--repeats` times, and each keeps its best run: on a
     # noisy machine the best of several is the figure least disturbed by other load.
     runs = {}
@@ -232,8 +262,9 @@ def main(argv=None) -> int:
         print(f"{r['name']:36} {r['images_per_s']:9.1f} {r['images_per_s'] / base:11.2f}x "
               f"{peak:14.0%} {r['first_epoch_s']:12.1f} {'on' if r['onednn'] else 'off':>7}")
     trainer, precision = results[1]["images_per_s"], results[1]["devices"]["precision"]
+    float32 = "" if args.as_avx2 else f"; in float32 like the baseline: {results[2]['images_per_s'] / base:.2f}"
     print(f"\nratio trainer / baseline: {trainer / base:.2f} (the Trainer's defaults: {precision}; "
-          f"must be >= 1.0, goal 1.5); in float32 like the baseline: {results[2]['images_per_s'] / base:.2f}")
+          f"must be >= 1.0, goal 1.5){float32}")
     print(f"total wall time {time.time() - started:.0f} s")
     with open(os.path.join(args.workdir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)

@@ -75,6 +75,26 @@ def test_train_throughput_prints_both_arms_and_the_ratio(tmp_path):
     assert results[1]["onednn"] and results[2]["onednn"]  # the Trainer's arms run oneDNN's kernels on any CPU
 
 
+def test_train_throughput_as_avx2_gives_each_arm_what_an_avx2_cpu_gives_it():
+    """Baseline: TF's own kernels (TF turns oneDNN on by itself only on newer ISAs); Trainer: oneDNN held
+    to AVX2, in float32 (the Trainer picks bfloat16 only with AMX). Without --as-avx2 nothing is pinned."""
+    sys.path.insert(0, os.path.join(REPO, "bench"))
+    try:
+        import train_throughput  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.pop(0)
+    arms = {name: (arm, env, changes) for name, arm, env, changes in train_throughput.plan_arms(
+        sweep=True, only="batch 64", as_avx2=True)}
+    assert list(arms) == ["baseline: fit on NumPy arrays", "trainer", "trainer, batch 64"]
+    assert arms["baseline: fit on NumPy arrays"] == (
+        "baseline", {"ONEDNN_MAX_CPU_ISA": "AVX2", "TF_ENABLE_ONEDNN_OPTS": "0"}, {})
+    assert arms["trainer"] == ("trainer", {"ONEDNN_MAX_CPU_ISA": "AVX2"}, {"precision": "float32"})
+    assert arms["trainer, batch 64"][2] == {"precision": "float32", "batch_size": 64}
+    plain = train_throughput.plan_arms(sweep=False)
+    assert [(name, env) for name, _, env, _ in plain] == [
+        ("baseline: fit on NumPy arrays", {}), ("trainer", {}), ("trainer, float32", {})]
+
+
 @pytest.mark.slow
 def test_profile_step_lists_the_convolutions_by_op_type(tmp_path):
     out = tmp_path / "profile.json"
