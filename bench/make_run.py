@@ -1,6 +1,6 @@
 """Times `make run` from a fresh clone, as a new user runs it: set-up, then each component.
 
-    python bench/make_run.py [--workdir /tmp/signs-make-run] [--keep] [-- runner flags ...]
+    python bench/make_run.py [--workdir /tmp/signs-make-run] [--keep] [--as-avx2] [-- runner flags ...]
 
 It clones this repository's committed HEAD into a new directory, runs `make setup` (the virtual
 environment; uv's download cache is whatever this machine has), then `make run` with the flags
@@ -46,7 +46,7 @@ def parse_summary(lines):
         m = COMPONENT_LINE.match(line)
         if m:
             components.append((m.group(1), m.group(2), int(m.group(3))))
-        for key in ("eval accuracy", "blessed", "pushed model", "training"):
+        for key in ("eval accuracy", "blessed", "pushed model", "training", "shifted eval"):
             if line.startswith(key + ":"):
                 facts[key] = line.split(":", 1)[1].strip()
     return components, facts
@@ -58,13 +58,21 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", default=None, help="where the clone goes (default: a new temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the clone afterwards")
+    p.add_argument("--as-avx2", action="store_true",
+                   help="on a CPU with AVX-512 or AMX, run as a CPU with AVX2 alone runs: oneDNN held to "
+                        "its AVX2 code (ONEDNN_MAX_CPU_ISA=AVX2) and the Trainer in float32 (--precision "
+                        "float32, its choice on a CPU without AMX)")
     args = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    if args.as_avx2:
+        os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"  # every process make starts inherits it
+        runner_args = ["--precision", "float32", *runner_args]
 
     workdir = args.workdir or tempfile.mkdtemp(prefix="signs-make-run-")
     clone = os.path.join(workdir, "signs-pipeline")
     if os.path.exists(clone):
         sys.exit(f"error: {clone} exists; name an empty --workdir")
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores", flush=True)
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores"
+          f"{'; as an AVX2 CPU (ONEDNN_MAX_CPU_ISA=AVX2, float32)' if args.as_avx2 else ''}", flush=True)
     started = time.perf_counter()
     log = []
     subprocess.run(["git", "clone", "-q", REPO, clone], check=True)
@@ -90,7 +98,7 @@ def main(argv=None) -> int:
     print(f"{'total':<22}{total_s:>7.0f}s  ({total_s / 60:.1f} min)")
     if epochs:
         print(f"Trainer epochs run: {epochs[-1].split()[1]}")
-    for key in ("training", "eval accuracy", "blessed", "pushed model"):
+    for key in ("training", "eval accuracy", "shifted eval", "blessed", "pushed model"):
         print(f"{key}: {facts.get(key, '(not in the summary)')}")
     if not args.keep and not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -120,12 +120,15 @@ def test_make_run_bench_reads_the_run_summary():
         runs.ComponentRun("ExampleGen", "complete", 8.4, {}, None),
         runs.ComponentRun("Trainer", "complete", 363.2, {}, None),
         runs.ComponentRun("Pusher", "cached", 0.0, {}, None)], accuracy=0.96, example_count=300, blessed=True,
-        pushed_to="/x/serving_model/1", training="5 epochs in 350 s, stopped for time")
+        pushed_to="/x/serving_model/1", training="5 epochs in 350 s, stopped for time",
+        shifted={"evaluated": 120, "accuracy": {"as they are": 0.95, "background": 0.5, "all": 0.25}})
     lines = ("noise\n" + runs.render(report, 470.0, "synthetic", "/x")).splitlines()
     components, facts = make_run.parse_summary(lines)
     assert components == [("ExampleGen", "complete", 8), ("Trainer", "complete", 363)]
     assert facts["eval accuracy"] == "0.9600 on 300 eval examples" and facts["blessed"] == "YES"
     assert facts["pushed model"] == "/x/serving_model/1" and facts["training"].endswith("stopped for time")
+    assert facts["shifted eval"] == ("as they are 0.95, background 0.50, all 0.25 (120 eval images; "
+                                     "see the review report)")
 
 
 def test_accuracy_bench_names_a_missing_data_folder(tmp_path):
