@@ -57,6 +57,16 @@ def test_rate_zero_changes_nothing_and_rate_half_about_half():
     assert 0.35 < changed < 0.65
 
 
+def test_no_new_wall_where_the_wall_is_not_told_apart():
+    """A flat, noisy image (all 'wall', or all 'hand' to the mask) and a plain wall keep their pixels."""
+    rng = np.random.default_rng(0)
+    noisy = np.clip(np.array([0.86, 0.16, 0.16]) + rng.normal(0, 0.08, (4, 64, 64, 3)), 0, 1)
+    plain = np.broadcast_to(np.float32(WALL), (4, 64, 64, 3))
+    images = tf.constant(np.concatenate([noisy, plain]).astype(np.float32))
+    out = augment.replace_background(images, tf.random.Generator.from_seed(2), rate=1.0)
+    np.testing.assert_array_equal(out.numpy(), images.numpy())
+
+
 def test_colour_cast_scales_each_channel_within_the_strength():
     images = tf.fill([64, 4, 4, 3], 0.5)
     out = augment.colour_cast(images, tf.random.Generator.from_seed(1), 0.2).numpy()
