@@ -37,23 +37,23 @@ class TrainConfig:
     zero_init_residual: bool = _field(True, "start each residual branch's last BatchNormalization scale "
                                             "at 0, so every block starts as its shortcut and the first "
                                             "epochs learn faster; off: the seed's start at 1")
-    augment: bool = _field(True, "random flips, shifts, turns, zoom, brightness and contrast on "
-                                 "training images, in tf.data")
+    augment: bool = _field(True, "random flips, shifts, turns, zoom, light, colour and new walls on "
+                                 "training images, in tf.data (the knobs below)")
     flip: bool = _field(True, "mirror left and right (a left hand signs like a mirrored right hand)")
     rotation_degrees: float = _field(12.0, "largest random turn, in degrees either way")
     shift: float = _field(0.08, "largest random shift, as a fraction of the image side")
     zoom: float = _field(0.1, "largest random zoom in or out, as a fraction")
     brightness: float = _field(0.15, "largest random brightness change, as a fraction of full scale")
     contrast: float = _field(0.2, "largest random contrast change, as a fraction")
-    hue: float = _field(0.0, "largest random hue turn, as a fraction of the colour wheel either way "
-                             "(0.05: 18 degrees); 0 = none")
-    saturation: float = _field(0.0, "random saturation change: s multiplies it by (1-s)/(1+s) to "
+    hue: float = _field(0.03, "largest random hue turn, as a fraction of the colour wheel either way "
+                              "(0.05: 18 degrees); 0 = none")
+    saturation: float = _field(0.3, "random saturation change: s multiplies it by (1-s)/(1+s) to "
                                     "(1+s)/(1-s) (0.3: 0.54x to 1.9x), up to 0.9; 0 = none")
-    zoom_out: float = _field(0.0, "largest random zoom out, as a fraction, where it exceeds `zoom` "
-                                  "(0.3: the hand at down to 77 %% of the frame); 0 = as far as `zoom`")
-    background: float = _field(0.0, "share of training images whose wall is replaced by a random colour, "
+    zoom_out: float = _field(0.35, "largest random zoom out, as a fraction, where it exceeds `zoom` "
+                                   "(0.35: the hand at down to 74 %% of the frame); 0 = as far as `zoom`")
+    background: float = _field(0.5, "share of training images whose wall is replaced by a random colour, "
                                     "gradient or texture (trainer/augment.py), 0 .. 1; 0 = none")
-    colour_cast: float = _field(0.0, "largest random gain of each colour channel on its own, as a fraction "
+    colour_cast: float = _field(0.2, "largest random gain of each colour channel on its own, as a fraction "
                                      "(0.2: x0.8 .. x1.2; another white balance); 0 = none")
     early_stopping_patience: int = _field(
         6, "stop after this many epochs without a better eval accuracy; 0 = never stop early")

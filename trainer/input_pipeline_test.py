@@ -90,8 +90,8 @@ def test_augmentation_changes_training_images_only_within_range(records):
 def test_augmenter_follows_the_config():
     names = [l.__class__.__name__ for l in input_pipeline.augmenter(TrainConfig()).layers]
     assert names == ["RandomFlip", "RandomTranslation", "RandomRotation", "RandomZoom",
-                     "RandomBrightness", "RandomContrast"]
-    off = TrainConfig(flip=False, zoom=0.0, brightness=0.0)
+                     "RandomBrightness", "RandomContrast", "RandomHue", "RandomSaturation"]
+    off = TrainConfig(flip=False, zoom=0.0, zoom_out=0.0, brightness=0.0, hue=0.0, saturation=0.0)
     assert [l.__class__.__name__ for l in input_pipeline.augmenter(off).layers] == [
         "RandomTranslation", "RandomRotation", "RandomContrast"]
 
@@ -99,8 +99,8 @@ def test_augmenter_follows_the_config():
 def test_hue_and_saturation_stay_within_their_bounds():
     """hue 0.05 turns a skin colour by up to 18 degrees either way; saturation 0.3 scales it by 0.54x to 1.86x."""
     import colorsys  # pylint: disable=import-outside-toplevel
-    config = TrainConfig(seed=3, flip=False, shift=0, rotation_degrees=0, zoom=0, brightness=0, contrast=0,
-                         hue=0.05, saturation=0.3)
+    config = TrainConfig(seed=3, flip=False, shift=0, rotation_degrees=0, zoom=0, zoom_out=0, brightness=0,
+                         contrast=0, hue=0.05, saturation=0.3)
     layers = input_pipeline.augmenter(config)
     assert [l.__class__.__name__ for l in layers.layers] == ["RandomHue", "RandomSaturation"]
     skin = (0.8, 0.5, 0.3)
@@ -118,7 +118,7 @@ def test_zoom_out_goes_further_than_zoom_in():
     zoom = [l for l in input_pipeline.augmenter(TrainConfig(zoom=0.1, zoom_out=0.3)).layers
             if l.__class__.__name__ == "RandomZoom"][0]
     assert (zoom.height_factor, zoom.width_factor) == ((-0.1, 0.3), None)
-    assert [l for l in input_pipeline.augmenter(TrainConfig(zoom=0.1)).layers
+    assert [l for l in input_pipeline.augmenter(TrainConfig(zoom=0.1, zoom_out=0)).layers
             if l.__class__.__name__ == "RandomZoom"][0].height_factor == (-0.1, 0.1)
 
 
@@ -132,7 +132,8 @@ def test_new_walls_and_colour_casts_run_in_the_input_pipeline(tmp_path):
     with tf.io.TFRecordWriter(path, "GZIP") as writer:
         for i, (image, label) in enumerate(zip(images, labels)):
             writer.write(to_example(image, int(label), f"hand{i}.png").SerializeToString())
-    still = dict(flip=False, shift=0, zoom=0, rotation_degrees=0, brightness=0, contrast=0)
+    still = dict(flip=False, shift=0, zoom=0, zoom_out=0, rotation_degrees=0, brightness=0, contrast=0, hue=0,
+                 saturation=0)
     config = TrainConfig(seed=4, background=1.0, colour_cast=0.2, **still)
     ds = input_pipeline.make_dataset(input_pipeline.records_accessor(), [path], signs_schema(range(6)), 8,
                                      training=True, config=config, n_examples=16)
