@@ -67,10 +67,13 @@ def run_locally(config: configs.PipelineConfig) -> int:
         print(f"error: {e}")
         return 2
     data_text = source.describe()
+    train_config, note = data_source.training_config(config.train_config, source)
     if source.is_synthetic:
         print(f"No --data given: using the {data_text}. Pass --data for real photos.", flush=True)
     else:
         print(f"Data: {data_text}", flush=True)
+    if note:
+        print(note, flush=True)
     beam_args = configs.beam_pipeline_args(config.beam_args)
     print(f"Beam: {' '.join(beam_args)} (about {n_images} images)", flush=True)
 
@@ -85,7 +88,7 @@ def run_locally(config: configs.PipelineConfig) -> int:
         source_kind=source.kind,
         classes=config.classes,
         eval_percent=config.eval_percent,
-        train_config=config.train_config.to_dict(),
+        train_config=train_config.to_dict(),
         min_accuracy=config.min_accuracy,
         min_improvement=config.min_improvement,
         serving_dir=config.push_dir,

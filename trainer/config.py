@@ -12,6 +12,9 @@ from typing import Any, Dict, Optional, Tuple
 
 from components.data.sources import MAX_IMAGE_PIXELS
 
+# The augmentation for photos from elsewhere (trainer/augment.py and Keras's colour layers), which
+# `photo_augment` turns off at once.
+PHOTO_AUGMENT_FIELDS = ("zoom_out", "background", "colour_cast", "hue", "saturation")
 # Fields the runners fill in themselves rather than from a flag.
 DERIVED_FIELDS = ("num_classes", "checkpoint_root")
 
@@ -49,6 +52,11 @@ class TrainConfig:
                               "(0.05: 18 degrees); 0 = none")
     saturation: float = _field(0.3, "random saturation change: s multiplies it by (1-s)/(1+s) to "
                                     "(1+s)/(1-s) (0.3: 0.54x to 1.9x), up to 0.9; 0 = none")
+    photo_augment: str = _field("auto", "the augmentation for photos from elsewhere: zoom_out, background, "
+                                        "colour_cast, hue and saturation below (off: 0 each); auto = on, "
+                                        "except on the local runner's generated synthetic set, whose drawn "
+                                        "hands it slows too much for `make run`'s time budget",
+                                ("auto", "on", "off"))
     zoom_out: float = _field(0.35, "largest random zoom out, as a fraction, where it exceeds `zoom` "
                                    "(0.35: the hand at down to 74 %% of the frame); 0 = as far as `zoom`")
     background: float = _field(0.5, "share of training images whose wall is replaced by a random colour, "
@@ -99,3 +107,9 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+    def augmentation(self) -> "TrainConfig":
+        """This config with the photo augmentation's knobs at 0 where `photo_augment` is off."""
+        if self.photo_augment != "off":
+            return self
+        return self.replace(**{name: 0.0 for name in PHOTO_AUGMENT_FIELDS})

@@ -91,8 +91,10 @@ def augmentation(config):
     """The training batches' augmentation, (images, labels) -> (images, labels), for `Dataset.map`.
 
     A new wall first (`config.background`; the mask is found best on the untouched photo), then
-    the Keras layers of `augmenter`, then a colour cast (`config.colour_cast`).
+    the Keras layers of `augmenter`, then a colour cast (`config.colour_cast`). With
+    `config.photo_augment` off, the photo augmentation's knobs count as 0.
     """
+    config = config.augmentation()  # photo_augment "off": its knobs at 0
     layers = augmenter(config)
     rng = tf.random.Generator.from_seed(config.seed) if config.background or config.colour_cast else None
 

@@ -96,6 +96,14 @@ def test_augmenter_follows_the_config():
         "RandomTranslation", "RandomRotation", "RandomContrast"]
 
 
+def test_photo_augment_off_leaves_the_earlier_augmentation():
+    off = TrainConfig(photo_augment="off")
+    assert [l.__class__.__name__ for l in input_pipeline.augmenter(off.augmentation()).layers] == [
+        "RandomFlip", "RandomTranslation", "RandomRotation", "RandomZoom", "RandomBrightness", "RandomContrast"]
+    assert (off.augmentation().background, off.augmentation().colour_cast) == (0, 0)
+    assert TrainConfig(photo_augment="auto").augmentation() == TrainConfig(photo_augment="auto")
+
+
 def test_hue_and_saturation_stay_within_their_bounds():
     """hue 0.05 turns a skin colour by up to 18 degrees either way; saturation 0.3 scales it by 0.54x to 1.86x."""
     import colorsys  # pylint: disable=import-outside-toplevel
