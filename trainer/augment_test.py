@@ -11,8 +11,8 @@ from trainer import augment
 
 WALL = (0.85, 0.82, 0.78)  # a pale, slightly warm wall, as in the shared photos
 SKIN = (0.80, 0.58, 0.45)
-PHOTO = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "sign-language-digits",
-                     "Dataset", "3", "IMG_1121.JPG")
+PHOTO = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
+                                      "sign-language-digits", "Dataset", "3", "IMG_1121.JPG"))
 
 
 def _disc_on_wall(n=2):
@@ -86,7 +86,7 @@ def test_drawn_hands_keep_their_fingers():
     assert (mask > 0.5).mean(axis=(1, 2)).max() < 0.6  # and some wall
 
 
-@pytest.mark.skipif(not os.path.exists(PHOTO), reason=f"the shared photos are not at {PHOTO}")
+@pytest.mark.skipif(not os.path.exists(PHOTO), reason=f"the real photo {PHOTO} is not there (../shared is absent)")
 def test_a_real_photo_splits_into_hand_and_wall():
     from PIL import Image  # pylint: disable=import-outside-toplevel
     photo = np.asarray(Image.open(PHOTO).convert("RGB").resize((64, 64)), np.float32) / 255
