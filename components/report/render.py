@@ -215,7 +215,7 @@ def page_context(facts: Dict[str, Any]) -> Dict[str, Any]:
         "confusion": _confusion_view(evaluation["confusion"]),
         "per_class": _per_class_view(evaluation),
         "misclassified": _misclassified_view(facts["misclassified"]),
-        "shifted": _shifted_view(facts.get("shifted") or {"rows": []}),
+        "shifted": _shifted_view(facts["shifted"]),
         "data": _data_view(facts["findings"]),
         "paths": facts["paths"],
     }

@@ -29,12 +29,12 @@ def _split_files(examples_uri: str, split: str) -> List[str]:
     return sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
 
 
-def misclassified(model_dir: str, examples_uri: str, limit: int) -> Dict[str, Any]:
-    """Runs the model's serving_default over the eval split; returns the errors, up to `limit`."""
+def misclassified(model, examples_uri: str, limit: int) -> Dict[str, Any]:
+    """Runs the loaded SavedModel's serving_default over the eval split; returns the errors, up to `limit`."""
     import numpy as np  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    serve = model.signatures["serving_default"]
     errors, total = [], 0
     ds = tf.data.TFRecordDataset(_split_files(examples_uri, "eval"), compression_type="GZIP").batch(128)
     for batch in ds:
@@ -50,8 +50,8 @@ def misclassified(model_dir: str, examples_uri: str, limit: int) -> Dict[str, An
     return {"examples": errors, "evaluated": total}
 
 
-def shifted_accuracy(model_dir: str, examples_uri: str, limit: int) -> Dict[str, Any]:
-    """The model's accuracy on the eval split's first `limit` images, as they are and under each shift.
+def shifted_accuracy(model, examples_uri: str, limit: int) -> Dict[str, Any]:
+    """The loaded SavedModel's accuracy on the eval split's first `limit` images, as they are and under each shift.
 
     The shifts (components/evaluation/shifts.py) bring what photos from elsewhere bring: another
     wall, white balance, framing, camera and light, then all five. Each image is shifted from a
@@ -80,7 +80,7 @@ def shifted_accuracy(model_dir: str, examples_uri: str, limit: int) -> Dict[str,
         keys.append(f["source"].bytes_list.value[0].decode() if "source" in f else str(len(keys)))
     if not pngs:
         return {"evaluated": 0, "rows": []}
-    classify = tf.saved_model.load(model_dir).signatures[IMAGE_BYTES_SIGNATURE]
+    classify = model.signatures[IMAGE_BYTES_SIGNATURE]
     rows = []
     for name in ("as they are", *shifts.NAMES):
         images = pngs if name == "as they are" else [
@@ -109,8 +109,11 @@ def gather(examples_uri: str, findings_uri: str, model_uri: str, evaluation_uri:
     them; only the misclassified images (TFMA keeps no per-example output) and the accuracy under
     shifts (`shifted_images` eval images; 0 = none) need the model run here.
     """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
     from components.report import results  # pylint: disable=import-outside-toplevel
 
+    serving = tf.saved_model.load(os.path.join(model_uri, "Format-Serving"))  # once, for both sections
     history_path = os.path.join(model_uri, "history.json")
     history = json.load(open(history_path)) if os.path.exists(history_path) else {"epochs": [], "config": {}}
     return {
@@ -119,9 +122,9 @@ def gather(examples_uri: str, findings_uri: str, model_uri: str, evaluation_uri:
         "baseline_version": baseline_version,
         "pushed": pushed,
         "history": history,
-        "misclassified": misclassified(os.path.join(model_uri, "Format-Serving"), examples_uri, max_misclassified),
-        "shifted": shifted_accuracy(os.path.join(model_uri, "Format-Serving"), examples_uri, shifted_images)
-        if shifted_images else {"evaluated": 0, "rows": []},
+        "misclassified": misclassified(serving, examples_uri, max_misclassified),
+        "shifted": shifted_accuracy(serving, examples_uri, shifted_images) if shifted_images
+        else {"evaluated": 0, "rows": []},
         "findings": read_findings(findings_uri),
         "paths": {"model": model_uri, "evaluation": evaluation_uri, "examples": examples_uri,
                   "findings": os.path.join(findings_uri, FINDINGS_FILE)},

@@ -124,7 +124,8 @@ def add_results(report: RunReport) -> None:
     _add_findings(report)
     _add_training(report)
     _add_evaluation(report)
-    report.shifted, _ = _artifact_json(report, "Review", "components.ReviewReport", "shifted_accuracy.json")
+    report.shifted, _ = _artifact_json(report, "Review", "components.ReviewReport",
+                                       "shifted_accuracy.json")  # components/report/review.py's SHIFTED_FILE
 
 
 def _artifact_json(report: RunReport, component: str, artifact_type: str, name: str):
