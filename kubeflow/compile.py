@@ -7,16 +7,14 @@ from typing import Any, Dict, Optional
 
 import yaml
 
+from components.data import stores
 from pipeline import data_source
 from pipeline.configs import PipelineConfig
 
 # Pipeline roots the open-source backend takes (`backend/src/v2/objectstore/config.go`), less
 # mem://, which keeps nothing a later run or a serving cluster could read.
 ROOT_SCHEMES = ("gs://", "s3://", "minio://")
-DEFAULT_PIPELINE_ROOT = "minio://mlpipeline/v2/artifacts"  # KFP's default install
-DEFAULT_MINIO_ENDPOINT = "http://minio-service.kubeflow:9000"
-# KFP's default install keeps its MinIO credentials in this secret (keys accesskey, secretkey).
-DEFAULT_MINIO_SECRET = "mlpipeline-minio-artifact"
+DEFAULT_PIPELINE_ROOT = stores.BACKEND_DEFAULT_ROOT  # where the backend puts a run given no root
 ENTRYPOINT = ["python", "-m", "kubeflow.entrypoint"]
 FINGERPRINT = "data_fingerprint"  # ExampleGen's cache key: what is under data_root (see submit)
 
@@ -42,7 +40,7 @@ class CompileConfig:
     pipeline: PipelineConfig = PipelineConfig()
     output: str = "pipeline.yaml"  # the PipelineSpec to write
     image: str = "signs-pipeline:0.1.0"  # container image every task runs
-    pipeline_root: str = DEFAULT_PIPELINE_ROOT  # gs://, s3:// or minio://
+    pipeline_root: str = ""  # gs://, s3:// or minio://; "" = the namespace's, the ConfigMap's, or KFP's default
     data_root: str = ""  # default of the data_root parameter; "" = <pipeline-root>/data
     source_kind: str = "h5_pair"  # h5_pair (train_signs.h5 + test_signs.h5) or image_folder
     gpus: int = 1  # accelerators for the Trainer; 0 runs it on CPU
@@ -51,23 +49,31 @@ class CompileConfig:
     memory: str = "8G"  # memory request of each task
     trainer_cpu: str = "8"
     trainer_memory: str = "32G"
-    minio_endpoint: str = DEFAULT_MINIO_ENDPOINT  # for minio:// roots
-    s3_endpoint: str = ""  # for s3:// roots on another S3 service than AWS's
-    credentials_secret: Optional[str] = None  # None: KFP's MinIO secret for minio:// roots
+    # The cluster's store settings: the target KFP release's defaults and the `kfp-launcher`
+    # ConfigMap's providers (components.data.stores); every task resolves stores from it.
+    launcher: stores.LauncherConfig = stores.LauncherConfig()
+    namespace: str = ""  # a multi-user profile namespace: root and keys under private-artifacts/<ns>/
     kserve: bool = True  # the Pusher writes each pushed version's KServe InferenceService beside it
     kserve_name: str = "signs"  # the InferenceService's name (and TF Serving's model name)
     kserve_namespace: Optional[str] = None  # None: the namespace `kubectl apply` / `deploy` uses
     kserve_service_account: Optional[str] = None  # None: signs-kserve for minio:// roots, else the default
 
     @property
-    def serving_dir(self) -> str:
-        return _join(self.pipeline_root, "serving_model")
+    def root(self) -> str:
+        """The pipeline root: the flag, else the namespace's, else the ConfigMap's, else the backend's."""
+        if self.pipeline_root:
+            return self.pipeline_root
+        if self.namespace:
+            return stores.namespace_root(self.namespace)
+        return self.launcher.default_pipeline_root or DEFAULT_PIPELINE_ROOT
 
     @property
-    def secret(self) -> str:
-        if self.credentials_secret is not None:
-            return self.credentials_secret
-        return DEFAULT_MINIO_SECRET if self.pipeline_root.startswith("minio://") else ""
+    def serving_dir(self) -> str:
+        return _join(self.root, "serving_model")
+
+    @property
+    def default_data_root(self) -> str:
+        return self.data_root or _join(self.root, "data")
 
 
 class CompileError(ValueError):
@@ -85,6 +91,26 @@ def check_root(root: str) -> None:
     if not root.startswith(ROOT_SCHEMES) or len(root.split("://", 1)[1].strip("/")) == 0:
         raise CompileError(f"--pipeline-root {root!r}: the KFP backend takes only gs://BUCKET/..., "
                            f"s3://BUCKET/... or minio://BUCKET/... roots")
+
+
+def check(config: CompileConfig) -> None:
+    """Raises CompileError for a root, namespace or launcher config the cluster would refuse; one line."""
+    check_root(config.root)
+    try:
+        kfp_release = stores.release(config.launcher.release)
+        if kfp_release.multi_user and not config.namespace:
+            raise CompileError(f"--kfp-release {kfp_release.name}: a multi-user install needs --namespace (the profile's)")
+        if config.namespace:
+            for location in (config.root, config.default_data_root):
+                stores.check_namespace_root(location, config.namespace)
+        providers = config.launcher.providers
+        kind = config.root.split("://", 1)[0]
+        if providers and kind not in providers:
+            raise CompileError(f"--launcher-config: providers has no {kind} provider for the root {config.root} "
+                               f"(it has {', '.join(sorted(providers))})")
+        config.launcher.secrets([config.root, config.default_data_root])  # refuses an invalid provider
+    except stores.StoreConfigError as e:
+        raise CompileError(str(e)) from None
 
 
 def _resources(cpu: str, memory: str, gpus: int = 0, accelerator: str = ""):
@@ -114,17 +140,17 @@ def build(config: CompileConfig) -> Dict[str, Any]:
     from pipeline import configs  # pylint: disable=import-outside-toplevel
     from pipeline.definition import create_pipeline  # pylint: disable=import-outside-toplevel
 
-    check_root(config.pipeline_root)
+    check(config)
     shared = config.pipeline
-    defaults = {"data_root": config.data_root or _join(config.pipeline_root, "data"), FINGERPRINT: "",
+    defaults = {"data_root": config.default_data_root, FINGERPRINT: "",
                 **configs.runtime_parameters(shared)}
     params = {name: data_types.RuntimeParameter(name=name, ptype=type(value), default=value)
               for name, value in defaults.items() if name != FINGERPRINT}
     train_config = shared.train.replace(num_classes=max(shared.classes) + 1,
-                                        checkpoint_root=_join(config.pipeline_root, "checkpoints")).to_dict()
+                                        checkpoint_root=_join(config.root, "checkpoints")).to_dict()
     train_config.update({name: params[name] for name in train_config if name in params})
     tfx_pipeline = create_pipeline(
-        pipeline_name=configs.PIPELINE_NAME, pipeline_root=config.pipeline_root,
+        pipeline_name=configs.PIPELINE_NAME, pipeline_root=config.root,
         data_root=params["data_root"], input_splits=INPUT_SPLITS[config.source_kind],
         source_kind=config.source_kind, classes=shared.classes, eval_percent=shared.eval_percent,
         train_config=train_config, min_accuracy=params["min_accuracy"],
@@ -148,7 +174,7 @@ def build(config: CompileConfig) -> Dict[str, Any]:
     for name, definition in spec["root"]["inputDefinitions"]["parameters"].items():
         definition["defaultValue"] = defaults[name]  # the PipelineJob's runtimeConfig is not submitted
         definition["isOptional"] = True
-    spec["defaultPipelineRoot"] = config.pipeline_root
+    spec["defaultPipelineRoot"] = config.root
     return _for_open_source_kfp(spec, config)
 
 
@@ -164,12 +190,12 @@ def _for_open_source_kfp(spec: Dict[str, Any], config: CompileConfig) -> Dict[st
       changes when the files under data_root do.
     - LatestServedModel reads the serving directory, which changes between runs with the same
       inputs: it must never be answered from KFP's cache.
-    - The store's endpoint goes into every task's environment, and its credentials come from a
-      Kubernetes secret (a platform spec, the package's second YAML document).
+    - The launcher config (KFP release, the ConfigMap's providers) goes into every task's
+      environment, so the storage layer in the pod reaches each store as the launcher does; the
+      credentials its sessions name come from Kubernetes secrets (`secretAsEnv` in the platform
+      spec, the package's second YAML document).
     """
-    env = [{"name": "SIGNS_MINIO_ENDPOINT", "value": config.minio_endpoint}]
-    if config.s3_endpoint:
-        env.append({"name": "SIGNS_S3_ENDPOINT", "value": config.s3_endpoint})
+    env = [{"name": stores.ENV_VAR, "value": dataclasses.replace(config.launcher, namespace=config.namespace).to_json()}]
     ours = {e["name"] for e in env}
     default_resources = _resources(config.cpu, config.memory)
     from google.protobuf import json_format  # pylint: disable=import-outside-toplevel
@@ -186,10 +212,10 @@ def _for_open_source_kfp(spec: Dict[str, Any], config: CompileConfig) -> Dict[st
     tasks["ExampleGen"]["inputs"]["parameters"][FINGERPRINT] = {"componentInputParameter": FINGERPRINT}
     example_gen = spec["components"][tasks["ExampleGen"]["componentRef"]["name"]]
     example_gen["inputDefinitions"]["parameters"][FINGERPRINT] = {"parameterType": "STRING"}
-    if config.secret:
-        secret = {"secretAsEnv": [{"secretName": config.secret, "keyToEnv": [
-            {"secretKey": "accesskey", "envVar": "AWS_ACCESS_KEY_ID"},
-            {"secretKey": "secretkey", "envVar": "AWS_SECRET_ACCESS_KEY"}]}]}
+    secrets = config.launcher.secrets([config.root, config.default_data_root])
+    if secrets:
+        secret = {"secretAsEnv": [{"secretName": name, "keyToEnv": [
+            {"secretKey": key, "envVar": var} for key, var in sorted(keys.items())]} for name, keys in secrets]}
         spec[PLATFORM_KEY] = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {
             label: copy.deepcopy(secret) for label, e in spec["deploymentSpec"]["executors"].items() if "container" in e}}}}}
     return spec

@@ -39,15 +39,29 @@ def package_serving_dir(spec: Dict[str, Any]) -> str:
     return root.rstrip("/") + "/serving_model"
 
 
-def serving_dir_of_package(path: str) -> str:
+def package_launcher(spec: Dict[str, Any]):
+    """The launcher config (KFP release, providers, namespace) a compiled package's tasks carry, or None."""
+    from components.data import stores  # pylint: disable=import-outside-toplevel
+    for executor in spec.get("deploymentSpec", {}).get("executors", {}).values():
+        config = stores.from_environment({e.get("name"): e.get("value") for e in executor.get("container", {}).get("env", [])})
+        if config is not None:
+            return config
+    return None
+
+
+def _load_package(path: str) -> Dict[str, Any]:
     import os  # pylint: disable=import-outside-toplevel
     if not os.path.exists(path):
         raise DeployError(f"{path}: no such package; pass --serving-dir or --package")
     from kubeflow import compile as kfp_compile  # pylint: disable=import-outside-toplevel
     try:
-        return package_serving_dir(kfp_compile.load(path))
+        return kfp_compile.load(path)
     except (OSError, ValueError, IndexError, AttributeError) as e:
         raise DeployError(f"{path}: not a compiled package ({type(e).__name__})") from None
+
+
+def serving_dir_of_package(path: str) -> str:
+    return package_serving_dir(_load_package(path))
 
 
 def newest_version(serving_dir: str) -> Tuple[Optional[int], str]:
@@ -194,10 +208,15 @@ def deploy(args) -> int:
         except (kserve.ManifestError, storage.StorageError) as e:
             raise DeployError(str(e)) from None
         if args.credentials_setup:
+            import os  # pylint: disable=import-outside-toplevel
+            launcher = package_launcher(_load_package(args.package)) if os.path.exists(args.package) else None
             try:
+                session = launcher.session(args.serving_dir) if launcher else None
                 print(kserve.credentials_setup(args.serving_dir, args.namespace,
-                                               args.service_account or kserve.DEFAULT_SERVICE_ACCOUNT), end="")
-            except kserve.ManifestError as e:
+                                               args.service_account or kserve.DEFAULT_SERVICE_ACCOUNT,
+                                               source_namespace=(launcher and launcher.namespace) or "kubeflow",
+                                               session=session), end="")
+            except (kserve.ManifestError, ValueError) as e:
                 raise DeployError(str(e)) from None
             return 0
         version, why = newest_version(args.serving_dir)

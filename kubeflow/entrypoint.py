@@ -22,7 +22,8 @@ entrypoint, and writes the ExecutorOutput the launcher expects:
   URI found there over its own (`mergeRuntimeArtifacts`), so a local one would be published.
 - **Parameters** that are not the component's (the data fingerprint, a cache key) are dropped.
 
-`SIGNS_LAUNCHER_LOCAL_ROOT` (default `/`) is where those local copies live; `run-local` sets it.
+`SIGNS_LAUNCHER_LOCAL_ROOT` (default `/`) stands for the pod's `/`, where those local copies and
+the output file live; `run-local` sets it.
 """
 
 import argparse
@@ -84,6 +85,7 @@ def adapt(executor_input: Dict[str, Any], inputs_spec: Dict[str, Any],
     outputs.setdefault("artifacts", {}).pop(EXECUTOR_LOGS, None)
     if not outputs.get("outputFile"):
         raise LauncherInputError("the ExecutorInput has no outputs.outputFile")
+    outputs["outputFile"] = os.path.join(root, outputs["outputFile"].lstrip("/"))  # a pod path
 
     remote_of: Dict[str, str] = {}
     for section in (inputs, outputs):

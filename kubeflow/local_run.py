@@ -1,41 +1,46 @@
 """Runs a compiled package on this machine, task by task, as open-source KFP 2.x runs it in a cluster.
 
-For each task, in dependency order, this plays the backend's driver and launcher
-(kubeflow/pipelines `backend/src/v2/driver` and `component/launcher_v2.go`):
+Each task runs as its pod would, from the package alone (`kubeflow.launcher` says what was read
+where, kubeflow/pipelines 2.17.0 and 2.5.0):
 
-- **driver:** parameters from constants and pipeline parameters; input artifacts from upstream
-  outputs as the metadata client returns them (`name` = an MLMD id, `type: {instanceSchema: ""}`,
-  metadata = the custom properties plus `display_name` and `store_session_info`); output artifacts
-  at `<root>/<pipeline>/<run id>/<task>/<salt>/<output>` with their spec types, plus the
-  `executor-logs` output (`system.Artifact`); `outputFile` at the task root's local path.
-- **launcher:** downloads every input artifact from the object store to its local path
-  (`/minio/...`, `/s3/...`, `/gcs/...`, under `--work-dir` here), makes the outputs' parent
-  folders, runs the container's command with the ExecutorInput for `{{$}}` (its `python` is this
-  interpreter), writes the task's output to `executor-logs`, merges the ExecutorOutput into the
-  outputs (a URI there replaces the remote one), and uploads each output from its local path.
+- **The pod's environment** is the container's `env` from the package, the secrets its platform
+  spec maps (`secretAsEnv`; a missing secret or key fails the task as the pod would fail), the
+  image's own settings and the launcher's variables (`KFP_POD_NAME`, ...). Nothing of this
+  machine's `AWS_*`, `SIGNS_*` or `GOOGLE_*` reaches it.
+- **The driver** gives parameters from constants and pipeline parameters, inputs read back from
+  ML Metadata (a real SQLite store in `--work-dir`: empty types and MLMD's value conversions come
+  from it), outputs at `<root>/<pipeline>/<run id>/<task>/<salt>/<output>` plus `executor-logs`
+  (unless logs are off), and looks the task up in KFP's cache by the key `cache.go` builds.
+- **The launcher** plays the release's logs name (2.17: `executor-logs-0`), fills parameter
+  defaults, downloads inputs to `/minio/...`, `/s3/...`, `/gcs/...` (under the work dir), runs the
+  command, merges the ExecutorOutput (URI, metadata keys, `customPath`), uploads each output under
+  the root and records it in ML Metadata. It reaches the store with the launcher config the package
+  carries and the keys of the secret it names.
+- **The cluster** (`--local-store`, `kubeflow.local_store`): a stand-in object store under the
+  release's service name, the secrets KFP's install and the profile controller make, and in a
+  multi-user install the namespace's key prefixes. Without it the store and the secrets
+  (`--secrets`) are real ones.
 
-The object store is real: the store the package's root names (reached as `components.data.storage`
-reaches it), or with `--local-store` a stand-in server started here on 127.0.0.1 (moto's S3 for
-`minio://` and `s3://` roots, gcp-storage-emulator for `gs://`). KFP's cache is played too: a task whose caching is on is answered from an earlier run in the same
-`--work-dir` when its key matches, the key being what the backend hashes (the parameter values,
-the input artifacts' ids, the image, the command and arguments). Not played: retries, and
-Kubernetes itself (pulling images, resources, secrets).
+`--kfp-release` plays another release than the package's (2.5, 2.17, 2.17-multi-user, ...). Not
+played: retries, and Kubernetes' scheduling (images, resources).
 """
 
 import contextlib
-import hashlib
-import itertools
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import time
 import uuid
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-from kubeflow import compile as kfp_compile, entrypoint
+from components.data import storage, stores
+from kubeflow import compile as kfp_compile, entrypoint, launcher, local_store
 
-EXECUTOR_LOGS = entrypoint.EXECUTOR_LOGS
+EXECUTOR_LOGS = launcher.EXECUTOR_LOGS
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOST_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")  # what any container has of its own
 
 
 class PackageError(Exception):
@@ -57,122 +62,138 @@ def task_order(tasks: Dict[str, Any]) -> List[str]:
     return order
 
 
-def _parameter_values(task_name: str, task: Dict[str, Any], params: Dict[str, Any]) -> Dict[str, Any]:
-    values = {}
-    for name, source in task.get("inputs", {}).get("parameters", {}).items():
-        if "componentInputParameter" in source:
-            values[name] = params[source["componentInputParameter"]]
-        elif "runtimeValue" in source:
-            value = source["runtimeValue"]
-            values[name] = value["constant"] if "constant" in value else next(iter(value["constantValue"].values()))
-        else:
-            raise PackageError(f"task {task_name}: parameter {name} has an unsupported source {sorted(source)}")
-    return values
+def image_env(dockerfile: str = os.path.join(REPO, "kubeflow", "Dockerfile")) -> Dict[str, str]:
+    """The ENV lines of the task image's Dockerfile (`ENV NAME=VALUE ...`)."""
+    env = {}
+    if os.path.exists(dockerfile):
+        for line in open(dockerfile, encoding="utf-8"):
+            if line.startswith("ENV "):
+                for pair in line[4:].split():
+                    name, _, value = pair.partition("=")
+                    env[name] = value
+    return env
+
+
+def pod_env(container: Dict[str, Any], platform: Dict[str, Any], secrets: Dict[str, Dict[str, str]], task: str,
+            network: Dict[str, str], local_root: str, release: stores.Release) -> Dict[str, str]:
+    """A task's environment as its pod has it (see the module docstring)."""
+    env = {k: os.environ[k] for k in HOST_ENV if k in os.environ}
+    env.update(image_env())
+    env.update({e["name"]: e.get("value", "") for e in container.get("env", [])})
+    env.update(local_store.pod_secret_env(platform, secrets, task))
+    env.update({"KFP_POD_NAME": f"{task.lower()}-{uuid.uuid4().hex[:5]}", "KFP_POD_UID": str(uuid.uuid4())})
+    if release.retry_qualified_logs:
+        env["KFP_RETRY_INDEX"] = "0"
+    env.update(network)
+    env[entrypoint.LOCAL_ROOT_ENV] = local_root  # stands for the pod's "/"
+    return env
 
 
 def executor_input(task_name: str, task: Dict[str, Any], component: Dict[str, Any], params: Dict[str, Any],
-                   produced: Dict[str, Dict[str, Dict[str, Any]]], task_root: str, local_root: str) -> Dict[str, Any]:
-    """The ExecutorInput the open-source driver gives a task (as a JSON-ready dict).
-
-    Args:
-      produced: task -> output name -> the published artifact ({id, uri, metadata}).
-      task_root: the task's remote root, `<pipeline root>/<pipeline>/<run id>/<task>/<salt>`.
-      local_root: where the launcher's local copies live (`/` in a pod).
-    """
-    artifacts = {}
-    for name, source in task.get("inputs", {}).get("artifacts", {}).items():
-        upstream = source.get("taskOutputArtifact")
-        if upstream is None:
-            raise PackageError(f"task {task_name}: input artifact {name} is not a task output ({sorted(source)})")
-        published = produced[upstream["producerTask"]][upstream["outputArtifactKey"]]
-        artifacts[name] = {"artifacts": [{
-            "name": str(published["id"]), "uri": published["uri"], "type": {"instanceSchema": ""},
-            "metadata": dict(published["metadata"], display_name=upstream["outputArtifactKey"],
-                             store_session_info="{}")}]}
-    definitions = dict(component.get("outputDefinitions", {}).get("artifacts", {}))
-    definitions[EXECUTOR_LOGS] = {"artifactType": {"schemaTitle": "system.Artifact"}}
-    outputs = {name: {"artifacts": [{"name": name, "uri": f"{task_root}/{name}",
-                                     "type": definition["artifactType"]}]}
-               for name, definition in definitions.items()}
-    return {"inputs": {"parameterValues": _parameter_values(task_name, task, params), "artifacts": artifacts},
-            "outputs": {"artifacts": outputs,
-                        "outputFile": os.path.join(entrypoint.local_path(task_root, local_root), "output_metadata.json")}}
+                   produced: Dict[str, Dict[str, Dict[str, Any]]], task_root: str, release: stores.Release,
+                   publish_logs: bool = True) -> Dict[str, Any]:
+    """The ExecutorInput the driver gives a task (JSON-ready; paths as the pod sees them)."""
+    output_file = (os.path.join(entrypoint.local_path(task_root), "output_metadata.json")
+                   if release.output_file_in_task_root else launcher.LEGACY_OUTPUT_FILE)
+    return {"inputs": {"parameterValues": launcher.parameter_values(task_name, task, params),
+                       "artifacts": launcher.input_artifacts(task_name, task, produced)},
+            "outputs": {"artifacts": launcher.provision_outputs(component, task_root, publish_logs),
+                        "outputFile": output_file}}
 
 
-def _command(container: Dict[str, Any], payload: str) -> List[str]:
-    command = [sys.executable if c == "python" else c for c in container.get("command", [])]
-    return command + [a.replace("{{$}}", payload) for a in container.get("args", [])]
+def _local(path: str, local_root: str) -> str:
+    """A pod path (or a remote URI's launcher copy) under the folder standing for the pod's "/"."""
+    mapped = entrypoint.local_path(path, local_root)
+    return mapped if mapped is not None else os.path.join(local_root, path.lstrip("/"))
 
 
-def _download_inputs(executor_in: Dict[str, Any], local_root: str) -> None:
-    from components.data import storage  # pylint: disable=import-outside-toplevel
-    for artifacts in executor_in["inputs"]["artifacts"].values():
-        for artifact in artifacts["artifacts"]:
-            storage.download_tree(artifact["uri"], entrypoint.local_path(artifact["uri"], local_root))
+@dataclasses.dataclass
+class Cluster:
+    """What run-local holds of the cluster: the launcher config, the secrets, the network and ML Metadata."""
 
+    launcher: stores.LauncherConfig
+    release: stores.Release
+    root: str
+    secrets: Dict[str, Dict[str, str]]
+    network: Dict[str, str]
+    mlmd: Any
+    cache_path: str
 
-def _publish_outputs(executor_in: Dict[str, Any], local_root: str, ids: Iterator[int]) -> Dict[str, Dict[str, Any]]:
-    """Merges the ExecutorOutput into the outputs and uploads each from its local path."""
-    from components.data import storage  # pylint: disable=import-outside-toplevel
-    output_file = executor_in["outputs"]["outputFile"]
-    reported = {}
-    if os.path.exists(output_file):
-        with open(output_file) as f:
-            reported = json.load(f).get("artifacts", {})
-    published = {}
-    for name, artifacts in executor_in["outputs"]["artifacts"].items():
-        artifact = dict(artifacts["artifacts"][0], metadata={})
-        if name != EXECUTOR_LOGS and reported.get(name, {}).get("artifacts"):
-            merged = reported[name]["artifacts"][0]
-            artifact["uri"] = merged.get("uri") or artifact["uri"]
-            artifact["metadata"] = merged.get("metadata", {})
-        local = entrypoint.local_path(artifact["uri"], local_root)
-        if local is None:
-            raise PackageError(f"output {name}: {artifact['uri']} is not on an object store; the launcher would not upload it")
-        if os.path.isdir(local):
-            storage.upload_tree(local, artifact["uri"])
-        elif os.path.isfile(local):
-            with open(local, "rb") as f:
-                storage.write_bytes(artifact["uri"], f.read())
-        published[name] = {"id": next(ids), "uri": artifact["uri"], "metadata": artifact["metadata"]}
-    return published
+    @contextlib.contextmanager
+    def as_launcher(self):
+        """This process reaches the store as the launcher does: the package's config, the secret it names."""
+        session = self.launcher.session(self.root)
+        env = {stores.ENV_VAR: self.launcher.to_json(), **self.network}
+        if session.secret_name:
+            values = self.secrets.get(session.secret_name)
+            if values is None:
+                raise local_store.StoreError(f"the launcher's secret {session.secret_name!r} not found "
+                                             f"(failed to retrieve credentials for bucket {stores.split(self.root)[0]})")
+            env.update(AWS_ACCESS_KEY_ID=values.get(session.access_key_key, ""),
+                       AWS_SECRET_ACCESS_KEY=values.get(session.secret_key_key, ""))
+        with local_store.environment(env):
+            yield
 
 
 def run(package: str, overrides: Dict[str, str], work_dir: str, pipeline_root: Optional[str] = None,
-        use_local_store: bool = False) -> int:
+        use_local_store: bool = False, kfp_release: Optional[str] = None, secrets_file: Optional[str] = None,
+        data: Optional[str] = None, publish_logs: bool = True) -> int:
     """`kubeflow/runner.py run-local`: runs every task; returns the exit code."""
+    from kubeflow import deploy  # pylint: disable=import-outside-toplevel
     if not os.path.exists(package):
         print(f"error: {package}: no such package; run `python kubeflow/runner.py compile` first")
         return 1
     spec = kfp_compile.load(package)
     root = pipeline_root or spec.get("defaultPipelineRoot")
     try:
+        config = deploy.package_launcher(spec) or stores.LauncherConfig()
+        if kfp_release:
+            config = dataclasses.replace(config, release=kfp_release)
+        release = stores.release(config.release)
         if not root:
             raise PackageError(f"{package}: the package has no defaultPipelineRoot; pass --pipeline-root")
         kfp_compile.check_root(root)
+        if release.multi_user and not config.namespace:
+            raise PackageError(f"--kfp-release {release.name}: the package was compiled without --namespace")
+        if config.namespace:
+            stores.check_namespace_root(root, config.namespace)
         params = kfp_compile.parameter_values(spec, overrides)
-        tasks = spec["root"]["dag"]["tasks"]
-        order = task_order(tasks)
-    except (ValueError, PackageError) as e:
+        order = task_order(spec["root"]["dag"]["tasks"])
+        if data and not use_local_store:
+            raise PackageError("--data uploads into the stand-in store; it needs --local-store")
+        secrets = local_store.load_secrets(secrets_file) if secrets_file else {}
+    except (ValueError, PackageError, local_store.StoreError) as e:
         print(f"error: {e}")
         return 1
-    from components.data import storage  # pylint: disable=import-outside-toplevel
+    os.makedirs(work_dir, exist_ok=True)
     with contextlib.ExitStack() as stack:
-        if use_local_store:
-            endpoint = stack.enter_context(storage.stand_in_store(root))
-            print(f"object store: a stand-in server at {endpoint} for {root}")
-        return _run_tasks(spec, tasks, order, params, root, work_dir)
-
-
-def _run_tasks(spec, tasks, order, params, root: str, work_dir: str) -> int:
-    from components.data import storage  # pylint: disable=import-outside-toplevel
-    if kfp_compile.FINGERPRINT in params and not params[kfp_compile.FINGERPRINT] and params.get("data_root"):
+        network: Dict[str, str] = {}
         try:
-            params[kfp_compile.FINGERPRINT] = storage.fingerprint(params["data_root"])
-        except storage.StorageError as e:
+            if use_local_store:
+                cluster_store = stack.enter_context(local_store.ClusterStore(config, root, work_dir).running())
+                secrets = dict(cluster_store.secrets, **secrets)
+                network = cluster_store.network_env()
+                where = ", ".join(f"{k} -> {v}" for k, v in cluster_store.addresses.items()) or cluster_store.url
+                print(f"object store: a stand-in at {where}, kept in {cluster_store.saved}")
+                if data:
+                    with cluster_store.as_admin():
+                        storage.upload_tree(data, params["data_root"])
+                    print(f"uploaded {data} to {params['data_root']}")
+            cluster = Cluster(config, release, root, secrets, network,
+                              launcher.open_store(os.path.join(os.path.abspath(work_dir), "mlmd.sqlite")),
+                              os.path.join(work_dir, "kfp_cache.json"))
+            return _run_tasks(spec, order, params, cluster, work_dir, publish_logs)
+        except (local_store.StoreError, storage.StorageError, stores.StoreConfigError) as e:
             print(f"error: {e}")
             return 1
-    reason = storage.check_reachable(root)
+
+
+def _run_tasks(spec, order, params, cluster: Cluster, work_dir: str, publish_logs: bool) -> int:
+    tasks = spec["root"]["dag"]["tasks"]
+    with cluster.as_launcher():
+        if kfp_compile.FINGERPRINT in params and not params[kfp_compile.FINGERPRINT] and params.get("data_root"):
+            params[kfp_compile.FINGERPRINT] = storage.fingerprint(params["data_root"])
+        reason = storage.check_reachable(cluster.root)
     if reason:
         print(f"error: {reason}")
         return 1
@@ -181,14 +202,16 @@ def _run_tasks(spec, tasks, order, params, root: str, work_dir: str) -> int:
     run_dir = os.path.abspath(os.path.join(work_dir, run_id))
     local_root = os.path.join(run_dir, "launcher")  # stands for the pod's "/"
     os.makedirs(local_root)
-    print(f"run-local: {len(order)} tasks, run {run_id}, pipeline root {root}, parameters {params}")
+    print(f"run-local: {len(order)} tasks, run {run_id}, KFP {cluster.release.name}, pipeline root {cluster.root}, "
+          f"parameters {params}")
     print(f"task logs and the launcher's local copies: {run_dir}", flush=True)
     data = f"data_root {params.get('data_root')}"
     produced: Dict[str, Dict[str, Dict[str, Any]]] = {}
     states: Dict[str, Tuple[str, float]] = {}  # task -> (state, seconds), as ML Metadata records them
-    cache = Cache(os.path.join(work_dir, "kfp_cache.json"))
+    cache = _load_cache(cluster.cache_path)
+    platform = spec.get(kfp_compile.PLATFORM_KEY, {}).get("platforms", {}).get("kubernetes", {}) \
+        .get("deploymentSpec", {}).get("executors", {})
     started = time.time()
-    env = dict(os.environ, **{entrypoint.LOCAL_ROOT_ENV: local_root})
     for name in order:
         task = tasks[name]
         component = spec["components"][task["componentRef"]["name"]]
@@ -196,83 +219,118 @@ def _run_tasks(spec, tasks, order, params, root: str, work_dir: str) -> int:
         if "container" not in executor:
             print(f"error: task {name}: executor {sorted(executor)} is not a container; open-source KFP runs only containers")
             return 1
-        task_root = f"{root.rstrip('/')}/{pipeline_name}/{run_id}/{name}/{uuid.uuid4().hex[:8]}"
+        task_root = f"{cluster.root.rstrip('/')}/{pipeline_name}/{run_id}/{name}/{uuid.uuid4().hex[:8]}"
         try:
-            executor_in = executor_input(name, task, component, params, produced, task_root, local_root)
-            _download_inputs(executor_in, local_root)
-        except (PackageError, storage.StorageError) as e:
-            print(f"error: task {name}: {e}")
+            executor_in = executor_input(name, task, component, params, produced, task_root, cluster.release, publish_logs)
+            key = launcher.cache_key(task, component, executor["container"], executor_in) \
+                if task.get("cachingOptions", {}).get("enableCache") else None
+        except launcher.LaunchError as e:
+            print(f"error: {e}")
             return 1
-        for artifacts in executor_in["outputs"]["artifacts"].values():
-            local = entrypoint.local_path(artifacts["artifacts"][0]["uri"], local_root)
-            os.makedirs(os.path.dirname(local), exist_ok=True)
-        os.makedirs(os.path.join(run_dir, name))
-        with open(os.path.join(run_dir, name, "executor_input.json"), "w") as f:
-            json.dump(executor_in, f, indent=1)
-        key = cache.key(executor["container"], executor_in) if task.get("cachingOptions", {}).get("enableCache") else None
-        if key and cache.get(key):
-            produced[name] = cache.get(key)["outputs"]
+        if key and key in cache:
+            produced[name] = launcher.read_outputs(cluster.mlmd, cache[key])
+            launcher.record_execution(cluster.mlmd, run_id, name, "cached", {"cached_execution_id": str(cache[key])})
             states[name] = ("cached", 0.0)
-            print(f"[{time.time() - started:5.0f}s] {name} cached (outputs of run {cache.get(key)['run']})", flush=True)
+            print(f"[{time.time() - started:5.0f}s] {name} cached (execution {cache[key]})", flush=True)
             continue
+        os.makedirs(os.path.join(run_dir, name))
         print(f"[{time.time() - started:5.0f}s] {name} ...", flush=True)
         task_start = time.time()
-        log_path = entrypoint.local_path(executor_in["outputs"]["artifacts"][EXECUTOR_LOGS]["artifacts"][0]["uri"], local_root)
-        with open(log_path, "w") as log:
-            proc = subprocess.run(_command(executor["container"], json.dumps(executor_in)), stdout=log,
-                                  stderr=subprocess.STDOUT, env=env, check=False)
-        os.symlink(log_path, os.path.join(run_dir, name, "log.txt"))
-        states[name] = ("complete" if proc.returncode == 0 else "failed", time.time() - task_start)
-        if proc.returncode != 0:
-            print(f"[{time.time() - started:5.0f}s] {name} FAILED (exit {proc.returncode})", flush=True)
-            print(_summary(run_id, order, states, produced, run_dir, time.time() - started, root, data))
-            print(f"error: task {name} failed (exit {proc.returncode}); its log: {os.path.join(run_dir, name, 'log.txt')}")
-            with open(log_path) as log:
+        try:
+            outputs, code, log_path = _launch(name, component, executor, platform.get(component["executorLabel"], {}),
+                                              executor_in, cluster, local_root, os.path.join(run_dir, name))
+        except (launcher.LaunchError, local_store.StoreError, storage.StorageError) as e:
+            print(f"error: task {name}: {e}")
+            return 1
+        states[name] = ("complete" if code == 0 else "failed", time.time() - task_start)
+        if code != 0:
+            launcher.record_execution(cluster.mlmd, run_id, name, "failed")
+            print(f"[{time.time() - started:5.0f}s] {name} FAILED (exit {code})", flush=True)
+            with cluster.as_launcher():
+                print(_summary(run_id, order, states, produced, run_dir, time.time() - started, cluster.root, data))
+            print(f"error: task {name} failed (exit {code}); its log: {log_path}")
+            with open(log_path, errors="replace") as log:
                 for line in [l.rstrip() for l in log.readlines()[-3:]]:
                     print(f"  {line}")
             return 1
+        execution_id = launcher.record_execution(cluster.mlmd, run_id, name, "complete")
         try:
-            produced[name] = _publish_outputs(executor_in, local_root, cache.artifact_ids)
-        except (PackageError, storage.StorageError) as e:
+            launcher.record_outputs(cluster.mlmd, execution_id, outputs,
+                                    launcher.session_info_json(cluster.launcher.session(cluster.root)))
+        except launcher.LaunchError as e:
             print(f"error: task {name}: {e}")
             return 1
+        produced[name] = launcher.read_outputs(cluster.mlmd, execution_id)
         if key:
-            cache.put(key, run_id, produced[name])
+            cache[key] = execution_id
+            _save_cache(cluster.cache_path, cache)
         print(f"[{time.time() - started:5.0f}s] {name} done ({time.time() - task_start:.0f} s)", flush=True)
-    print(_summary(run_id, order, states, produced, run_dir, time.time() - started, root, data))
+    with cluster.as_launcher():
+        print(_summary(run_id, order, states, produced, run_dir, time.time() - started, cluster.root, data))
     return 0
 
 
-class Cache:
-    """KFP's execution cache, kept in a JSON file: cache key -> the run and its published outputs."""
+def _launch(name: str, component, executor, platform, executor_in, cluster: Cluster, local_root: str,
+            task_dir: str) -> Tuple[Dict[str, Dict[str, Any]], int, str]:
+    """The launcher's part: returns (the outputs to record, the exit code, the log's path)."""
+    container = executor["container"]
+    env = pod_env(container, platform, cluster.secrets, name, cluster.network, local_root, cluster.release)
+    if cluster.release.retry_qualified_logs:
+        executor_in = dict(executor_in, outputs=dict(executor_in["outputs"],
+                                                     artifacts=launcher.qualify_logs(executor_in["outputs"]["artifacts"])))
+    with open(os.path.join(task_dir, "executor_input.json"), "w") as f:
+        json.dump(executor_in, f, indent=1)
+    payload = json.dumps(launcher.add_default_params(executor_in, component))
+    with cluster.as_launcher():
+        for listed in executor_in["inputs"]["artifacts"].values():
+            for artifact in listed["artifacts"]:
+                storage.download_tree(artifact["uri"], _local(artifact["uri"], local_root))
+    for listed in executor_in["outputs"]["artifacts"].values():
+        os.makedirs(os.path.dirname(_local(listed["artifacts"][0]["uri"], local_root)), exist_ok=True)
+    logs = executor_in["outputs"]["artifacts"].get(EXECUTOR_LOGS)
+    log_path = _local(logs["artifacts"][0]["uri"], local_root) if logs else os.path.join(task_dir, "log.txt")
+    command = [sys.executable if c == "python" else c for c in container.get("command", [])]
+    command += [a.replace("{{$}}", payload) for a in container.get("args", [])]
+    with open(log_path, "w") as log:
+        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=task_dir, check=False).returncode
+    if logs:
+        os.symlink(log_path, os.path.join(task_dir, "log.txt"))
+    if code != 0:
+        return {}, code, os.path.join(task_dir, "log.txt")
+    output_file = _local(executor_in["outputs"]["outputFile"], local_root)
+    reported = {}
+    if os.path.exists(output_file):
+        with open(output_file) as f:
+            reported = json.load(f).get("artifacts", {})
+    outputs = {}
+    with cluster.as_launcher():
+        for out_name, listed in executor_in["outputs"]["artifacts"].items():
+            artifact = listed["artifacts"][0]
+            if out_name != EXECUTOR_LOGS and reported.get(out_name, {}).get("artifacts"):
+                artifact = launcher.merge_output(reported[out_name]["artifacts"][0], artifact, cluster.release.custom_path)
+            local = _local(artifact["customPath"], local_root) if artifact.get("customPath") else _local(artifact["uri"], local_root)
+            launcher.upload_key(artifact["uri"], cluster.root)
+            if os.path.isdir(local):
+                storage.upload_tree(local, artifact["uri"])
+            elif os.path.isfile(local):
+                with open(local, "rb") as f:
+                    storage.write_bytes(artifact["uri"], f.read())
+            outputs[out_name] = artifact
+    return outputs, 0, os.path.join(task_dir, "log.txt")
 
-    def __init__(self, path: str):
-        self.path = path
-        self.entries: Dict[str, Any] = {}
-        if os.path.exists(path):
-            with open(path) as f:
-                self.entries = json.load(f)
-        ids = [a["id"] for e in self.entries.values() for a in e["outputs"].values()]
-        self.artifact_ids = itertools.count(max(ids + [1000]) + 1)  # MLMD ids, unique across runs
 
-    @staticmethod
-    def key(container: Dict[str, Any], executor_in: Dict[str, Any]) -> str:
-        """What the backend's cache key holds (`driver/cache.go`): inputs' ids, parameters, image, command."""
-        inputs = {name: [a["name"] for a in artifacts["artifacts"]]
-                  for name, artifacts in executor_in["inputs"]["artifacts"].items()}
-        material = {"inputArtifactNames": inputs, "inputParameterValues": executor_in["inputs"]["parameterValues"],
-                    "outputArtifactsSpec": sorted(executor_in["outputs"]["artifacts"]),
-                    "image": container.get("image"), "cmdArgs": container.get("command", []) + container.get("args", [])}
-        return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+def _load_cache(path: str) -> Dict[str, int]:
+    """KFP's cache table (the API server's tasks): fingerprint -> the MLMD execution that made the outputs."""
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    return {}
 
-    def get(self, key: str) -> Optional[Dict[str, Any]]:
-        return self.entries.get(key)
 
-    def put(self, key: str, run_id: str, outputs: Dict[str, Any]) -> None:
-        self.entries[key] = {"run": run_id, "outputs": outputs}
-        with open(self.path + ".tmp", "w") as f:
-            json.dump(self.entries, f, indent=1)
-        os.replace(self.path + ".tmp", self.path)
+def _save_cache(path: str, cache: Dict[str, int]) -> None:
+    with open(path + ".tmp", "w") as f:
+        json.dump(cache, f, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 # Outputs the run summary reads, by (task, output): the artifact type name ML Metadata gives them.

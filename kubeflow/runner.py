@@ -1,8 +1,8 @@
 """The SIGNS pipeline on open-source Kubeflow Pipelines 2.x: compile, submit, or prove a package here.
 
-    python kubeflow/runner.py compile  --image REGISTRY/signs-pipeline:TAG [--pipeline-root minio://mlpipeline/v2/artifacts] [--gpus 1]
+    python kubeflow/runner.py compile  --image REGISTRY/signs-pipeline:TAG [--kfp-release 2.17] [--namespace NS] [--gpus 1]
     python kubeflow/runner.py submit   --host URL [--package pipeline.yaml] [--param epochs=20] [--wait]
-    python kubeflow/runner.py run-local pipeline.yaml --local-store [--param NAME=VALUE] [--work-dir DIR]
+    python kubeflow/runner.py run-local pipeline.yaml --local-store [--kfp-release 2.17-multi-user] [--param NAME=VALUE]
     python kubeflow/runner.py deploy   [--package pipeline.yaml | --serving-dir URL] [--namespace NS] [--dry-run]
 """
 
@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 
+from components.data import stores
 from kubeflow.compile import CompileConfig
 from pipeline import configs
 from trainer import onednn
@@ -38,8 +39,19 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="write the PipelineSpec YAML", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     c.add_argument("--output", default=d.output, help="the package to write")
     c.add_argument("--image", default=f"signs-pipeline:{_version()}", help="the image every task runs (kubeflow/Dockerfile)")
-    c.add_argument("--pipeline-root", default=d.pipeline_root,
-                   help="where every artifact goes, and under it data/, serving_model/ and checkpoints/: gs://, s3:// or minio://")
+    c.add_argument("--pipeline-root", default="",
+                   help="where every artifact goes, and under it data/, serving_model/ and checkpoints/: gs://, s3:// or "
+                        "minio:// (default: the namespace's private-artifacts/<ns>/v2/artifacts with --namespace, else "
+                        "--launcher-config's defaultPipelineRoot, else KFP's minio://mlpipeline/v2/artifacts)")
+    c.add_argument("--kfp-release", default=stores.DEFAULT_RELEASE, choices=sorted(stores.RELEASES),
+                   help="the KFP release the cluster runs: its launcher's store defaults (2.16 and newer: "
+                        "seaweedfs.kubeflow:9000; older: minio-service.kubeflow:9000)")
+    c.add_argument("--launcher-config", default=None, metavar="FILE",
+                   help="the cluster's kfp-launcher ConfigMap (kubectl -n NS get cm kfp-launcher -o yaml): its providers "
+                        "and defaultPipelineRoot are used as the launcher uses them")
+    c.add_argument("--namespace", default="",
+                   help="a multi-user install's profile namespace: the root goes under private-artifacts/<ns>/, where "
+                        "its keys may write; a root outside that is refused")
     c.add_argument("--data-root", default="", help="default of the data_root runtime parameter (default: <pipeline-root>/data)")
     c.add_argument("--source-kind", choices=("h5_pair", "image_folder"), default=d.source_kind,
                    help="what data_root holds: a SIGNS h5 pair, or class sub-folders of images")
@@ -49,14 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--memory", default=d.memory, help="memory request of each task (G, Gi, M, Mi)")
     c.add_argument("--trainer-cpu", default=d.trainer_cpu, help="CPU request of the Trainer")
     c.add_argument("--trainer-memory", default=d.trainer_memory, help="memory request of the Trainer")
-    c.add_argument("--minio-endpoint", default=d.minio_endpoint, help="the MinIO service tasks reach for minio:// paths")
-    c.add_argument("--s3-endpoint", default=d.s3_endpoint, help="an S3 service other than AWS's for s3:// paths")
-    c.add_argument("--credentials-secret", default=None,
-                   help="Kubernetes secret (keys accesskey, secretkey) mapped to AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                        "in every task; default: mlpipeline-minio-artifact for minio:// roots, none otherwise ('' for none)")
     c.add_argument("--kserve-name", default=d.kserve_name,
                    help="the KServe InferenceService each push on the store leaves beside the model (its TF Serving model name)")
-    c.add_argument("--kserve-namespace", default=None, help="its namespace (default: the one `deploy` or kubectl uses)")
+    c.add_argument("--kserve-namespace", default=None,
+                   help="its namespace (default: --namespace, else the one `deploy` or kubectl uses)")
     c.add_argument("--kserve-service-account", default=None,
                    help="its predictor's ServiceAccount (default: signs-kserve for minio:// roots, else the namespace's)")
     c.add_argument("--no-kserve", action="store_false", dest="kserve", help="write no InferenceService manifest")
@@ -66,10 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("submit", help="submit a compiled package to a KFP 2.x cluster")
     s.add_argument("--host", required=True, help="the KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow:80")
     s.add_argument("--package", default="pipeline.yaml", help="the compiled pipeline")
-    s.add_argument("--namespace", default=None, help="the Kubeflow profile namespace (multi-user)")
+    s.add_argument("--namespace", default=None, help="the Kubeflow profile namespace (default: the package's --namespace)")
     s.add_argument("--experiment", default="signs", help="the experiment to run in")
     s.add_argument("--run-name", default=None, help="default: signs-<time>")
-    s.add_argument("--pipeline-root", default=None, help="override the package's pipeline root")
+    s.add_argument("--pipeline-root", default=None,
+                   help="the run's pipeline root (default: the package's, so KFP's artifacts land beside its data and models)")
     s.add_argument("--token-file", default=os.environ.get("KF_PIPELINES_SA_TOKEN_PATH"),
                    help="a file holding the bearer token (default: $KF_PIPELINES_SA_TOKEN_PATH)")
     s.add_argument("--param", type=_param, action="append", default=[], help="NAME=VALUE, repeatable")
@@ -80,9 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("package", help="the compiled pipeline.yaml")
     r.add_argument("--param", type=_param, action="append", default=[], help="NAME=VALUE, repeatable")
     r.add_argument("--work-dir", default="kfp_local", help="where task logs, executor inputs and the launcher's local copies go")
-    r.add_argument("--pipeline-root", default=None, help="override the package's pipeline root")
+    r.add_argument("--pipeline-root", default=None, help="the run's pipeline root (default: the package's)")
     r.add_argument("--local-store", action="store_true",
-                   help="start a stand-in object store on 127.0.0.1 for the root (S3 for minio:// and s3://, GCS for gs://)")
+                   help="start a stand-in object store on 127.0.0.1 for the root and the release's store service "
+                        "(S3 for minio:// and s3://, GCS for gs://), with the secrets a cluster would hold")
+    r.add_argument("--kfp-release", default=None, choices=sorted(stores.RELEASES),
+                   help="the backend release to play (default: the package's); 2.17-multi-user needs the package's "
+                        "--namespace and plays its key prefixes")
+    r.add_argument("--data", default=None, metavar="DIR",
+                   help="with --local-store: upload DIR to the run's data_root first, as you would to the cluster's store")
+    r.add_argument("--no-publish-logs", action="store_false", dest="publish_logs",
+                   help="play a backend whose admin turned publishing logs off (no executor-logs output)")
+    r.add_argument("--secrets", default=None, metavar="FILE",
+                   help="Kubernetes Secrets (YAML, as kubectl get secret -o yaml) standing in for the cluster's; "
+                        "with --local-store the stand-in's own are used")
     _add_deploy(sub)
     return p
 
@@ -115,22 +135,31 @@ def main(argv=None) -> int:
     onednn.enable()  # before TensorFlow is imported
     if args.command == "compile":
         from kubeflow import compile as kfp_compile  # pylint: disable=import-outside-toplevel
-        config = CompileConfig(
-            pipeline=configs.config_from_args(args), output=args.output, image=args.image, pipeline_root=args.pipeline_root,
-            data_root=args.data_root, source_kind=args.source_kind, gpus=args.gpus,
-            accelerator=args.accelerator, cpu=args.cpu, memory=args.memory,
-            trainer_cpu=args.trainer_cpu, trainer_memory=args.trainer_memory,
-            minio_endpoint=args.minio_endpoint, s3_endpoint=args.s3_endpoint,
-            credentials_secret=args.credentials_secret, kserve=args.kserve, kserve_name=args.kserve_name,
-            kserve_namespace=args.kserve_namespace, kserve_service_account=args.kserve_service_account)
         try:
-            kfp_compile.check_root(config.pipeline_root)  # before TFX is imported
+            launcher = stores.LauncherConfig(release=args.kfp_release)
+            if args.launcher_config:
+                with open(args.launcher_config, encoding="utf-8") as f:
+                    launcher = stores.parse_configmap(f.read(), args.launcher_config, args.kfp_release)
+            config = CompileConfig(
+                pipeline=configs.config_from_args(args), output=args.output, image=args.image,
+                pipeline_root=args.pipeline_root, data_root=args.data_root, source_kind=args.source_kind,
+                gpus=args.gpus, accelerator=args.accelerator, cpu=args.cpu, memory=args.memory,
+                trainer_cpu=args.trainer_cpu, trainer_memory=args.trainer_memory, launcher=launcher,
+                namespace=args.namespace, kserve=args.kserve, kserve_name=args.kserve_name,
+                kserve_namespace=args.kserve_namespace or args.namespace or None,
+                kserve_service_account=args.kserve_service_account)
+            kfp_compile.check(config)  # before TFX is imported
             path = kfp_compile.write(kfp_compile.build(config), args.output)
-        except kfp_compile.CompileError as e:
+        except (kfp_compile.CompileError, stores.StoreConfigError) as e:
             print(f"error: {e}")
             return 1
-        print(f"wrote {path} (image {args.image}, pipeline root {args.pipeline_root}, "
-              f"Trainer: {args.gpus} x {args.accelerator})")
+        except OSError as e:
+            print(f"error: {e.filename}: {e.strerror}")
+            return 1
+        store = launcher.session(config.root)
+        print(f"wrote {path} (image {args.image}, pipeline root {config.root}, KFP {args.kfp_release}"
+              f"{', namespace ' + args.namespace if args.namespace else ''}, store "
+              f"{store.endpoint_url() or 'from the pod environment'}, Trainer: {args.gpus} x {args.accelerator})")
         return 0
     if args.command == "submit":
         from kubeflow import submit  # pylint: disable=import-outside-toplevel
@@ -139,7 +168,9 @@ def main(argv=None) -> int:
         from kubeflow import deploy  # pylint: disable=import-outside-toplevel
         return deploy.deploy(args)
     from kubeflow import local_run  # pylint: disable=import-outside-toplevel
-    return local_run.run(args.package, dict(args.param), args.work_dir, args.pipeline_root, args.local_store)
+    return local_run.run(args.package, dict(args.param), args.work_dir, args.pipeline_root, args.local_store,
+                         kfp_release=args.kfp_release, secrets_file=args.secrets, data=args.data,
+                         publish_logs=args.publish_logs)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import os
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Dict, Optional, Set
+from typing import Any, Dict, Optional, Set, Tuple
 
 TERMINAL = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED", "CANCELLED"}
 
@@ -87,6 +87,21 @@ def data_fingerprint(data_root: str) -> str:
     return found
 
 
+def run_root(spec: Dict[str, Any], override: Optional[str]) -> Tuple[str, str]:
+    """The root a run is sent with, and where it came from.
+
+    The backend never reads the spec's `defaultPipelineRoot` (driver/root_dag.go: the run's root,
+    else the kfp-launcher ConfigMap's, else minio://mlpipeline/v2/artifacts), while the package's
+    data, checkpoints and serving dir are fixed under it: so the run is always sent with it.
+    """
+    if override:
+        return override, "--pipeline-root"
+    root = spec.get("defaultPipelineRoot")
+    if not root:
+        raise SubmitError("the package names no pipeline root; recompile it or pass --pipeline-root")
+    return root, "the package's"
+
+
 def _redact(text: str, token: Optional[str]) -> str:
     """Removes the token from text in every form it could take there: raw, repr, escaped, URL-quoted."""
     if not token:
@@ -109,10 +124,19 @@ def submit(args) -> int:
         spec = kfp_compile.load(args.package)
         try:
             params = kfp_compile.parameter_values(spec, dict(args.param))
-            if args.pipeline_root:
-                kfp_compile.check_root(args.pipeline_root)
+            root, root_source = run_root(spec, args.pipeline_root)
+            kfp_compile.check_root(root)
         except ValueError as e:
             raise SubmitError(str(e)) from e
+        from kubeflow import deploy  # pylint: disable=import-outside-toplevel
+        launcher = deploy.package_launcher(spec)
+        namespace = args.namespace or (launcher.namespace if launcher else "") or None
+        if launcher and launcher.namespace:
+            from components.data import stores  # pylint: disable=import-outside-toplevel
+            try:
+                stores.check_namespace_root(root, launcher.namespace)
+            except stores.StoreConfigError as e:
+                raise SubmitError(str(e)) from None
         for image in sorted(images(spec)):
             check_image(image)
         token = _token(args.token_file)
@@ -121,14 +145,17 @@ def submit(args) -> int:
             params[kfp_compile.FINGERPRINT] = data_fingerprint(params["data_root"])
         import kfp  # pylint: disable=import-outside-toplevel
 
-        client = kfp.Client(host=args.host, namespace=args.namespace, existing_token=token)
+        client = kfp.Client(host=args.host, namespace=namespace, existing_token=token)
         run_name = args.run_name or time.strftime("signs-%Y%m%d-%H%M%S")
         result = client.create_run_from_pipeline_package(
             args.package, arguments={k: v for k, v in params.items() if v is not None},
-            run_name=run_name, experiment_name=args.experiment, namespace=args.namespace,
-            pipeline_root=args.pipeline_root)
-        run_id = result.run_id
+            run_name=run_name, experiment_name=args.experiment, namespace=namespace,
+            pipeline_root=root)
+        run_id = getattr(result, "run_id", None)
+        if not run_id:
+            raise SubmitError(f"{args.host}: the KFP API accepted the run but answered no run id")
         print(f"submitted run {run_name}: id {run_id}")
+        print(f"  pipeline root {root} ({root_source}){', namespace ' + namespace if namespace else ''}")
         print(f"  {args.host.rstrip('/')}/#/runs/details/{run_id}")
         if not args.wait:
             return 0

@@ -4,14 +4,17 @@ A location is a local path or a URL: `gs://bucket/key`, `s3://bucket/key`, or `m
 (Kubeflow Pipelines' own MinIO, which speaks the S3 API). fsspec does the work: gcsfs for `gs://`,
 s3fs for `s3://` and `minio://`, its local filesystem for paths.
 
-Endpoints and credentials come from the environment, as in a Kubeflow pod:
+Endpoints and credentials are resolved as the KFP launcher resolves them (`components.data.stores`):
 
-- `s3://`: `SIGNS_S3_ENDPOINT` (default: AWS), credentials from boto's chain (`AWS_ACCESS_KEY_ID`,
-  `AWS_SECRET_ACCESS_KEY`, an IAM role, ...).
-- `minio://`: `SIGNS_MINIO_ENDPOINT` (default `http://minio-service.kubeflow:9000`, KFP's
-  install); credentials as for `s3://` (the compiled package maps KFP's `mlpipeline-minio-artifact`
-  secret to them).
-- `gs://`: Google's default credentials; `STORAGE_EMULATOR_HOST` points it at an emulator.
+- In a task of the compiled package, `SIGNS_KFP_LAUNCHER` holds the package's launcher config
+  (KFP release, the `kfp-launcher` ConfigMap's providers): `minio://` reaches the release's KFP
+  store (`seaweedfs.kubeflow:9000` from 2.16) or the configured provider, `s3://` the configured
+  provider or the AWS SDK's chain (`AWS_ENDPOINT_URL_S3`, `AWS_REGION`, IRSA ...). Keys come from
+  the secret the package maps to `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+- Elsewhere (this machine): `SIGNS_MINIO_ENDPOINT` (default: the newest KFP's store) and
+  `SIGNS_S3_ENDPOINT` (default: the AWS SDK's chain), credentials from boto's chain.
+- `gs://`: Google's default credentials, or `GOOGLE_SERVICE_ACCOUNT_JSON` (a secret's token);
+  `STORAGE_EMULATOR_HOST` points it at an emulator.
 
 Object stores have no directories: nothing here writes a `dir/` marker object, so KFP's launcher,
 which downloads every object of an artifact as a file, never trips on one.
@@ -27,8 +30,9 @@ import tempfile
 import threading
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
+from components.data import stores
+
 SCHEMES = ("gs", "s3", "minio")
-DEFAULT_MINIO_ENDPOINT = "http://minio-service.kubeflow:9000"
 
 
 class StorageError(Exception):
@@ -56,37 +60,57 @@ def join(location: str, *parts: str) -> str:
     return os.path.join(location, *parts)
 
 
+def session(location: str) -> stores.Session:
+    """How this process opens a remote location's bucket (see the module docstring)."""
+    config = stores.from_environment(os.environ)
+    if config is not None:
+        return config.session(location)
+    kind = scheme(location)
+    if kind == "minio" and os.environ.get("SIGNS_MINIO_ENDPOINT"):
+        return stores.Session("minio", True, os.environ["SIGNS_MINIO_ENDPOINT"], "minio")
+    if kind == "s3" and os.environ.get("SIGNS_S3_ENDPOINT"):
+        return stores.Session("s3", True, os.environ["SIGNS_S3_ENDPOINT"])
+    return stores.LauncherConfig().session(location)
+
+
+def _endpoint_url(location: str) -> str:
+    return session(location).endpoint_url(stores.addresses(os.environ))
+
+
 def endpoint(location: str) -> str:
     """The endpoint a location's store is reached at, for messages ('' for local paths)."""
     kind = scheme(location)
-    if kind == "minio":
-        return os.environ.get("SIGNS_MINIO_ENDPOINT", DEFAULT_MINIO_ENDPOINT)
-    if kind == "s3":
-        return os.environ.get("SIGNS_S3_ENDPOINT", "") or "AWS S3"
+    if kind in ("minio", "s3"):
+        return _endpoint_url(location) or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") \
+            or "AWS S3"
     if kind == "gs":
         return os.environ.get("STORAGE_EMULATOR_HOST", "") or "Google Cloud Storage"
     return ""
 
 
-_FILESYSTEMS: Dict[Tuple[str, str], object] = {}
+_FILESYSTEMS: Dict[Tuple[str, ...], object] = {}
 _LOCK = threading.RLock()  # local_copy holds it while it makes a filesystem
 
 
 def _filesystem(location: str):
     kind = scheme(location)
-    key = (kind, endpoint(location))
+    url, region = (_endpoint_url(location), session(location).region) if kind in ("s3", "minio") else ("", "")
+    key = (kind, url, region, endpoint(location))
     with _LOCK:
         if key not in _FILESYSTEMS:
             if kind in ("s3", "minio"):
                 import s3fs  # pylint: disable=import-outside-toplevel
-                url = os.environ.get("SIGNS_S3_ENDPOINT") if kind == "s3" else endpoint(location)
                 _FILESYSTEMS[key] = s3fs.S3FileSystem(
-                    endpoint_url=url or None,
+                    endpoint_url=url or None,  # None: botocore's own (AWS_ENDPOINT_URL_S3, then AWS)
+                    client_kwargs={"region_name": region} if region else {},
                     config_kwargs={"connect_timeout": 10, "read_timeout": 60,
                                    "retries": {"max_attempts": 2, "mode": "standard"}})
             elif kind == "gs":
                 import gcsfs  # pylint: disable=import-outside-toplevel
                 token = "anon" if os.environ.get("STORAGE_EMULATOR_HOST") else None
+                if os.environ.get("GOOGLE_SERVICE_ACCOUNT_JSON"):
+                    import json  # pylint: disable=import-outside-toplevel
+                    token = json.loads(os.environ["GOOGLE_SERVICE_ACCOUNT_JSON"])
                 _FILESYSTEMS[key] = gcsfs.GCSFileSystem(token=token, retries=2)
             else:
                 from fsspec.implementations.local import LocalFileSystem  # pylint: disable=import-outside-toplevel
@@ -114,6 +138,8 @@ def _errors(location: str):
         raise
     except StorageError:
         raise
+    except stores.StoreConfigError as e:
+        raise StorageError(str(e)) from None
     except Exception as e:  # pylint: disable=broad-except
         name = type(e).__name__
         if name in ("NoCredentialsError", "PartialCredentialsError"):
@@ -325,41 +351,57 @@ def reset() -> None:
         pass
 
 
-@contextlib.contextmanager
-def stand_in_store(pipeline_root: str) -> Iterator[str]:
-    """Starts a stand-in object store on 127.0.0.1 for a URL's scheme and points this process at it.
+def start_stand_in(kind: str, wsgi_filter=None) -> Tuple[str, object]:
+    """Starts a stand-in object store on 127.0.0.1: moto's S3 server for "s3"/"minio", gcp-storage-emulator for "gs".
 
-    moto's S3 server for `minio://` and `s3://`, gcp-storage-emulator for `gs://`; the URL's bucket
-    is created. Yields the endpoint; the environment is restored afterwards.
+    Args:
+      kind: the scheme it stands in for.
+      wsgi_filter: for S3, a function (moto's WSGI app) -> WSGI app wrapped around it, e.g. to
+        refuse keys outside a namespace's prefixes as KFP's multi-user policies do.
+
+    Returns:
+      (its endpoint URL, a function that stops it). The server starts empty.
     """
-    kind = scheme(pipeline_root)
-    bucket = pipeline_root.split("://", 1)[1].split("/", 1)[0]
-    saved = dict(os.environ)
     if kind in ("s3", "minio"):
-        from moto.server import ThreadedMotoServer  # pylint: disable=import-outside-toplevel
         import logging  # pylint: disable=import-outside-toplevel
+        from moto.server import DomainDispatcherApplication, create_backend_app  # pylint: disable=import-outside-toplevel
+        from werkzeug.serving import make_server  # pylint: disable=import-outside-toplevel
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        url = f"http://{host}:{port}"
+        app = DomainDispatcherApplication(create_backend_app)
+        server = make_server("127.0.0.1", _free_port(), wsgi_filter(app) if wsgi_filter else app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_port}"
         # moto keeps its buckets in this process, shared by every server it starts: empty them, so
-        # each stand-in starts as empty as a new MinIO (moto's own reset endpoint).
+        # each stand-in starts as empty as a new store (moto's own reset endpoint).
         import urllib.request  # pylint: disable=import-outside-toplevel
         urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=30).close()
-        os.environ.update({"SIGNS_S3_ENDPOINT": url, "SIGNS_MINIO_ENDPOINT": url, "AWS_ACCESS_KEY_ID": "run-local",
-                           "AWS_SECRET_ACCESS_KEY": "run-local", "AWS_DEFAULT_REGION": "us-east-1"})
-        stop = server.stop
-    elif kind == "gs":
+        return url, server.shutdown
+    if kind == "gs":
         from gcp_storage_emulator.server import create_server  # pylint: disable=import-outside-toplevel
         port = _free_port()
         server = create_server("127.0.0.1", port, in_memory=True)
         server.start()
-        url = f"http://127.0.0.1:{port}"
-        os.environ["STORAGE_EMULATOR_HOST"] = url
-        stop = server.stop
-    else:
+        return f"http://127.0.0.1:{port}", server.stop
+    raise StorageError(f"{kind}://: a stand-in store is for gs://, s3:// or minio://")
+
+
+@contextlib.contextmanager
+def stand_in_store(pipeline_root: str) -> Iterator[str]:
+    """Starts a stand-in object store for a URL's scheme and points this process at it (for tests).
+
+    The URL's bucket is created. Yields the endpoint; the environment is restored afterwards.
+    """
+    kind = scheme(pipeline_root)
+    if not kind:
         raise StorageError(f"{pipeline_root}: a stand-in store needs a gs://, s3:// or minio:// pipeline root")
+    bucket = pipeline_root.split("://", 1)[1].split("/", 1)[0]
+    saved = dict(os.environ)
+    url, stop = start_stand_in(kind)
+    if kind == "gs":
+        os.environ["STORAGE_EMULATOR_HOST"] = url
+    else:
+        os.environ.update({"SIGNS_S3_ENDPOINT": url, "SIGNS_MINIO_ENDPOINT": url, "AWS_ACCESS_KEY_ID": "run-local",
+                           "AWS_SECRET_ACCESS_KEY": "run-local", "AWS_DEFAULT_REGION": "us-east-1"})
     try:
         reset()
         make_bucket(f"{kind}://{bucket}")

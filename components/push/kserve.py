@@ -11,6 +11,7 @@ A cluster with KServe serves a pushed model from a manifest like this one:
         serviceAccountName: signs-kserve        # minio:// roots: carries the S3 secret
         model:
           modelFormat: {name: tensorflow, version: "2"}
+          runtimeVersion: "2.16.1"               # TF Serving of the TensorFlow that exported the model
           storageUri: s3://mlpipeline/v2/artifacts/serving_model
           resources: {requests: {cpu: "1", memory: 1Gi}, limits: {cpu: "2", memory: 2Gi}}
 
@@ -21,6 +22,11 @@ What KServe does with it (kserve/kserve):
   --model_name=<name> --model_base_path=/mnt/models`. So `storageUri` is the serving directory
   itself, the TF Serving *base* path with its numbered versions, not one version: TF Serving
   serves the newest version it finds there (its default policy).
+- That runtime's image is `tensorflow/serving:2.6.2` (config/runtimes/kustomization.yaml), whose
+  TensorFlow cannot load the ops a TF 2.16 export holds (`DisableCopyOnRead`, ...). `runtimeVersion`
+  replaces the image's tag (pkg/controller/v1beta1/inferenceservice/utils, UpdateImageTag), so
+  the manifest names the TF Serving release of the TensorFlow that exported the model
+  (`runtime_version`); `tf_ops/` holds the op sets that `tf_ops_test` checks an export against.
 - The storage initializer (python/storage/kserve_storage/kserve_storage.py) copies everything
   under `storageUri` into /mnt/models when a pod starts. It reads `gs://` and `s3://`; it has no
   `minio://`, so a `minio://bucket/key` serving dir becomes `s3://bucket/key`, and the MinIO
@@ -49,7 +55,7 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
-from components.data import storage
+from components.data import storage, stores
 from components.push import serving
 
 GROUP = "serving.kserve.io"
@@ -78,9 +84,6 @@ DEFAULT_RESOURCES = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu"
 # The ServiceAccount and S3 Secret that `credentials_manifests` makes for minio:// roots.
 DEFAULT_SERVICE_ACCOUNT = "signs-kserve"
 DEFAULT_S3_SECRET = "signs-kserve-s3"
-# KFP's own MinIO secret (kubeflow/compile.py DEFAULT_MINIO_SECRET) and its keys.
-KFP_MINIO_SECRET = "mlpipeline-minio-artifact"
-KFP_MINIO_KEYS = ("accesskey", "secretkey")
 # The key names KServe looks up in an S3 secret: `credentials.s3.s3AccessKeyIDName` and
 # `s3SecretAccessKeyName` of its inferenceservice-config ConfigMap (config/configmap/
 # inferenceservice.yaml); KServe treats a secret as S3 only if it holds the second one
@@ -91,6 +94,11 @@ KSERVE_S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 S3_ENDPOINT_ANNOTATION = "serving.kserve.io/s3-endpoint"
 S3_USEHTTPS_ANNOTATION = "serving.kserve.io/s3-usehttps"
 S3_REGION_ANNOTATION = "serving.kserve.io/s3-region"
+
+
+# TF Serving's release for each TensorFlow minor release it is built on (tensorflow/serving tags;
+# a patch release adds no op). The lock pins TensorFlow 2.16.2.
+TF_SERVING_RELEASES = {"2.16": "2.16.1"}
 
 
 class ManifestError(ValueError):
@@ -108,6 +116,33 @@ def storage_uri(serving_dir: str) -> str:
     if not rest or "/" not in rest:
         raise ManifestError(f"serving dir {serving_dir!r} names a bucket only; the serving dir is a folder in one")
     return f"{'s3' if kind == 'minio' else kind}://{rest}"
+
+
+def runtime_version(tf_version: Optional[str] = None) -> str:
+    """The TF Serving release (KServe's runtimeVersion) that loads what `tf_version` exports.
+
+    Args:
+      tf_version: the exporting TensorFlow's version, e.g. "2.16.2" (default: the one installed here,
+        read from its package metadata without importing it).
+
+    Raises:
+      ManifestError: no TF Serving release is known for that TensorFlow.
+    """
+    if tf_version is None:
+        from importlib import metadata  # pylint: disable=import-outside-toplevel
+        tf_version = metadata.version("tensorflow")
+    minor = ".".join(str(tf_version).split(".")[:2])
+    if minor not in TF_SERVING_RELEASES:
+        raise ManifestError(f"TensorFlow {tf_version}: no TF Serving release known for it "
+                            f"(known: {', '.join(sorted(TF_SERVING_RELEASES))}); add it to kserve.TF_SERVING_RELEASES")
+    return TF_SERVING_RELEASES[minor]
+
+
+def saved_model_tf_version(model_dir: str) -> str:
+    """The TensorFlow version recorded in a SavedModel's saved_model.pb (MetaInfoDef.tensorflow_version)."""
+    from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=import-outside-toplevel
+    saved = saved_model_pb2.SavedModel.FromString(storage.read_bytes(storage.join(model_dir, "saved_model.pb")))
+    return saved.meta_graphs[0].meta_info_def.tensorflow_version
 
 
 def needs_s3_secret(serving_dir: str) -> bool:
@@ -130,7 +165,7 @@ def _check_object_name(name: str, what: str) -> None:
 def inference_service(serving_dir: str, name: str = "signs", namespace: Optional[str] = None,
                       service_account: Optional[str] = None, version: Optional[int] = None,
                       pipeline_run: Optional[str] = None, resources: Optional[Dict[str, Any]] = None,
-                      min_replicas: int = 1) -> Dict[str, Any]:
+                      min_replicas: int = 1, tf_version: Optional[str] = None) -> Dict[str, Any]:
     """The InferenceService that serves the model pushed into `serving_dir`.
 
     Args:
@@ -146,6 +181,8 @@ def inference_service(serving_dir: str, name: str = "signs", namespace: Optional
       resources: the predictor's requests and limits (default `DEFAULT_RESOURCES`).
       min_replicas: 1 keeps a pod warm; 0 lets it scale to zero (then the first request waits
         for the model's download).
+      tf_version: the TensorFlow that exported the model (default: the one installed here); the
+        manifest's `runtimeVersion` is its TF Serving release.
 
     Raises:
       ManifestError: a local serving dir, a name KServe refuses, a version that is no number.
@@ -170,6 +207,7 @@ def inference_service(serving_dir: str, name: str = "signs", namespace: Optional
     predictor["model"] = {
         # The runtime lists tensorflow versions "1" and "2"; TFX 1.16 exports TF 2 SavedModels.
         "modelFormat": {"name": "tensorflow", "version": "2"},
+        "runtimeVersion": runtime_version(tf_version),
         "storageUri": uri,
         "resources": _copy(resources or DEFAULT_RESOURCES),
     }
@@ -209,8 +247,7 @@ def read_manifest(serving_dir: str, version: int) -> str:
 def _s3_endpoint(serving_dir: str, endpoint: Optional[str]) -> str:
     """The S3 endpoint URL a serving dir's store answers at ('' for AWS's own)."""
     if endpoint is None:
-        kind = storage.scheme(serving_dir)
-        endpoint = storage.endpoint(serving_dir) if kind == "minio" else os.environ.get("SIGNS_S3_ENDPOINT", "")
+        endpoint = storage.session(serving_dir).endpoint_url()
     return endpoint.strip()
 
 
@@ -249,7 +286,8 @@ def credentials_manifests(serving_dir: str, namespace: Optional[str] = None,
     `credentials_setup` — never through this code, so no credential value is in any manifest.
 
     Args:
-      endpoint: the store's URL (default: SIGNS_MINIO_ENDPOINT or KFP's MinIO service for minio://,
+      endpoint: the store's URL (default: as `storage.session` resolves it: the compiled package's
+        launcher config in a task, else SIGNS_MINIO_ENDPOINT or the newest KFP's store for minio://,
         SIGNS_S3_ENDPOINT for s3://, nothing, i.e. AWS, when that is unset).
       region: the bucket's region, for AWS (`serving.kserve.io/s3-region`).
     """
@@ -284,24 +322,30 @@ def _metadata(name: str, namespace: Optional[str], labels: Dict[str, str]) -> Di
 
 def credentials_setup(serving_dir: str, namespace: Optional[str] = None, service_account: str = DEFAULT_SERVICE_ACCOUNT,
                       secret: str = DEFAULT_S3_SECRET, source_namespace: str = "kubeflow",
-                      endpoint: Optional[str] = None) -> str:
+                      session: Optional[stores.Session] = None) -> str:
     """What a user applies once per namespace before the first InferenceService of a minio:// or
     s3:// serving dir: the manifests of `credentials_manifests`, headed by the shell commands (as
     comments) that then fill the Secret's keys on the cluster, so their values never pass through here.
 
-    minio:// roots copy the keys from KFP's own secret in `source_namespace`; s3:// roots take
-    them from the user's AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or use IRSA instead:
+    `session` is how the pipeline's tasks reach the serving dir (default: `storage.session`; a
+    compiled package's launcher config for `deploy --package`): its endpoint and region go into
+    the annotations, and when it names a secret (KFP's `mlpipeline-minio-artifact`, or a
+    kfp-launcher provider's secretRef) the keys are copied from that secret in `source_namespace`
+    (in a multi-user install, the profile namespace has its own). Otherwise they come from the
+    user's AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or use IRSA instead:
     `eks.amazonaws.com/role-arn` on the ServiceAccount, and no Secret).
     """
-    documents = credentials_manifests(serving_dir, namespace, service_account, secret, endpoint)
+    session = session or storage.session(serving_dir)
+    documents = credentials_manifests(serving_dir, namespace, service_account, secret, session.endpoint_url(),
+                                      session.region or None)
     where = namespace or "NAMESPACE"
     kserve_access, kserve_secret = KSERVE_S3_KEYS
-    if needs_s3_secret(serving_dir):
-        access, secret_key = KFP_MINIO_KEYS
-        get = f"kubectl -n {source_namespace} get secret {KFP_MINIO_SECRET} -o jsonpath="
-        source = f"KFP's secret {KFP_MINIO_SECRET} holds them as {access} and {secret_key}"
+    if session.secret_name:
+        access, secret_key = session.access_key_key, session.secret_key_key
+        get = f"kubectl -n {source_namespace} get secret {session.secret_name} -o jsonpath="
+        source = f"the pipeline's secret {session.secret_name} holds them as {access} and {secret_key}"
         fill = [f"AK=$({get}'{{.data.{access}}}')", f"SK=$({get}'{{.data.{secret_key}}}')"]
-        note = f"In a multi-user Kubeflow each profile namespace has its own {KFP_MINIO_SECRET}."
+        note = f"In a multi-user Kubeflow each profile namespace has its own {session.secret_name}."
     else:
         source = "they come from your own AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
         fill = ["AK=$(printf %s \"$AWS_ACCESS_KEY_ID\" | base64 | tr -d '\\n')",

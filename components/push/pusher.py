@@ -67,7 +67,7 @@ class Executor(pusher_executor.Executor):
         self._MarkPushed(pushed, pushed_destination=destination_path, pushed_version=str(version))
         if custom.get("kserve") is not None and storage.is_remote(serving_dir):
             manifest = kserve.inference_service(serving_dir, version=version, pipeline_run=self._pipeline_run(),
-                                                **custom["kserve"])
+                                                tf_version=kserve.saved_model_tf_version(model_path), **custom["kserve"])
             path = kserve.write_manifest(serving_dir, version, manifest)
             logging.info("KServe InferenceService for version %d: %s", version, path)
             pushed.set_string_custom_property(KSERVE_MANIFEST_KEY, path)

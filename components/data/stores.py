@@ -1,0 +1,295 @@
+"""Object-store endpoints and credentials, resolved as the KFP launcher resolves them.
+
+Read from kubeflow/pipelines at 2.17.0 (commit 4a3592c, the newest release) and 2.5.0 (b13bc9e):
+
+- `backend/src/v2/config/env.go`: the `kfp-launcher` ConfigMap of the run's namespace may hold
+  `defaultPipelineRoot` and `providers` (YAML: `minio`, `s3`, `gs`, each with `default` and
+  ordered `overrides` matched on bucket and key prefix, `s3.go`, `minio.go`, `gcs.go`).
+- With no provider for a `minio://` root the launcher uses its defaults (`getDefaultMinioSessionInfo`):
+  endpoint `seaweedfs.kubeflow:9000` from 2.16.0 (`minio-service.kubeflow:9000` before), region
+  `minio`, plain http, credentials from the secret `mlpipeline-minio-artifact` (`accesskey`,
+  `secretkey`). With no provider for `s3://` or `gs://` it opens the bucket "from the environment":
+  the SDK's default chain (`AWS_ENDPOINT_URL_S3`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, IRSA, ...;
+  Google's application default credentials).
+- `driver/root_dag.go`: the run's root is the run's `pipeline_root`, else the ConfigMap's
+  `defaultPipelineRoot`, else `minio://mlpipeline/v2/artifacts`. The spec's own
+  `defaultPipelineRoot` is never read by the backend.
+- Multi-user (`manifests/.../pipelines-profile-controller/sync.py`): each profile namespace gets
+  the root `minio://mlpipeline/private-artifacts/<ns>/v2/artifacts` and keys that may only touch
+  `mlpipeline/{artifacts,private-artifacts/<ns>,private/<ns>,shared}/*`.
+
+One `LauncherConfig` (a release's defaults plus the ConfigMap's providers) gives a `Session` for
+any location. The compiled package carries it into every task's environment (`ENV_VAR`), so the
+storage layer in the pod, the KServe secret and `run-local` all resolve the same way. Sessions
+name secrets and their keys; no credential value passes through here.
+"""
+
+import dataclasses
+import json
+import re
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import yaml
+
+ENV_VAR = "SIGNS_KFP_LAUNCHER"  # the package's LauncherConfig, JSON, in every task's environment
+# run-local stands in for the cluster's DNS: {"seaweedfs.kubeflow:9000": "127.0.0.1:PORT"}.
+ADDRESSES_ENV_VAR = "SIGNS_KFP_SERVICE_ADDRESSES"
+KFP_SECRET = "mlpipeline-minio-artifact"
+KFP_SECRET_KEYS = ("accesskey", "secretkey")
+KFP_BUCKET = "mlpipeline"
+BACKEND_DEFAULT_ROOT = "minio://mlpipeline/v2/artifacts"  # driver/root_dag.go, config/env.go
+
+
+class StoreConfigError(ValueError):
+    """A root, a ConfigMap or a provider the launcher would refuse; one line naming it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """What changes between KFP releases for a task (launcher_v2.go, driver.go, objectstore/config.go)."""
+
+    name: str
+    minio_endpoint: str  # the launcher's default for minio:// (host:port, plain http)
+    retry_qualified_logs: bool  # executor-logs URI gets "-<retry>" (qualifyExecutorLogsForRetry, 2.17)
+    output_file_in_task_root: bool  # outputs.outputFile under the task root's local path (else /tmp/kfp_outputs)
+    custom_path: bool  # RuntimeArtifact.custom_path honoured (2.15+)
+    multi_user: bool = False  # profile namespaces: roots and keys under private-artifacts/<ns>
+
+
+RELEASES = {
+    "2.5": Release("2.5", "minio-service.kubeflow:9000", False, False, False),
+    "2.15": Release("2.15", "minio-service.kubeflow:9000", False, True, True),
+    "2.16": Release("2.16", "seaweedfs.kubeflow:9000", False, True, True),
+    "2.17": Release("2.17", "seaweedfs.kubeflow:9000", True, True, True),
+    "2.17-multi-user": Release("2.17-multi-user", "seaweedfs.kubeflow:9000", True, True, True, multi_user=True),
+}
+DEFAULT_RELEASE = "2.17"  # the newest release
+
+
+def release(name: str) -> Release:
+    if name not in RELEASES:
+        raise StoreConfigError(f"--kfp-release {name!r}: known releases are {', '.join(RELEASES)}")
+    return RELEASES[name]
+
+
+def namespace_root(namespace: str) -> str:
+    """The root the profile controller gives a namespace (sync.py)."""
+    return f"minio://{KFP_BUCKET}/private-artifacts/{namespace}/v2/artifacts"
+
+
+def namespace_prefixes(namespace: str) -> Tuple[str, ...]:
+    """The key prefixes of `mlpipeline` a namespace's keys may touch (sync.py, put_user_policy)."""
+    return ("artifacts/", f"private-artifacts/{namespace}/", f"private/{namespace}/", "shared/")
+
+
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def check_namespace_root(root: str, namespace: str) -> None:
+    """Raises StoreConfigError unless a namespace's keys may write everything under `root`."""
+    if not _NAMESPACE.match(namespace or ""):
+        raise StoreConfigError(f"--namespace {namespace!r}: not a Kubernetes namespace name")
+    bucket, prefix = split(root)
+    if not root.startswith("minio://"):
+        return  # the profile controller's keys are for KFP's own store only
+    if bucket != KFP_BUCKET or not any((prefix + "/").startswith(p) for p in namespace_prefixes(namespace)):
+        allowed = ", ".join(f"minio://{KFP_BUCKET}/{p}" for p in namespace_prefixes(namespace))
+        raise StoreConfigError(f"--pipeline-root {root}: outside what namespace {namespace}'s keys may touch "
+                               f"({allowed}); use {namespace_root(namespace)}")
+
+
+def split(location: str) -> Tuple[str, str]:
+    """(bucket, key prefix without slashes at either end) of a URL."""
+    rest = location.split("://", 1)[1] if "://" in location else location
+    bucket, _, prefix = rest.partition("/")
+    return bucket, prefix.strip("/")
+
+
+@dataclasses.dataclass(frozen=True)
+class Session:
+    """How the launcher opens a location's bucket (objectstore.SessionInfo, made concrete)."""
+
+    provider: str  # minio, s3 or gs
+    from_env: bool  # the SDK's default chain (environment, IRSA, Workload Identity)
+    endpoint: str = ""  # host:port or URL; "" = the SDK's (AWS's own, or AWS_ENDPOINT_URL_S3)
+    region: str = ""
+    disable_ssl: bool = False
+    secret_name: str = ""  # the Kubernetes secret holding the keys (from_env False)
+    access_key_key: str = ""
+    secret_key_key: str = ""
+    token_key: str = ""  # gs: the secret's key holding a service-account JSON
+
+    def endpoint_url(self, addresses: Optional[Mapping[str, str]] = None) -> str:
+        """The endpoint as a URL ('' for the SDK's own); `addresses` maps cluster hosts to reachable ones."""
+        if not self.endpoint:
+            return ""
+        scheme, sep, host = self.endpoint.partition("://")
+        if not sep:
+            scheme, host = ("http" if self.disable_ssl else "https"), self.endpoint
+        host = (addresses or {}).get(host.rstrip("/"), host.rstrip("/"))
+        return f"{scheme}://{host}"
+
+    def info(self) -> Dict[str, Any]:
+        """The launcher's store_session_info for this session (what it records in ML Metadata)."""
+        params = {"fromEnv": str(self.from_env).lower()}
+        if self.endpoint or not self.from_env:
+            params.update(endpoint=self.endpoint, region=self.region, disableSSL=str(self.disable_ssl).lower())
+        if self.secret_name:
+            if self.provider == "gs":
+                params.update(secretName=self.secret_name, tokenKey=self.token_key)
+            else:
+                params.update(secretName=self.secret_name, accessKeyKey=self.access_key_key,
+                              secretKeyKey=self.secret_key_key)
+        return {"Provider": self.provider, "Params": params}
+
+
+@dataclasses.dataclass(frozen=True)
+class LauncherConfig:
+    """A KFP release's defaults and the `kfp-launcher` ConfigMap's `providers` (None: no ConfigMap or key)."""
+
+    release: str = DEFAULT_RELEASE
+    providers: Optional[Dict[str, Any]] = None
+    default_pipeline_root: str = ""  # the ConfigMap's defaultPipelineRoot ("" = the backend's)
+    namespace: str = ""  # the profile namespace the package is for ("" = single-user)
+
+    def session(self, location: str) -> Session:
+        """The session the launcher would open `location` with (config.GetStoreSessionInfo).
+
+        Raises:
+          StoreConfigError: an invalid provider config (missing credentials), as the driver would.
+        """
+        provider = location.split("://", 1)[0]
+        if provider not in ("minio", "s3", "gs"):
+            raise StoreConfigError(f"{location}: the KFP launcher opens only minio://, s3:// and gs:// locations")
+        config = (self.providers or {}).get(provider)
+        if provider == "minio" and not _configured(config):
+            endpoint = release(self.release).minio_endpoint
+            return Session("minio", False, endpoint, "minio", True, KFP_SECRET, *KFP_SECRET_KEYS)
+        if not _configured(config):
+            return Session(provider, True)
+        return _provider_session(provider, config, location)
+
+    def to_json(self) -> str:
+        return json.dumps({"release": self.release, "providers": self.providers, "namespace": self.namespace,
+                           "defaultPipelineRoot": self.default_pipeline_root}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "LauncherConfig":
+        data = json.loads(text)
+        return cls(release(data.get("release") or DEFAULT_RELEASE).name, data.get("providers"),
+                   data.get("defaultPipelineRoot") or "", data.get("namespace") or "")
+
+    def secrets(self, locations: List[str]) -> List[Tuple[str, Dict[str, str]]]:
+        """(secret name, {secret key: env var}) the tasks need for these locations, each secret once.
+
+        S3 keys become AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (what boto reads); a GCS token
+        becomes GOOGLE_SERVICE_ACCOUNT_JSON (what the storage layer hands gcsfs).
+        """
+        found: Dict[str, Dict[str, str]] = {}
+        for location in locations:
+            s = self.session(location)
+            if not s.secret_name:
+                continue
+            keys = ({s.token_key: "GOOGLE_SERVICE_ACCOUNT_JSON"} if s.provider == "gs" else
+                    {s.access_key_key: "AWS_ACCESS_KEY_ID", s.secret_key_key: "AWS_SECRET_ACCESS_KEY"})
+            taken = {v for m in found.values() for v in m.values()}
+            if s.secret_name not in found and taken & set(keys.values()):
+                raise StoreConfigError(f"{location}: its credentials (secret {s.secret_name}) differ from another "
+                                       f"location's, and a task has one set of {', '.join(sorted(keys.values()))}")
+            found.setdefault(s.secret_name, {}).update(keys)
+        return sorted(found.items())
+
+
+def _configured(config: Any) -> bool:
+    return isinstance(config, dict) and (config.get("default") is not None or _overrides(config) is not None)
+
+
+def _overrides(config: Dict[str, Any]) -> Optional[List[Dict[str, Any]]]:
+    # The Go structs tag the field "Overrides"; encoding/json matches names case-insensitively.
+    for key, value in config.items():
+        if key.lower() == "overrides":
+            return value
+    return None
+
+
+def provider_entries(config: Any) -> List[Dict[str, Any]]:
+    """A provider's default and overrides, in that order (for what they name: endpoints, secrets)."""
+    if not isinstance(config, dict):
+        return []
+    return [e for e in [_get(config, "default")] + list(_overrides(config) or []) if isinstance(e, dict)]
+
+
+def _get(mapping: Optional[Dict[str, Any]], name: str, default: Any = None) -> Any:
+    for key, value in (mapping or {}).items():
+        if key.lower() == name.lower():
+            return value
+    return default
+
+
+def _provider_session(provider: str, config: Dict[str, Any], location: str) -> Session:
+    """s3.go / minio.go / gcs.go ProvideSessionInfo, for a provider the ConfigMap configures."""
+    default = _get(config, "default")
+    if default is None or _get(default, "credentials") is None:
+        raise StoreConfigError(f"kfp-launcher providers.{provider}: invalid provider config: missing default "
+                               f"credentials (for {location})")
+    bucket, prefix = split(location)
+    prefix = prefix + "/" if prefix else ""
+    override = next((o for o in _overrides(config) or []
+                     if _get(o, "bucketName") == bucket and prefix.startswith(_get(o, "keyPrefix") or "")), None)
+    settings = dict(default)
+    credentials = _get(default, "credentials")
+    if override is not None:
+        for name in ("endpoint", "region", "disableSSL"):
+            if _get(override, name) not in (None, ""):
+                settings[name] = _get(override, name)
+        credentials = _get(override, "credentials")
+        if credentials is None:
+            raise StoreConfigError(f"kfp-launcher providers.{provider}: invalid provider config: missing override "
+                                   f"credentials (bucket {bucket})")
+    from_env = bool(_get(credentials, "fromEnv", False))
+    ref = _get(credentials, "secretRef") or {}
+    if not from_env and not _get(ref, "secretName"):
+        raise StoreConfigError(f"kfp-launcher providers.{provider}: invalid provider config: missing secretRef "
+                               f"(for {location})")
+    if provider == "gs":
+        return Session("gs", from_env, secret_name="" if from_env else _get(ref, "secretName"),
+                       token_key="" if from_env else _get(ref, "tokenKey", ""))
+    return Session(provider, from_env, _get(settings, "endpoint", "") or "", _get(settings, "region", "") or "",
+                   bool(_get(settings, "disableSSL", False)),
+                   "" if from_env else _get(ref, "secretName"), "" if from_env else _get(ref, "accessKeyKey", ""),
+                   "" if from_env else _get(ref, "secretKeyKey", ""))
+
+
+def parse_configmap(text: str, source: str, kfp_release: str = DEFAULT_RELEASE) -> LauncherConfig:
+    """A LauncherConfig from the `kfp-launcher` ConfigMap (`kubectl get cm kfp-launcher -o yaml`, or its data).
+
+    Raises:
+      StoreConfigError: not YAML, or `providers` is not the launcher's schema; the message names `source`.
+    """
+    try:
+        document = yaml.safe_load(text) or {}
+        data = document.get("data", document) if isinstance(document, dict) else None
+        if not isinstance(data, dict):
+            raise ValueError("not a mapping")
+        providers = data.get("providers")
+        if isinstance(providers, str):
+            providers = yaml.safe_load(providers)
+        if providers is not None and not isinstance(providers, dict):
+            raise ValueError("providers is not a mapping")
+    except (yaml.YAMLError, ValueError, AttributeError) as e:
+        raise StoreConfigError(f"{source}: not a kfp-launcher ConfigMap ({str(e).splitlines()[0]})") from None
+    unknown = sorted(set(providers or {}) - {"minio", "s3", "gs"})
+    if unknown:
+        raise StoreConfigError(f"{source}: providers has {unknown}; the launcher knows minio, s3 and gs")
+    return LauncherConfig(release(kfp_release).name, providers, str(data.get("defaultPipelineRoot") or ""))
+
+
+def from_environment(environ: Mapping[str, str]) -> Optional[LauncherConfig]:
+    """The package's LauncherConfig in a task's environment, or None outside a compiled package."""
+    text = environ.get(ENV_VAR)
+    return LauncherConfig.from_json(text) if text else None
+
+
+def addresses(environ: Mapping[str, str]) -> Dict[str, str]:
+    text = environ.get(ADDRESSES_ENV_VAR)
+    return json.loads(text) if text else {}
