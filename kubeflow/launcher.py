@@ -72,6 +72,11 @@ def cache_key(task: Dict[str, Any], component: Dict[str, Any], container: Dict[s
             key["outputArtifactsSpec"][name] = {k: first[k] for k in ("name", "type", "metadata") if first.get(k)}
     if pvc_names:
         key["containerSpec"]["pvcNames"] = sorted(set(pvc_names))
+    return fingerprint(key)
+
+
+def fingerprint(key: Dict[str, Any]) -> str:
+    """cacheutils GenerateFingerPrint: the CacheKey's protojson, re-marshalled by encoding/json, SHA-256."""
     return hashlib.sha256(go_json(_drop_empty(key)).encode()).hexdigest()
 
 

@@ -107,7 +107,7 @@ def split(location: str) -> Tuple[str, str]:
 
 @dataclasses.dataclass(frozen=True)
 class Session:
-    """How the launcher opens a location's bucket (objectstore.SessionInfo, made concrete)."""
+    """How the launcher opens a location's bucket: objectstore.SessionInfo's params, typed."""
 
     provider: str  # minio, s3 or gs
     from_env: bool  # the SDK's default chain (environment, IRSA, Workload Identity)
@@ -118,6 +118,14 @@ class Session:
     access_key_key: str = ""
     secret_key_key: str = ""
     token_key: str = ""  # gs: the secret's key holding a service-account JSON
+    params: Tuple[Tuple[str, str], ...] = ()  # the launcher's own params, as it records them
+
+    @classmethod
+    def from_info(cls, info: Dict[str, Any]) -> "Session":
+        p = info["Params"]
+        return cls(info["Provider"], p.get("fromEnv") == "true", p.get("endpoint", ""), p.get("region", ""),
+                   p.get("disableSSL") == "true", p.get("secretName", ""), p.get("accessKeyKey", ""),
+                   p.get("secretKeyKey", ""), p.get("tokenKey", ""), tuple(sorted(p.items())))
 
     def endpoint_url(self, addresses: Optional[Mapping[str, str]] = None) -> str:
         """The endpoint as a URL ('' for the SDK's own); `addresses` maps cluster hosts to reachable ones."""
@@ -130,17 +138,8 @@ class Session:
         return f"{scheme}://{host}"
 
     def info(self) -> Dict[str, Any]:
-        """The launcher's store_session_info for this session (what it records in ML Metadata)."""
-        params = {"fromEnv": str(self.from_env).lower()}
-        if self.endpoint or not self.from_env:
-            params.update(endpoint=self.endpoint, region=self.region, disableSSL=str(self.disable_ssl).lower())
-        if self.secret_name:
-            if self.provider == "gs":
-                params.update(secretName=self.secret_name, tokenKey=self.token_key)
-            else:
-                params.update(secretName=self.secret_name, accessKeyKey=self.access_key_key,
-                              secretKeyKey=self.secret_key_key)
-        return {"Provider": self.provider, "Params": params}
+        """The launcher's store_session_info (what it records in ML Metadata)."""
+        return {"Provider": self.provider, "Params": dict(self.params)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,22 +155,37 @@ class LauncherConfig:
         """The session the launcher would open `location` with (config.GetStoreSessionInfo).
 
         Raises:
-          StoreConfigError: an invalid provider config (missing credentials), as the driver would.
+          StoreConfigError: a location or provider config the driver refuses, with its reason.
         """
-        provider = location.split("://", 1)[0]
-        if provider not in ("minio", "s3", "gs"):
-            raise StoreConfigError(f"{location}: the KFP launcher opens only minio://, s3:// and gs:// locations")
-        config = (self.providers or {}).get(provider)
-        if provider == "minio" and not _configured(config):
-            endpoint = release(self.release).minio_endpoint
-            return Session("minio", False, endpoint, "minio", True, KFP_SECRET, *KFP_SECRET_KEYS)
-        if not _configured(config):
-            return Session(provider, True)
-        return _provider_session(provider, config, location)
+        return Session.from_info(self.session_info(location))
+
+    def session_info(self, location: str) -> Dict[str, Any]:
+        """config.GetStoreSessionInfo: {"Provider": ..., "Params": {...}}, as the Go code builds it."""
+        match = _BUCKET.match(location)
+        if not match:
+            raise StoreConfigError(f"{location}: parse bucket config failed: unrecognized pipeline root format")
+        scheme, bucket, prefix, query = match.groups()
+        if scheme not in ("gs://", "s3://", "minio://", "mem://"):
+            raise StoreConfigError(f"{location}: parse bucket config failed: unsupported Cloud bucket")
+        provider = scheme[:-3]
+        if provider == "mem":
+            raise StoreConfigError(f"{location}: encountered unsupported provider in provider config mem")
+        config = _get(self.providers, provider)
+        if provider == "minio" and not _configured(config) and not query:
+            return {"Provider": "minio", "Params": {
+                "region": "minio", "endpoint": release(self.release).minio_endpoint, "disableSSL": "true",
+                "fromEnv": "false", "maxRetries": "5", "secretName": KFP_SECRET,
+                "accessKeyKey": KFP_SECRET_KEYS[0], "secretKeyKey": KFP_SECRET_KEYS[1]}}
+        if not _configured(config) or (query and provider != "gs"):
+            return {"Provider": provider, "Params": {"fromEnv": "true"}}
+        prefix = (prefix or "").lstrip("/")
+        prefix = prefix + "/" if prefix and not prefix.endswith("/") else prefix
+        return {"Provider": provider, "Params": _provider_params(provider, config, bucket, prefix)}
 
     def to_json(self) -> str:
         return json.dumps({"release": self.release, "providers": self.providers, "namespace": self.namespace,
-                           "defaultPipelineRoot": self.default_pipeline_root}, sort_keys=True)
+                           "defaultPipelineRoot": self.default_pipeline_root,
+                           "minioEndpoint": release(self.release).minio_endpoint}, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "LauncherConfig":
@@ -192,24 +206,25 @@ class LauncherConfig:
                 continue
             keys = ({s.token_key: "GOOGLE_SERVICE_ACCOUNT_JSON"} if s.provider == "gs" else
                     {s.access_key_key: "AWS_ACCESS_KEY_ID", s.secret_key_key: "AWS_SECRET_ACCESS_KEY"})
-            taken = {v for m in found.values() for v in m.values()}
-            if s.secret_name not in found and taken & set(keys.values()):
+            taken = {v for name, m in found.items() if name != s.secret_name for v in m.values()}
+            if taken & set(keys.values()):
                 raise StoreConfigError(f"{location}: its credentials (secret {s.secret_name}) differ from another "
                                        f"location's, and a task has one set of {', '.join(sorted(keys.values()))}")
             found.setdefault(s.secret_name, {}).update(keys)
         return sorted(found.items())
 
 
+# objectstore/config.go bucketPattern
+_BUCKET = re.compile(r"^([a-z][a-z0-9]+:///?)([^/?]+)(/[^?]*)?(\?.+)?$")
+
+
 def _configured(config: Any) -> bool:
-    return isinstance(config, dict) and (config.get("default") is not None or _overrides(config) is not None)
+    return isinstance(config, dict) and (_get(config, "default") is not None or _overrides(config) is not None)
 
 
 def _overrides(config: Dict[str, Any]) -> Optional[List[Dict[str, Any]]]:
     # The Go structs tag the field "Overrides"; encoding/json matches names case-insensitively.
-    for key, value in config.items():
-        if key.lower() == "overrides":
-            return value
-    return None
+    return _get(config, "overrides")
 
 
 def provider_entries(config: Any) -> List[Dict[str, Any]]:
@@ -219,45 +234,65 @@ def provider_entries(config: Any) -> List[Dict[str, Any]]:
     return [e for e in [_get(config, "default")] + list(_overrides(config) or []) if isinstance(e, dict)]
 
 
-def _get(mapping: Optional[Dict[str, Any]], name: str, default: Any = None) -> Any:
-    for key, value in (mapping or {}).items():
+def _get(mapping: Any, name: str, default: Any = None) -> Any:
+    if not isinstance(mapping, dict):
+        return default
+    for key, value in mapping.items():
         if key.lower() == name.lower():
             return value
     return default
 
 
-def _provider_session(provider: str, config: Dict[str, Any], location: str) -> Session:
-    """s3.go / minio.go / gcs.go ProvideSessionInfo, for a provider the ConfigMap configures."""
+def _bool(value: Any) -> str:
+    return "true" if value is True or str(value).lower() == "true" else "false"
+
+
+def _provider_params(provider: str, config: Dict[str, Any], bucket: str, prefix: str) -> Dict[str, str]:
+    """s3.go, minio.go and gcs.go ProvideSessionInfo for a provider the ConfigMap configures."""
+    def invalid(why: str) -> StoreConfigError:
+        return StoreConfigError(f"kfp-launcher providers.{provider}: invalid provider config: {why}")
+
     default = _get(config, "default")
     if default is None or _get(default, "credentials") is None:
-        raise StoreConfigError(f"kfp-launcher providers.{provider}: invalid provider config: missing default "
-                               f"credentials (for {location})")
-    bucket, prefix = split(location)
-    prefix = prefix + "/" if prefix else ""
+        raise invalid("missing default credentials")
+    params: Dict[str, str] = {}
+    if provider != "gs":
+        params.update(endpoint=str(_get(default, "endpoint", "")), region=str(_get(default, "region", "")),
+                      disableSSL=_bool(_get(default, "disableSSL", False)),
+                      forcePathStyle=_bool(_get(default, "forcePathStyle", True)),
+                      maxRetries=str(_get(default, "maxRetries", 5)))
+    secret_fields = ("secretName", "tokenKey") if provider == "gs" else ("secretName", "accessKeyKey", "secretKeyKey")
+    credentials = _get(default, "credentials")
+    params["fromEnv"] = _bool(_get(credentials, "fromEnv", False))
+    if params["fromEnv"] == "false":
+        ref = _get(credentials, "secretRef") or {}
+        params.update({f: str(_get(ref, f, "")) for f in secret_fields})
     override = next((o for o in _overrides(config) or []
                      if _get(o, "bucketName") == bucket and prefix.startswith(_get(o, "keyPrefix") or "")), None)
-    settings = dict(default)
-    credentials = _get(default, "credentials")
-    if override is not None:
-        for name in ("endpoint", "region", "disableSSL"):
-            if _get(override, name) not in (None, ""):
-                settings[name] = _get(override, name)
-        credentials = _get(override, "credentials")
-        if credentials is None:
-            raise StoreConfigError(f"kfp-launcher providers.{provider}: invalid provider config: missing override "
-                                   f"credentials (bucket {bucket})")
-    from_env = bool(_get(credentials, "fromEnv", False))
-    ref = _get(credentials, "secretRef") or {}
-    if not from_env and not _get(ref, "secretName"):
-        raise StoreConfigError(f"kfp-launcher providers.{provider}: invalid provider config: missing secretRef "
-                               f"(for {location})")
-    if provider == "gs":
-        return Session("gs", from_env, secret_name="" if from_env else _get(ref, "secretName"),
-                       token_key="" if from_env else _get(ref, "tokenKey", ""))
-    return Session(provider, from_env, _get(settings, "endpoint", "") or "", _get(settings, "region", "") or "",
-                   bool(_get(settings, "disableSSL", False)),
-                   "" if from_env else _get(ref, "secretName"), "" if from_env else _get(ref, "accessKeyKey", ""),
-                   "" if from_env else _get(ref, "secretKeyKey", ""))
+    if override is None:
+        return params
+    if provider != "gs":
+        for field in ("endpoint", "region"):
+            if _get(override, field):
+                params[field] = str(_get(override, field))
+        for field in ("disableSSL", "forcePathStyle"):
+            if _get(override, field) is not None:
+                params[field] = _bool(_get(override, field))
+        if _get(override, "maxRetries") is not None and _get(default, "maxRetries") is not None:
+            params["maxRetries"] = str(_get(default, "maxRetries"))  # s3.go copies the default's here
+    credentials = _get(override, "credentials")
+    if credentials is None:
+        raise invalid("missing override credentials" if provider != "gs" else "missing override secretref")
+    params["fromEnv"] = _bool(_get(credentials, "fromEnv", False))
+    if params["fromEnv"] == "false":
+        ref = _get(credentials, "secretRef")
+        if ref is None:
+            raise invalid("missing override secretref")
+        params.update({f: str(_get(ref, f, "")) for f in secret_fields})
+    else:
+        for field in secret_fields:
+            params.pop(field, None)
+    return params
 
 
 def parse_configmap(text: str, source: str, kfp_release: str = DEFAULT_RELEASE) -> LauncherConfig:
