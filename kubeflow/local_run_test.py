@@ -1,13 +1,14 @@
-"""Tests of run-local's own parts: bad input in one line, and KFP's cache key."""
+"""Tests of run-local's own parts: the pod's environment from the package alone, releases, bad input."""
 
 import os
 import subprocess
 import sys
 
 import pytest
+import yaml
 
-from kubeflow import compile as kfp_compile
-from kubeflow.local_run import Cache, executor_input
+from components.data import stores
+from kubeflow import compile as kfp_compile, local_run, local_store
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -17,35 +18,95 @@ def spec():
     return kfp_compile.build(kfp_compile.CompileConfig(image="registry.example/signs:test"))
 
 
-def test_an_unreachable_store_is_one_line_without_the_secret(spec, tmp_path):
-    package = kfp_compile.write(spec, str(tmp_path / "pipeline.yaml"))
-    env = dict(os.environ, SIGNS_MINIO_ENDPOINT="http://127.0.0.1:9", AWS_ACCESS_KEY_ID="key-id",
-               AWS_SECRET_ACCESS_KEY="SECRET-VALUE-123")
-    out = subprocess.run([sys.executable, "kubeflow/runner.py", "run-local", package, "--work-dir", str(tmp_path / "w")],
-                         cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
-    assert out.returncode == 1
-    assert out.stdout.strip() == "error: minio://mlpipeline/v2/artifacts/data at http://127.0.0.1:9: cannot connect"
-    assert "SECRET-VALUE-123" not in out.stdout + out.stderr and "Traceback" not in out.stderr
+def _run_local(package, *args, env=None):
+    return subprocess.run([sys.executable, "kubeflow/runner.py", "run-local", package, *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, env=env)
 
 
-def test_compile_refuses_a_local_root_in_one_line(tmp_path):
-    out = subprocess.run([sys.executable, "kubeflow/runner.py", "compile", "--pipeline-root", str(tmp_path),
-                          "--output", str(tmp_path / "p.yaml")], cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 1 and not os.path.exists(tmp_path / "p.yaml")
-    assert out.stdout.strip().startswith(f"error: --pipeline-root '{tmp_path}': the KFP backend takes only gs://")
+def _trainer(spec):
+    task = spec["root"]["dag"]["tasks"]["Trainer"]
+    component = spec["components"][task["componentRef"]["name"]]
+    return task, component, spec["deploymentSpec"]["executors"][component["executorLabel"]]
 
 
-def test_the_cache_key_follows_the_data_fingerprint(spec, tmp_path):
-    tasks = spec["root"]["dag"]["tasks"]
-    component = spec["components"][tasks["ExampleGen"]["componentRef"]["name"]]
-    container = spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
+def test_a_task_sees_the_package_env_and_its_secrets_never_this_machines(spec, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "host-secret")
+    monkeypatch.setenv("SIGNS_MINIO_ENDPOINT", "http://host-store:9000")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/host/key.json")
+    _, component, executor = _trainer(spec)
+    platform = spec[kfp_compile.PLATFORM_KEY]["platforms"]["kubernetes"]["deploymentSpec"]["executors"][
+        component["executorLabel"]]
+    secrets = {"mlpipeline-minio-artifact": {"accesskey": "pod-key", "secretkey": "pod-secret"}}
+    release = stores.release("2.17")
+    env = local_run.pod_env(executor["container"], platform, secrets, "Trainer", {}, "/tmp/root", release)
+    assert env["AWS_ACCESS_KEY_ID"] == "pod-key" and env["AWS_SECRET_ACCESS_KEY"] == "pod-secret"
+    assert "SIGNS_MINIO_ENDPOINT" not in env and "GOOGLE_APPLICATION_CREDENTIALS" not in env
+    assert stores.from_environment(env).session("minio://mlpipeline/x").endpoint == "seaweedfs.kubeflow:9000"
+    assert env["TF_CPP_MIN_LOG_LEVEL"] == "2"  # the image's own ENV
+    assert env["KFP_RETRY_INDEX"] == "0" and env["KFP_POD_NAME"].startswith("trainer-")
+    with pytest.raises(local_store.StoreError, match="task Trainer: secret 'mlpipeline-minio-artifact' not found"):
+        local_run.pod_env(executor["container"], platform, {}, "Trainer", {}, "/tmp/root", release)
+
+
+@pytest.mark.parametrize("release, output_file", [("2.5", "/tmp/kfp_outputs/output_metadata.json"),
+                                                  ("2.17", "/minio/mlpipeline/r/Trainer/s/output_metadata.json")])
+def test_executor_input_of_each_release(spec, release, output_file):
+    task, component, _ = _trainer(spec)
+    produced = {"ExampleGen": {"examples": {"name": "7", "uri": "minio://mlpipeline/r/eg/examples", "metadata": {"span": 0.0}}},
+                "CurateSchema": {"curated_schema": {"name": "8", "uri": "minio://mlpipeline/r/s/schema", "metadata": {}}}}
     params = kfp_compile.parameter_values(spec, {})
+    executor_in = local_run.executor_input("Trainer", task, component, params, produced, "minio://mlpipeline/r/Trainer/s",
+                                           stores.release(release))
+    assert executor_in["outputs"]["outputFile"] == output_file
+    examples = executor_in["inputs"]["artifacts"]["examples"]["artifacts"][0]
+    assert examples == {"name": "7", "uri": "minio://mlpipeline/r/eg/examples", "metadata": {"span": 0.0},
+                        "type": {"instanceSchema": ""}}
+    assert "executor-logs" in executor_in["outputs"]["artifacts"]
 
-    def key(fingerprint):
-        task_root = f"minio://mlpipeline/v2/artifacts/signs/run-{fingerprint}/ExampleGen/salt"
-        ein = executor_input("ExampleGen", tasks["ExampleGen"], component, dict(params, data_fingerprint=fingerprint),
-                             {}, task_root, str(tmp_path))
-        return Cache.key(container, ein)
 
-    assert key("aaaa") == key("aaaa")  # output URIs differ per run; the key does not hold them
-    assert key("aaaa") != key("bbbb")
+def test_a_missing_secret_and_an_unreachable_store_are_one_line_without_the_secret(spec, tmp_path):
+    package = kfp_compile.write(spec, str(tmp_path / "pipeline.yaml"))
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="key-id", AWS_SECRET_ACCESS_KEY="HOST-SECRET-123")
+    out = _run_local(package, "--work-dir", str(tmp_path / "w"), env=env)
+    assert out.returncode == 1
+    assert out.stdout.strip() == ("error: the launcher's secret 'mlpipeline-minio-artifact' not found (failed to "
+                                  "retrieve credentials for bucket mlpipeline)")
+    secrets = tmp_path / "secrets.yaml"
+    secrets.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mlpipeline-minio-artifact"},
+                                       "stringData": {"accesskey": "k", "secretkey": "SECRET-VALUE-123"}}))
+    out = _run_local(package, "--work-dir", str(tmp_path / "w"), "--secrets", str(secrets), env=env)
+    # The launcher reaches the release's store service, not this machine's settings.
+    assert out.returncode == 1
+    assert out.stdout.strip() == ("error: minio://mlpipeline/v2/artifacts/data at http://seaweedfs.kubeflow:9000: "
+                                  "cannot connect")
+    assert "SECRET-VALUE-123" not in out.stdout + out.stderr and "HOST-SECRET" not in out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_a_multi_user_release_needs_a_package_for_a_namespace(spec, tmp_path):
+    package = kfp_compile.write(spec, str(tmp_path / "pipeline.yaml"))
+    out = _run_local(package, "--local-store", "--kfp-release", "2.17-multi-user", "--work-dir", str(tmp_path / "w"))
+    assert out.returncode == 1
+    assert out.stdout.strip() == "error: --kfp-release 2.17-multi-user: the package was compiled without --namespace"
+
+
+def test_the_namespace_filter_refuses_keys_outside_its_prefixes():
+    """The stand-in answers 403 as SeaweedFS does under the profile controller's policies."""
+    calls = []
+    app = local_store.namespace_filter({"team-a-key": "team-a"})(lambda env, start: calls.append(env) or [b"ok"])
+
+    def request(path, query="", method="GET", key="team-a-key"):
+        status = []
+        env = {"PATH_INFO": path, "QUERY_STRING": query, "REQUEST_METHOD": method,
+               "HTTP_AUTHORIZATION": f"AWS4-HMAC-SHA256 Credential={key}/20261206/us-east-1/s3/aws4_request, ..."}
+        body = app(env, lambda s, h: status.append(s))
+        return status[0] if status else "200", b"".join(body)
+
+    assert request("/mlpipeline/private-artifacts/team-a/v2/x")[0] == "200"
+    assert request("/mlpipeline", "list-type=2&prefix=private-artifacts/team-a/v2/")[0] == "200"
+    assert request("/mlpipeline", "delimiter=/")[0] == "200" and request("/mlpipeline", method="HEAD")[0] == "200"
+    status, body = request("/mlpipeline/v2/artifacts/serving_model/1/saved_model.pb", method="PUT")
+    assert status == "403 Forbidden" and b"<Code>AccessDenied</Code>" in body
+    assert request("/mlpipeline/private-artifacts/team-b/x")[0] == "403 Forbidden"
+    assert request("/mlpipeline", "list-type=2&prefix=private-artifacts/")[0] == "403 Forbidden"
+    assert request("/mlpipeline/v2/x", key="kfp-admin")[0] == "200"  # another key: not filtered
