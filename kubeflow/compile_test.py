@@ -1,10 +1,13 @@
 """Tests of the compiled package: only what open-source KFP runs, GPU for the Trainer, parameters."""
 
 import os
+import subprocess
+import sys
 import re
 
 import pytest
 
+from components.data import stores
 from kubeflow import compile as kfp_compile
 from kubeflow.local_run import task_order
 
@@ -79,14 +82,30 @@ def test_compile_refuses_a_root_the_backend_refuses(root):
         kfp_compile.check_root(root)
 
 
-def test_minio_root_gets_kfps_credentials_secret_and_endpoint(tmp_path):
+def _task_stores(spec):
+    """Each container's launcher config, from its env as the pod gets it."""
+    return {label: stores.from_environment({e["name"]: e["value"] for e in executor["container"].get("env", [])})
+            for label, executor in spec["deploymentSpec"]["executors"].items()}
+
+
+@pytest.mark.parametrize("release, endpoint", [(None, "seaweedfs.kubeflow:9000"), ("2.5", "minio-service.kubeflow:9000")])
+def test_every_task_reaches_the_releases_store(release, endpoint):
+    """Point 1: KFP 2.16+ ships SeaweedFS (seaweedfs.kubeflow:9000); older releases MinIO."""
+    launcher = stores.LauncherConfig(release=release) if release else stores.LauncherConfig()
+    spec = kfp_compile.build(kfp_compile.CompileConfig(pipeline_root="minio://mlpipeline/v2/artifacts", launcher=launcher))
+    found = _task_stores(spec)
+    assert len(found) == 11 and all(c is not None for c in found.values())
+    for config in found.values():
+        assert config.session("minio://mlpipeline/v2/artifacts/data").endpoint_url() == f"http://{endpoint}"
+        assert f'"minioEndpoint": "{endpoint}"' in config.to_json()  # readable in the YAML too
+
+
+def test_minio_root_gets_kfps_credentials_secret(tmp_path):
     spec = kfp_compile.build(kfp_compile.CompileConfig(pipeline_root="minio://mlpipeline/v2/artifacts"))
     platform = spec[kfp_compile.PLATFORM_KEY]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert set(platform) == set(spec["deploymentSpec"]["executors"])
     assert platform["Trainer_executor"]["secretAsEnv"] == [{"secretName": "mlpipeline-minio-artifact", "keyToEnv": [
         {"secretKey": "accesskey", "envVar": "AWS_ACCESS_KEY_ID"}, {"secretKey": "secretkey", "envVar": "AWS_SECRET_ACCESS_KEY"}]}]
-    env = spec["deploymentSpec"]["executors"]["Pusher_executor"]["container"]["env"]
-    assert {"name": "SIGNS_MINIO_ENDPOINT", "value": "http://minio-service.kubeflow:9000"} in env
     # On disk: the PipelineSpec, then the platform spec, as kfp.Client reads a package.
     path = kfp_compile.write(spec, str(tmp_path / "pipeline.yaml"))
     from kfp.client.client import _extract_pipeline_yaml  # pylint: disable=import-outside-toplevel
@@ -271,3 +290,68 @@ def test_the_pusher_leaves_a_kserve_manifest_unless_told_not_to(spec):
     named = kfp_compile.build(kfp_compile.CompileConfig(kserve_name="hands", kserve_namespace="ml"))
     assert kserve_of(named) == {"name": "hands", "namespace": "ml", "service_account": None}
     assert kserve_of(kfp_compile.build(kfp_compile.CompileConfig(kserve=False))) is None
+
+
+def test_a_namespace_puts_the_root_and_everything_under_it_in_its_prefix():
+    """Point 3: a multi-user profile's keys touch only private-artifacts/<ns>/ (and artifacts/, private/<ns>/, shared/)."""
+    spec = kfp_compile.build(kfp_compile.CompileConfig(namespace="team-a"))
+    root = "minio://mlpipeline/private-artifacts/team-a/v2/artifacts"
+    assert spec["defaultPipelineRoot"] == root
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["LatestServedModel"]["inputs"]["parameters"]["serving_dir"]["runtimeValue"]["constant"] == \
+        root + "/serving_model"
+    assert spec["root"]["inputDefinitions"]["parameters"]["data_root"]["defaultValue"] == root + "/data"
+    assert f'"checkpoint_root": "{root}/checkpoints"' in \
+        tasks["Trainer"]["inputs"]["parameters"]["custom_config"]["runtimeValue"]["constant"]
+    assert {c.namespace for c in _task_stores(spec).values()} == {"team-a"}
+
+
+def _compile(*args):
+    return subprocess.run([sys.executable, "kubeflow/runner.py", "compile", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--namespace", "team-a", "--pipeline-root", "minio://mlpipeline/v2/artifacts"],
+     "error: --pipeline-root minio://mlpipeline/v2/artifacts: outside what namespace team-a's keys may touch "
+     "(minio://mlpipeline/artifacts/, minio://mlpipeline/private-artifacts/team-a/, minio://mlpipeline/private/team-a/, "
+     "minio://mlpipeline/shared/); use minio://mlpipeline/private-artifacts/team-a/v2/artifacts"),
+    (["--kfp-release", "2.17-multi-user"], "error: --kfp-release 2.17-multi-user: a multi-user install needs --namespace "
+                                           "(the profile's)"),
+    (["--launcher-config", "CM", "--pipeline-root", "gs://bucket/signs"],
+     "error: --launcher-config: providers has no gs provider for the root gs://bucket/signs (it has s3)"),
+    (["--launcher-config", "BAD"], "error: kfp-launcher providers.s3: invalid provider config: missing default credentials"),
+    (["--launcher-config", "MISSING"], "error: MISSING: No such file or directory"),
+])
+def test_bad_store_settings_are_one_line(args, line, tmp_path):
+    cm = tmp_path / "cm.yaml"
+    cm.write_text("data:\n  providers: |\n    s3:\n      default: {endpoint: 's3.example:9000', credentials: {fromEnv: true}}\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  providers: |\n    s3:\n      default: {endpoint: 's3.example:9000'}\n")
+    args = [{"CM": str(cm), "BAD": str(bad), "MISSING": "MISSING"}.get(a, a) for a in args]
+    out = _compile("--output", str(tmp_path / "p.yaml"), "--pipeline-root", "s3://bucket/signs", *args) \
+        if "--pipeline-root" not in args else _compile("--output", str(tmp_path / "p.yaml"), *args)
+    assert (out.returncode, out.stdout.strip()) == (1, line)
+    assert not os.path.exists(tmp_path / "p.yaml") and "Traceback" not in out.stderr
+
+
+def test_an_s3_provider_reaches_every_task():
+    """Point 4: the tasks reach an s3:// store as the launcher does, from the kfp-launcher ConfigMap's providers."""
+    configmap = """
+data:
+  providers: |
+    s3:
+      default:
+        endpoint: s3.internal.example:9000
+        disableSSL: true
+        region: eu-1
+        credentials: {fromEnv: false, secretRef: {secretName: s3-keys, accessKeyKey: id, secretKeyKey: key}}
+"""
+    launcher = stores.parse_configmap(configmap, "cm.yaml")
+    spec = kfp_compile.build(kfp_compile.CompileConfig(pipeline_root="s3://bucket/signs", launcher=launcher))
+    for config in _task_stores(spec).values():
+        session = config.session("s3://bucket/signs/serving_model")
+        assert (session.endpoint_url(), session.region) == ("http://s3.internal.example:9000", "eu-1")
+    platform = spec[kfp_compile.PLATFORM_KEY]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert platform["Evaluator_executor"]["secretAsEnv"] == [{"secretName": "s3-keys", "keyToEnv": [
+        {"secretKey": "id", "envVar": "AWS_ACCESS_KEY_ID"}, {"secretKey": "key", "envVar": "AWS_SECRET_ACCESS_KEY"}]}]

@@ -354,3 +354,22 @@ def test_credentials_setup_prints_the_service_account_and_secret(pushed):
     assert documents[1]["metadata"]["annotations"] == {kserve.S3_ENDPOINT_ANNOTATION: endpoint.split("://")[1],
                                                        kserve.S3_USEHTTPS_ANNOTATION: "0"}
     assert "run-local" not in out.stdout  # the stand-in store's keys, in this process's environment
+
+
+@pytest.mark.parametrize("release, endpoint", [(None, "seaweedfs.kubeflow:9000"), ("2.5", "minio-service.kubeflow:9000")])
+def test_credentials_setup_of_a_package_names_its_releases_store(release, endpoint, tmp_path):
+    """Point 1: the KServe secret reaches the store the package's tasks reach, whatever this machine says."""
+    from components.data import stores  # pylint: disable=import-outside-toplevel
+    from kubeflow import compile as kfp_compile  # pylint: disable=import-outside-toplevel
+    launcher = stores.LauncherConfig(release=release) if release else stores.LauncherConfig()
+    package = kfp_compile.write(kfp_compile.build(kfp_compile.CompileConfig(launcher=launcher, namespace="team-a")),
+                                str(tmp_path / "p.yaml"))
+    env = dict(os.environ, SIGNS_MINIO_ENDPOINT="http://127.0.0.1:9")
+    out = _deploy("--package", package, "--namespace", "team-a", "--credentials-setup", env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    documents = list(yaml.safe_load_all(out.stdout))
+    assert documents[1]["metadata"]["annotations"] == {kserve.S3_ENDPOINT_ANNOTATION: endpoint,
+                                                       kserve.S3_USEHTTPS_ANNOTATION: "0",
+                                                       kserve.S3_REGION_ANNOTATION: "minio"}
+    assert "kubectl -n team-a get secret mlpipeline-minio-artifact" in out.stdout  # the profile's own keys
+    assert documents[0]["metadata"]["namespace"] == "team-a"

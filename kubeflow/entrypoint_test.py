@@ -37,7 +37,8 @@ def _launcher_input(local_root):
                                                   "type": SCHEMA_TYPE}]},
                 "executor-logs": {"artifacts": [{"name": "executor-logs", "uri": f"{ROOT}/CurateSchema/x2/executor-logs",
                                                  "type": {"schemaTitle": "system.Artifact"}}]}},
-            "outputFile": os.path.join(local_root, "minio/mlpipeline/v2/artifacts/signs/run-1/CurateSchema/x2/output_metadata.json")}}
+            # As the pod sees it; the entrypoint finds it under SIGNS_LAUNCHER_LOCAL_ROOT.
+            "outputFile": "/minio/mlpipeline/v2/artifacts/signs/run-1/CurateSchema/x2/output_metadata.json"}}
 
 
 INPUTS_SPEC = {"artifacts": {"schema": {"artifactType": SCHEMA_TYPE}},
@@ -121,7 +122,7 @@ def test_a_compiled_task_runs_from_the_launchers_executor_input(curate_schema_co
     curated = os.path.join(local_root, "minio/mlpipeline/v2/artifacts/signs/run-1/CurateSchema/x2/curated_schema/schema.pbtxt")
     assert "int_domain" in open(curated).read()
     # ... and the executor output names the remote URI, which the launcher copies over its own.
-    with open(executor_in["outputs"]["outputFile"]) as f:
+    with open(os.path.join(local_root, executor_in["outputs"]["outputFile"].lstrip("/"))) as f:
         written = json.load(f)
     assert written["artifacts"]["curated_schema"]["artifacts"][0]["uri"] == f"{ROOT}/CurateSchema/x2/curated_schema"
     assert "executor-logs" not in written["artifacts"]

@@ -339,3 +339,69 @@ def test_after_a_run_a_version_without_a_manifest_or_no_version_is_one_line(tmp_
         f"note: {root}/serving_model: no model pushed there yet, so no InferenceService to show",
         f"note: {root}/serving_model/{version}/inferenceservice.yaml: no InferenceService manifest there; "
         f"`python kubeflow/runner.py deploy --package pipeline.yaml --dry-run` prints one"]
+
+
+class _RecordingClient(_FakeKfpClient):
+    """Records what `submit` sends, as kfp.Client would send it to the API server."""
+
+    sent = {}
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        _RecordingClient.sent = {"client": kwargs}
+
+    def create_run_from_pipeline_package(self, *args, **kwargs):
+        _RecordingClient.sent["run"] = kwargs
+        return super().create_run_from_pipeline_package(*args, **kwargs)
+
+
+@pytest.mark.parametrize("override", [None, "minio://mlpipeline/other"])
+def test_the_run_is_sent_with_the_packages_root(override, package, monkeypatch, capsys):
+    """Point 2: the backend never reads the spec's defaultPipelineRoot (driver/root_dag.go), so submit sends it."""
+    import kfp  # pylint: disable=import-outside-toplevel
+    from kubeflow import runner, submit  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(kfp, "Client", _RecordingClient)
+    server, host = _serve(_Healthy)
+    try:
+        args = ["submit", "--host", host, "--package", package] + (["--pipeline-root", override] if override else [])
+        assert submit.submit(runner.build_parser().parse_args(args)) == 0
+    finally:
+        server.shutdown()
+    root = override or "minio://mlpipeline/v2/artifacts"
+    assert _RecordingClient.sent["run"]["pipeline_root"] == root
+    source = "--pipeline-root" if override else "the package's"
+    assert f"  pipeline root {root} ({source})" in capsys.readouterr().out.splitlines()
+
+
+def test_a_package_for_a_namespace_goes_to_that_namespace_and_its_root(tmp_path, monkeypatch, capsys):
+    import kfp  # pylint: disable=import-outside-toplevel
+    from kubeflow import compile as kfp_compile, runner, submit  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(kfp, "Client", _RecordingClient)
+    path = kfp_compile.write(kfp_compile.build(kfp_compile.CompileConfig(image="registry.example/signs:1",
+                                                                         namespace="team-a")), str(tmp_path / "p.yaml"))
+    server, host = _serve(_Healthy)
+    try:
+        assert submit.submit(runner.build_parser().parse_args(["submit", "--host", host, "--package", path])) == 0
+        code = submit.submit(runner.build_parser().parse_args(["submit", "--host", host, "--package", path,
+                                                               "--pipeline-root", "minio://mlpipeline/v2/artifacts"]))
+    finally:
+        server.shutdown()
+    assert _RecordingClient.sent["run"]["namespace"] == "team-a"
+    out = capsys.readouterr().out.splitlines()
+    assert "  pipeline root minio://mlpipeline/private-artifacts/team-a/v2/artifacts (the package's), namespace team-a" in out
+    assert code == 1 and out[-1].startswith("error: --pipeline-root minio://mlpipeline/v2/artifacts: outside what "
+                                            "namespace team-a's keys may touch")
+
+
+def test_an_api_that_answers_no_run_id_is_an_error(package, monkeypatch, capsys):
+    import kfp  # pylint: disable=import-outside-toplevel
+    from types import SimpleNamespace as NS  # pylint: disable=import-outside-toplevel
+    from kubeflow import runner, submit  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(kfp, "Client", type("Client", (_FakeKfpClient,), {
+        "create_run_from_pipeline_package": lambda self, *a, **k: NS(run_id=None)}))
+    server, host = _serve(_Healthy)
+    try:
+        assert submit.submit(runner.build_parser().parse_args(["submit", "--host", host, "--package", package])) == 1
+    finally:
+        server.shutdown()
+    assert capsys.readouterr().out.strip().endswith("the KFP API accepted the run but answered no run id")

@@ -67,7 +67,7 @@ def session(location: str) -> stores.Session:
         return config.session(location)
     kind = scheme(location)
     if kind == "minio" and os.environ.get("SIGNS_MINIO_ENDPOINT"):
-        return stores.Session("minio", True, os.environ["SIGNS_MINIO_ENDPOINT"], "minio")
+        return stores.Session("minio", True, os.environ["SIGNS_MINIO_ENDPOINT"])
     if kind == "s3" and os.environ.get("SIGNS_S3_ENDPOINT"):
         return stores.Session("s3", True, os.environ["SIGNS_S3_ENDPOINT"])
     return stores.LauncherConfig().session(location)

@@ -51,7 +51,7 @@ No credential value is ever part of a manifest made here.
 
 import os
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 import yaml
 
@@ -99,6 +99,8 @@ S3_REGION_ANNOTATION = "serving.kserve.io/s3-region"
 # TF Serving's release for each TensorFlow minor release it is built on (tensorflow/serving tags;
 # a patch release adds no op). The lock pins TensorFlow 2.16.2.
 TF_SERVING_RELEASES = {"2.16": "2.16.1"}
+KSERVE_DEFAULT_TF_SERVING = "2.6.2"  # kserve-tensorflow-serving's image tag without a runtimeVersion
+TF_OPS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tf_ops")  # see make_op_list.py there
 
 
 class ManifestError(ValueError):
@@ -138,11 +140,41 @@ def runtime_version(tf_version: Optional[str] = None) -> str:
     return TF_SERVING_RELEASES[minor]
 
 
-def saved_model_tf_version(model_dir: str) -> str:
-    """The TensorFlow version recorded in a SavedModel's saved_model.pb (MetaInfoDef.tensorflow_version)."""
+def saved_model_tf_version(model_dir: str) -> Optional[str]:
+    """The TensorFlow version recorded in a SavedModel's saved_model.pb (MetaInfoDef.tensorflow_version).
+
+    None when the file does not parse or records none: then `runtime_version` takes the installed one.
+    """
+    from google.protobuf import message  # pylint: disable=import-outside-toplevel
+    from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=import-outside-toplevel
+    try:
+        saved = saved_model_pb2.SavedModel.FromString(storage.read_bytes(storage.join(model_dir, "saved_model.pb")))
+    except message.DecodeError:
+        return None
+    versions = [g.meta_info_def.tensorflow_version for g in saved.meta_graphs if g.meta_info_def.tensorflow_version]
+    return versions[0] if versions else None
+
+
+def release_ops(tf_serving_version: str) -> Set[str]:
+    """The ops a TF Serving release's TensorFlow defines (tf_ops/tf-<major>.<minor>.ops)."""
+    minor = ".".join(tf_serving_version.split(".")[:2])
+    path = os.path.join(TF_OPS_DIR, f"tf-{minor}.ops")
+    if not os.path.exists(path):
+        raise ManifestError(f"TF Serving {tf_serving_version}: no op list {path}; make it with tf_ops/make_op_list.py")
+    with open(path, encoding="utf-8") as f:
+        return {line.strip() for line in f if line.strip() and not line.startswith("#")}
+
+
+def saved_model_ops(model_dir: str) -> Set[str]:
+    """Every op a SavedModel's graphs and functions use (what TF Serving must know to load it)."""
     from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=import-outside-toplevel
     saved = saved_model_pb2.SavedModel.FromString(storage.read_bytes(storage.join(model_dir, "saved_model.pb")))
-    return saved.meta_graphs[0].meta_info_def.tensorflow_version
+    ops = set()
+    for graph in saved.meta_graphs:
+        ops |= {node.op for node in graph.graph_def.node}
+        for function in graph.graph_def.library.function:
+            ops |= {node.op for node in function.node_def}
+    return ops
 
 
 def needs_s3_secret(serving_dir: str) -> bool:
