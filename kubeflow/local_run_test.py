@@ -110,3 +110,20 @@ def test_the_namespace_filter_refuses_keys_outside_its_prefixes():
     assert request("/mlpipeline/private-artifacts/team-b/x")[0] == "403 Forbidden"
     assert request("/mlpipeline", "list-type=2&prefix=private-artifacts/")[0] == "403 Forbidden"
     assert request("/mlpipeline/v2/x", key="kfp-admin")[0] == "200"  # another key: not filtered
+
+
+def test_the_namespace_filter_checks_every_key_of_a_bulk_delete():
+    import io  # pylint: disable=import-outside-toplevel
+    seen = []
+    app = local_store.namespace_filter({"k": "team-a"})(lambda env, start: seen.append(env["wsgi.input"].read()) or [b""])
+
+    def delete(*keys):
+        body = ("<Delete>" + "".join(f"<Object><Key>{k}</Key></Object>" for k in keys) + "</Delete>").encode()
+        status = []
+        app({"PATH_INFO": "/mlpipeline", "QUERY_STRING": "delete", "REQUEST_METHOD": "POST", "CONTENT_LENGTH": str(len(body)),
+             "wsgi.input": io.BytesIO(body), "HTTP_AUTHORIZATION": "AWS4-HMAC-SHA256 Credential=k/x"},
+            lambda s, h: status.append(s))
+        return status[0] if status else "200"
+
+    assert delete("private-artifacts/team-a/a", "shared/b") == "200" and b"<Key>shared/b</Key>" in seen[-1]
+    assert delete("private-artifacts/team-a/a", "v2/artifacts/x") == "403 Forbidden"

@@ -17,8 +17,10 @@
 
 import base64
 import contextlib
+import io
 import json
 import os
+import re
 import secrets as random_secrets
 import urllib.parse
 from typing import Any, Dict, Iterator, List, Optional
@@ -85,12 +87,17 @@ def namespace_filter(keys: Dict[str, str]):
             if namespace is None:
                 return app(environ, start_response)
             bucket, _, key = environ.get("PATH_INFO", "/").lstrip("/").partition("/")
-            query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
-            target = key or (query.get("prefix") or [""])[0]
-            browse = not key and not target and query.get("delimiter") == ["/"]  # AllowTopLevelDelimitedBrowse
+            query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+            targets = [key or (query.get("prefix") or [""])[0]]
+            if "delete" in query and environ.get("REQUEST_METHOD") == "POST":  # DeleteObjects: keys in the body
+                body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+                environ["wsgi.input"] = io.BytesIO(body)
+                targets = re.findall(r"<Key>([^<]*)</Key>", body.decode("utf-8", "replace")) or [""]
+            browse = not key and targets == [""] and query.get("delimiter") == ["/"]  # AllowTopLevelDelimitedBrowse
             head = environ.get("REQUEST_METHOD") == "HEAD" and not key  # AllowHeadBucket
-            allowed = bucket == stores.KFP_BUCKET and (
-                browse or head or any(target.startswith(p) for p in stores.namespace_prefixes(namespace)))
+            allowed = bucket == stores.KFP_BUCKET and (browse or head or all(
+                any(t.startswith(p) for p in stores.namespace_prefixes(namespace)) for t in targets))
+            target = targets[0]
             if allowed:
                 return app(environ, start_response)
             body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message>Access Denied"

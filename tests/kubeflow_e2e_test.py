@@ -1,8 +1,10 @@
-"""End to end: the compiled package on an object store, run as the open-source KFP backend runs it.
+"""End to end: the compiled package run as the open-source KFP backend runs it, from the package alone.
 
-A stand-in S3 server (moto) on 127.0.0.1 plays KFP's MinIO; `run-local` plays the driver and the
-launcher (executor inputs with empty input types, `executor-logs`, `minio://` URIs with local
-copies, KFP's cache). The data is uploaded to the store first, as a user would.
+`run-local --local-store` plays the cluster (a stand-in store under the release's service name,
+KFP's secrets, a multi-user profile's key prefixes), the driver and the launcher (executor inputs
+read back from ML Metadata, `executor-logs-0`, KFP's cache). This process's environment holds no
+store setting: the tasks get only what the package gives them. Each install is run twice: a push,
+then a run gated by it.
 """
 
 import json
@@ -11,117 +13,136 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
-from components.push import serving
-from components.data import storage
+from components.push import kserve
 from tests.helpers import REPO
 
 pytestmark = pytest.mark.e2e
 
-ROOT = "minio://mlpipeline/v2/artifacts"
+PARAMS = ["--param", "epochs=1", "--param", "batch_size=12", "--param", "augment=0",
+          "--param", "min_accuracy=0", "--param", "min_improvement=-1"]
+INSTALLS = {  # name -> (compile flags, run-local flags, the root every task and the push land under)
+    "single-user": ([], [], "minio://mlpipeline/v2/artifacts"),
+    "multi-user": (["--namespace", "team-a"], ["--kfp-release", "2.17-multi-user"],
+                   "minio://mlpipeline/private-artifacts/team-a/v2/artifacts"),
+}
 
 
 def _runner(*args):
-    proc = subprocess.run([sys.executable, "kubeflow/runner.py", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=1500)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SIGNS_", "GOOGLE_", "STORAGE_EMULATOR"))}
+    proc = subprocess.run([sys.executable, "kubeflow/runner.py", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=1500, env=env)
     sys.stdout.write(proc.stdout[-3000:])
     return proc
 
 
-@pytest.fixture(scope="module")
-def store():
-    with storage.stand_in_store(ROOT) as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(scope="module")
-def two_runs(store, tiny_h5, tmp_path_factory):
-    """Uploads the data, compiles, then runs the package twice in one work dir (one cache)."""
-    del store
-    tmp = tmp_path_factory.mktemp("kfp")
-    storage.upload_tree(tiny_h5, f"{ROOT}/data")
+@pytest.fixture(scope="module", params=sorted(INSTALLS))
+def install(request, tiny_h5, tmp_path_factory):
+    """Compiles for the install, then runs the package twice in one work dir (one store, one cache)."""
+    compile_flags, run_flags, root = INSTALLS[request.param]
+    tmp = tmp_path_factory.mktemp(request.param)
     package, work = str(tmp / "pipeline.yaml"), str(tmp / "work")
     # A training knob set when compiling (the parameter's default), others per run.
-    compiled = _runner("compile", "--output", package, "--pipeline-root", ROOT, "--image", "registry.example/signs:test",
-                       "--learning-rate", "0.002")
+    compiled = _runner("compile", "--output", package, "--image", "registry.example/signs:test", "--learning-rate", "0.002",
+                       *compile_flags)
     assert compiled.returncode == 0, compiled.stdout + compiled.stderr[-2000:]
-    params = ["--param", "epochs=1", "--param", "batch_size=12", "--param", "augment=0",
-              "--param", "min_accuracy=0", "--param", "min_improvement=-1"]
-    first = _runner("run-local", package, *params, "--work-dir", work)
+    assert "store http://seaweedfs.kubeflow:9000" in compiled.stdout
+    first = _runner("run-local", package, "--local-store", "--data", tiny_h5, "--work-dir", work, *run_flags, *PARAMS)
     assert first.returncode == 0, first.stdout[-3000:]
-    second = _runner("run-local", package, *params, "--work-dir", work)
+    second = _runner("run-local", package, "--local-store", "--work-dir", work, *run_flags, *PARAMS)
     assert second.returncode == 0, second.stdout[-3000:]
-    return first.stdout, second.stdout, work
+    return {"first": first.stdout, "second": second.stdout, "work": work, "root": root, "package": package}
 
 
-def test_first_run_pushes_to_the_object_store(two_runs):
-    first, _, _ = two_runs
+def _stored(install, uri):
+    """A path in the stand-in store as run-local keeps it between runs."""
+    return os.path.join(install["work"], "store", uri.split("://", 1)[1])
+
+
+def _run_dirs(install):
+    return sorted(d for d in os.listdir(install["work"]) if d[:8].isdigit())
+
+
+def test_the_store_is_the_releases_service(install):
+    assert "object store: a stand-in at seaweedfs.kubeflow:9000 -> 127.0.0.1:" in install["first"]
+
+
+def test_first_run_pushes_under_the_root(install):
+    first, root = install["first"], install["root"]
     for task in ("ExampleGen", "StatisticsGen", "SchemaGen", "CurateSchema", "ExampleValidator",
                  "DataChecks", "Trainer", "LatestServedModel", "Evaluator", "Pusher", "Review"):
         assert f"{task} done" in first
     assert "baseline:      none (nothing was serving)" in first
-    assert f"pushed model:  {ROOT}/serving_model/1" in first
+    assert f"pushed model:  {root}/serving_model/1" in first
     report = [l for l in first.splitlines() if l.startswith("review report: ")][0].split(": ", 1)[1]
-    assert report.startswith(ROOT + "/signs/")
-    assert "BLESSED." in storage.read_bytes(report).decode()
+    assert report.startswith(root + "/signs/")
+    assert "BLESSED." in open(_stored(install, report)).read()
 
 
-def test_second_run_is_gated_by_the_first_runs_model(two_runs):
-    _, second, _ = two_runs
+def test_second_run_is_gated_by_the_first_runs_model(install):
+    second, root = install["second"], install["root"]
     # Same data, same parameters: KFP's cache answers up to the Trainer ...
     for task in ("ExampleGen", "StatisticsGen", "SchemaGen", "CurateSchema", "ExampleValidator", "DataChecks", "Trainer"):
         assert f"{task} cached" in second, task
     # ... but the baseline is read again, and is the model the first run pushed.
     assert "LatestServedModel done" in second
-    assert f"baseline:      version 1 ({ROOT}/serving_model/1)" in second
-    assert f"pushed model:  {ROOT}/serving_model/2" in second
-    assert serving.list_versions(f"{ROOT}/serving_model") == [1, 2]
-    assert serving.push_info(f"{ROOT}/serving_model", 2)["version"] == 2
+    assert f"baseline:      version 1 ({root}/serving_model/1)" in second
+    assert f"pushed model:  {root}/serving_model/2" in second
+    assert sorted(os.listdir(_stored(install, f"{root}/serving_model"))) == ["1", "2"]
 
 
-def test_each_push_leaves_its_kserve_manifest(two_runs):
-    """The compiled Pusher writes the InferenceService that serves the serving dir, in each version."""
-    del two_runs
-    import yaml  # pylint: disable=import-outside-toplevel
+def test_each_push_leaves_a_kserve_manifest_whose_tf_serving_loads_it(install):
+    """Point 5: the manifest's runtimeVersion knows every op of the pushed SavedModel; KServe's default does not."""
+    root = install["root"]
     for version in (1, 2):
-        manifest = yaml.safe_load(storage.read_bytes(f"{ROOT}/serving_model/{version}/inferenceservice.yaml"))
-        assert manifest["kind"] == "InferenceService" and manifest["metadata"]["name"] == "signs"
-        assert manifest["spec"]["predictor"]["model"]["storageUri"] == "s3://mlpipeline/v2/artifacts/serving_model"
+        with open(_stored(install, f"{root}/serving_model/{version}/inferenceservice.yaml")) as f:
+            manifest = yaml.safe_load(f)
+        model = manifest["spec"]["predictor"]["model"]
+        assert model["storageUri"] == "s3://" + root.split("://", 1)[1] + "/serving_model"
         assert manifest["metadata"]["annotations"]["signs-pipeline/version"] == str(version)
+    ops = kserve.saved_model_ops(_stored(install, f"{root}/serving_model/1"))
+    assert sorted(ops - kserve.release_ops(model["runtimeVersion"])) == []
+    assert "DisableCopyOnRead" in ops - kserve.release_ops(kserve.KSERVE_DEFAULT_TF_SERVING)
 
 
-def test_training_knobs_reach_fit(two_runs):
+def test_training_knobs_reach_fit(install):
     """The Trainer recorded the config it trained with: the compile flag's default and the run's values."""
-    _, _, work = two_runs
-    run_dir = sorted(d for d in os.listdir(work) if not d.endswith(".json"))[0]
-    with open(os.path.join(work, run_dir, "Trainer", "executor_input.json")) as f:
+    with open(os.path.join(install["work"], _run_dirs(install)[0], "Trainer", "executor_input.json")) as f:
         model_uri = json.load(f)["outputs"]["artifacts"]["model"]["artifacts"][0]["uri"]
-    history = json.loads(storage.read_bytes(f"{model_uri}/history.json"))
+    with open(os.path.join(_stored(install, model_uri), "history.json")) as f:
+        history = json.load(f)
     config = history["config"]
     assert (config["learning_rate"], config["epochs"], config["batch_size"], config["augment"]) == (0.002, 1, 12, False)
     assert len(history["epochs"]) == 1
 
 
-def test_tasks_got_what_the_open_source_launcher_gives(two_runs):
-    _, _, work = two_runs
-    run_dir = sorted(d for d in os.listdir(work) if not d.endswith(".json"))[0]
-    with open(os.path.join(work, run_dir, "Evaluator", "executor_input.json")) as f:
+def test_tasks_got_what_the_2_17_backend_gives(install):
+    """Point 6: inputs read back from ML Metadata (no type, MLMD ids, converted values), executor-logs-0."""
+    root = install["root"]
+    with open(os.path.join(install["work"], _run_dirs(install)[0], "Evaluator", "executor_input.json")) as f:
         executor_in = json.load(f)
     for artifacts in executor_in["inputs"]["artifacts"].values():
         artifact = artifacts["artifacts"][0]
-        assert artifact["type"] == {"instanceSchema": ""} and artifact["uri"].startswith(ROOT + "/")
-    assert "executor-logs" in executor_in["outputs"]["artifacts"]
-    assert "/launcher/minio/mlpipeline/" in executor_in["outputs"]["outputFile"]
-    with open(os.path.join(work, run_dir, "ExampleGen", "executor_input.json")) as f:
+        assert artifact["type"] == {"instanceSchema": ""} and artifact["uri"].startswith(root + "/")
+        assert artifact["name"].isdigit() and artifact["metadata"]["display_name"]
+        session = json.loads(artifact["metadata"]["store_session_info"])
+        assert session["Params"]["endpoint"] == "seaweedfs.kubeflow:9000"
+    assert executor_in["outputs"]["artifacts"]["executor-logs"]["artifacts"][0]["uri"].endswith("/executor-logs-0")
+    assert executor_in["outputs"]["outputFile"].startswith("/minio/" + root.split("://", 1)[1] + "/")
+    with open(os.path.join(install["work"], _run_dirs(install)[0], "ExampleGen", "executor_input.json")) as f:
         assert len(json.load(f)["inputs"]["parameterValues"]["data_fingerprint"]) == 16  # the data's, not ""
 
 
-def test_no_directory_marker_objects_in_the_store(two_runs):
-    """KFP's launcher downloads a `dir/` marker as a file and then cannot make that directory."""
-    del two_runs
-    import boto3  # pylint: disable=import-outside-toplevel
-    client = boto3.client("s3", endpoint_url=os.environ["SIGNS_MINIO_ENDPOINT"])
-    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket="mlpipeline")
-            for o in page.get("Contents", [])]
-    assert any(k.endswith("Format-Serving/saved_model.pb") for k in keys)
-    assert [k for k in keys if k.endswith("/")] == []
+def test_a_package_for_another_release_cannot_reach_the_store(install, tmp_path):
+    """Point 1: a 2.5 launcher serves minio-service.kubeflow:9000; the 2.17 package's tasks ask seaweedfs."""
+    if install["root"] != INSTALLS["single-user"][2]:
+        pytest.skip("once is enough")
+    out = _runner("run-local", install["package"], "--local-store", "--work-dir", str(tmp_path / "w"),
+                  "--kfp-release", "2.5", "--data", os.path.join(install["work"], "store", "mlpipeline", "v2",
+                                                                 "artifacts", "data"), *PARAMS)
+    assert out.returncode == 1
+    assert "object store: a stand-in at minio-service.kubeflow:9000 -> 127.0.0.1:" in out.stdout
+    assert "ExampleGen FAILED" in out.stdout
+    with open(os.path.join(str(tmp_path / "w"), _run_dirs({"work": str(tmp_path / "w")})[0], "ExampleGen", "log.txt")) as f:
+        assert "seaweedfs.kubeflow:9000" in f.read()
