@@ -131,8 +131,7 @@ def _add_deploy(sub) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    onednn.enable()  # before TensorFlow is imported
+    onednn.start_process()
     if args.command == "compile":
         from kubeflow import compile as kfp_compile  # pylint: disable=import-outside-toplevel
         try:

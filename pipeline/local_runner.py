@@ -8,7 +8,7 @@ from trainer import onednn
 
 def main(argv=None) -> int:
     config = configs.parse(argv, description=__doc__)
-    onednn.enable()  # before TensorFlow is imported
+    onednn.start_process()
     from pipeline import run  # pylint: disable=import-outside-toplevel  (TFX: ~35 s of imports)
     return run.run_locally(config)
 

@@ -96,8 +96,6 @@ class WarningHandler(logging.Handler):
 
 def setup_logging(log_dir: str) -> str:
     """Sends all INFO logs to a new file under `log_dir` and warnings to stdout; returns the file."""
-    # TensorFlow's C++ logging (CUDA plugin notices on a CPU machine); real errors still raise.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", category=FutureWarning)  # google-api-core's Python 3.10 notice
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     os.makedirs(log_dir, exist_ok=True)

@@ -6,7 +6,6 @@
 
 import argparse
 import json
-import os
 import sys
 
 from pipeline import configs
@@ -31,7 +30,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     configs.add_flags(p, only=("pipeline_root", "serving_dir", "max_image_pixels"))  # as the local runner's
     args = p.parse_args(argv)
-    onednn.enable()  # before TensorFlow is imported
+    onednn.start_process()
     config = configs.config_from_args(args)
     from components.push import serving  # pylint: disable=import-outside-toplevel
 
@@ -62,7 +61,6 @@ def main(argv=None) -> int:
             return 1
         images.append(data)
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from trainer.export import IMAGE_BYTES_SIGNATURE  # pylint: disable=import-outside-toplevel
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from components.push import serving
-from pipeline import serve
+from pipeline.serving.app import BackgroundServer, Settings, make_app
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +44,7 @@ def exported_model(tmp_path_factory):
 def server(exported_model, tmp_path_factory):
     serving_dir = str(tmp_path_factory.mktemp("serving"))
     serving.push(exported_model, serving_dir, {})
-    server = serve.BackgroundServer(serve.make_app(serving_dir, poll_seconds=0.5))
+    server = BackgroundServer(make_app(serving_dir, Settings(poll_seconds=0.5)))
     deadline = time.monotonic() + 300
     while not _available(server.url):
         assert time.monotonic() < deadline, "version 1 did not load"

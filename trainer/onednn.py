@@ -34,3 +34,11 @@ def enable(environ: Optional[MutableMapping[str, str]] = None) -> bool:
         return False
     environ[ENV] = "1"
     return True
+
+
+def start_process(environ: Optional[MutableMapping[str, str]] = None) -> None:
+    """What every entry point does first, before anything imports TensorFlow: oneDNN (`enable`), and
+    no TensorFlow start-up log (`TF_CPP_MIN_LOG_LEVEL=3` unless set)."""
+    environ = os.environ if environ is None else environ
+    environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    enable(environ)

@@ -20,13 +20,12 @@ def main(argv=None) -> int:
     p.add_argument("--pipeline-root", default=DEFAULT_PIPELINE_ROOT, help="the local runner's --pipeline-root")
     p.add_argument("--run", default=None, help="a run id from the list (default: the latest)")
     args = p.parse_args(argv)
-    onednn.enable()  # before TensorFlow is imported
+    onednn.start_process()
     metadata_path = os.path.join(os.path.abspath(args.pipeline_root), "metadata.sqlite")
     if not os.path.exists(metadata_path):
         print(f"error: {metadata_path}: no ML Metadata store; run the pipeline first "
               f"(python pipeline/local_runner.py --pipeline-root {args.pipeline_root})")
         return 1
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TFMA's deprecation notices
     warnings.filterwarnings("ignore", category=FutureWarning)  # google-api-core's Python 3.10 notice
     from components.report import runs  # pylint: disable=import-outside-toplevel

@@ -1,0 +1,111 @@
+"""The server: TF Serving's REST API under /v1/ (`routes`), the page at / to try the model.
+
+    server = BackgroundServer(make_app(serving_dir, Settings(poll_seconds=0.5)))   # port 0: a free port
+    urllib.request.urlopen(server.url + "v1/models/signs")
+    server.stop()
+
+`python -m pipeline.serve` runs it from the command line.
+"""
+
+import asyncio
+import dataclasses
+import os
+import threading
+from typing import Tuple
+
+from aiohttp import web
+
+from pipeline.serving import routes
+from pipeline.serving.batching import Batcher
+from pipeline.serving.models import ModelManager
+
+MANAGER = web.AppKey("manager", ModelManager)
+BATCHER = web.AppKey("batcher", Batcher)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How the server serves; `python -m pipeline.serve`'s flags fill it."""
+
+    model_name: str = "signs"  # the name in the URLs, /v1/models/<model_name>
+    poll_seconds: float = 2.0  # how often to look for a newly pushed version, in seconds (TF Serving: 1)
+    max_batch_size: int = 32  # a batch stops collecting requests once it holds this many rows
+    # How long a batch waits for more requests after the first, in ms (0: only those already
+    # waiting; they pile up while the model is busy).
+    batch_timeout_ms: float = 2.0
+    max_request_bytes: int = 64 * 2 ** 20  # larger bodies get 413; a 40-megapixel JPEG is ~27 MB in base64
+
+
+def page(model_name: str) -> str:
+    """The page at /, from page.html.j2 (Jinja2, autoescaped, as the review report)."""
+    import jinja2  # pylint: disable=import-outside-toplevel
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.dirname(os.path.abspath(__file__))),
+                             autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.get_template("page.html.j2").render(model_name=model_name)
+
+
+def make_app(serving_dir: str, settings: Settings = Settings()) -> web.Application:
+    """The server for a serving dir (a path, or a gs://, s3://, minio:// URL the Pusher writes).
+
+    Returns:
+      An aiohttp application; its startup starts the version watcher and the batcher.
+    """
+    app = web.Application(client_max_size=settings.max_request_bytes, middlewares=[routes.json_errors])
+    app[MANAGER] = ModelManager(serving_dir, settings.model_name, settings.poll_seconds)
+    app[BATCHER] = Batcher(settings.max_batch_size, settings.batch_timeout_ms / 1000)
+    app[routes.REST_API] = routes.RestApi(app[MANAGER], app[BATCHER])
+    text = page(settings.model_name)
+
+    async def page_handler(_):
+        return web.Response(text=text, content_type="text/html")
+
+    app.router.add_get("/", page_handler)
+    app.router.add_route("*", "/{prefix:[vV]1}/{rest:.*}", routes.rest_handler)
+    app.cleanup_ctx.append(_background_tasks)
+    return app
+
+
+async def _background_tasks(app: web.Application):
+    """Runs the version watcher and the batcher from startup to cleanup."""
+    tasks = [asyncio.create_task(app[MANAGER].watch()), asyncio.create_task(app[BATCHER].run())]
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    app[BATCHER].close()
+
+
+async def start(app: web.Application, host: str, port: int) -> Tuple[web.AppRunner, str]:
+    """Starts serving `app`; returns the runner (to clean up) and the URL (port 0: a free port)."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    bound_host, bound_port = runner.addresses[0][:2]
+    return runner, f"http://{'[' + bound_host + ']' if ':' in bound_host else bound_host}:{bound_port}/"
+
+
+class BackgroundServer:
+    """Serves an app from a thread of its own: for tests, benchmarks and notebooks (see the module docstring)."""
+
+    def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0):
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="serve", daemon=True)
+        self._thread.start()
+        try:
+            self._runner, self.url = asyncio.run_coroutine_threadsafe(start(app, host, port), self._loop).result(60)
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(60)
+        self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(60)
+        self._loop.close()

@@ -1,0 +1,138 @@
+"""TF Serving's REST API (tensorflow_serving/model_servers/http_rest_api_handler.cc) over the
+version policy and the batcher, and the one place an error becomes an HTTP answer.
+
+- `GET /v1/models/<name>[/versions/<N>]`: model status (GetModelStatusResponse as JSON);
+- `GET /v1/models/<name>[/versions/<N>]/metadata`: the signature defs (GetModelMetadataResponse);
+- `POST /v1/models/<name>[/versions/<N>]:predict`: see `pipeline.serving.codec`;
+- errors are `{"error": "<message>"}` with the HTTP status TF Serving gives the error's code. A
+  request for a method or path this API does not have is a "Malformed request" (400), as in TF
+  Serving; a request body over the size limit is 413 (TF Serving has none; we bound memory).
+
+One addition, which TF Serving clients ignore: a `:predict` answer carries the version that
+computed it in the `X-Model-Version` header (the page shows it).
+"""
+
+import json
+import logging
+import re
+import urllib.parse
+from typing import Dict, Optional, Tuple
+
+from aiohttp import web
+
+from pipeline.serving.batching import Batcher
+from pipeline.serving.codec import parse_json, request_tensors, response_json, signature_name
+from pipeline.serving.errors import ServingError, invalid
+from pipeline.serving.models import ModelManager, ModelSpec, Signature
+
+log = logging.getLogger(__name__)
+
+VERSION_HEADER = "X-Model-Version"  # our addition: the version that answered a :predict
+
+# The paths TF Serving's handler parses (http_rest_api_util.cc, kPredictionApiGegex and
+# kModelStatusApiRegex): name, version, label, then the method or the sub-resource.
+PREDICTION_PATH = re.compile(r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
+                             r":(classify|regress|predict)", re.IGNORECASE)
+STATUS_PATH = re.compile(r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
+                         r"(?:/(metadata))?", re.IGNORECASE)
+
+
+def parse_path(method: str, path: str) -> Tuple[Optional[ModelSpec], str]:
+    """The model spec and the call ("predict", "metadata", "status", ...) of a /v1/ request, as
+    http_rest_api_util.cc's ParseModelInfo; (None, "") if the path does not parse."""
+    pattern = PREDICTION_PATH if method == "POST" else STATUS_PATH if method == "GET" else None
+    match = pattern.fullmatch(path) if pattern else None
+    if not match:
+        return None, ""
+    name, version, label, call = match.groups()
+    if version is not None and int(version) >= 2 ** 63:
+        raise invalid(f"Failed to convert version: {version} to numeric.")
+    spec = ModelSpec(urllib.parse.unquote(name or ""), int(version) if version else None,
+                     urllib.parse.unquote(label) if label else None)
+    if method == "GET":
+        call = "metadata" if call == "metadata" else "status"
+    return spec, call
+
+
+class RestApi:
+    """TF Serving's HttpRestApiHandler over a ModelManager and a Batcher."""
+
+    def __init__(self, manager: ModelManager, batcher: Batcher):
+        self.manager = manager
+        self.batcher = batcher
+
+    async def process(self, method: str, path: str, body: bytes) -> Tuple[Dict, Dict[str, str]]:
+        """The response body and extra headers of one request; raises ServingError."""
+        spec, call = parse_path(method, path)
+        if call not in ("status", "metadata", "classify", "regress", "predict"):  # ":PREDICT" too, as in TF Serving
+            raise invalid(f"Malformed request: {method} {path}")
+        if call in ("status", "metadata") and not spec.name:
+            raise invalid("Missing model name in request.")
+        if call == "status":
+            return self.manager.status(spec), {}
+        if call == "metadata":
+            return self.manager.metadata(spec), {}
+        doc = parse_json(body)
+        name = signature_name(doc)
+        servable = self.manager.servable(spec)
+        signature = servable.signature(name)
+        if call != "predict":
+            raise self._classify_or_regress_error(call, signature)
+        inputs, row_format = request_tensors(doc, signature.inputs)
+        outputs = await self.batcher.predict(servable, signature, inputs)
+        return response_json(outputs, row_format), {VERSION_HEADER: str(servable.version)}
+
+    @staticmethod
+    def _classify_or_regress_error(call: str, signature: Signature) -> ServingError:
+        """TF Serving's answer to :classify or :regress on a signature of another method (classifier.cc,
+        regressor.cc); on one of that method, ours: this server implements :predict only."""
+        kind = {"classify": "classification", "regress": "regression"}[call]
+        wanted = f"tensorflow/serving/{call}"
+        if signature.method_name != wanted:
+            return invalid(f"Expected {kind} signature method_name to be {wanted}. Was: {signature.method_name}")
+        return ServingError("UNIMPLEMENTED", f":{call} is not implemented by this server; use :predict")
+
+
+def json_response(body: Dict, status: int = 200, headers: Optional[Dict[str, str]] = None) -> web.Response:
+    return web.Response(body=json.dumps(body, indent=1).encode(), status=status, headers=headers,
+                        content_type="application/json")
+
+
+def json_response(body: Dict, status: int = 200, headers: Optional[Dict[str, str]] = None) -> web.Response:
+    return web.Response(body=json.dumps(body, indent=1).encode(), status=status, headers=headers,
+                        content_type="application/json")
+
+
+def error_response(error: ServingError) -> web.Response:
+    """The one mapping from an error to what the client gets: TF Serving's body and status."""
+    return json_response({"error": error.message}, status=error.http_status)
+
+
+REST_API = web.AppKey("rest_api", RestApi)
+
+
+async def rest_handler(request: web.Request) -> web.Response:
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge as e:
+        return json_response({"error": f"Request body too large: {e.text}"}, status=413)
+    path = request.rel_url.raw_path
+    try:
+        result, headers = await request.app[REST_API].process(request.method, path, body)
+    except ServingError as e:
+        return error_response(e)
+    return json_response(result, headers=headers)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler) -> web.StreamResponse:
+    """Every error as {"error": ...}, never a traceback; the server goes on."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return json_response({"error": f"{e.reason}: {request.method} {request.path}"}, status=e.status)
+    except Exception as e:  # pylint: disable=broad-except  (logged with its traceback, answered in one line)
+        log.exception("%s %s failed", request.method, request.path)
+        return json_response({"error": f"{type(e).__name__}: {e}"}, status=500)
