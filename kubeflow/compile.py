@@ -7,7 +7,8 @@ from typing import Any, Dict, Optional
 
 import yaml
 
-from components.data import stores
+from components.data import storage, stores
+from components.push import serving
 from pipeline import data_source
 from pipeline.configs import PipelineConfig
 
@@ -69,19 +70,15 @@ class CompileConfig:
 
     @property
     def serving_dir(self) -> str:
-        return _join(self.root, "serving_model")
+        return serving.default_dir(self.root)
 
     @property
     def default_data_root(self) -> str:
-        return self.data_root or _join(self.root, "data")
+        return self.data_root or storage.join(self.root, "data")
 
 
 class CompileError(ValueError):
     """A setting the open-source KFP backend would refuse; one line."""
-
-
-def _join(root: str, *parts: str) -> str:
-    return "/".join([root.rstrip("/"), *parts])
 
 
 def check_root(root: str) -> None:
@@ -146,8 +143,7 @@ def build(config: CompileConfig) -> Dict[str, Any]:
                 **configs.runtime_parameters(shared)}
     params = {name: data_types.RuntimeParameter(name=name, ptype=type(value), default=value)
               for name, value in defaults.items() if name != FINGERPRINT}
-    train_config = shared.train.replace(num_classes=max(shared.classes) + 1,
-                                        checkpoint_root=_join(config.root, "checkpoints")).to_dict()
+    train_config = shared.train.for_pipeline(shared.classes, config.root).to_dict()
     train_config.update({name: params[name] for name in train_config if name in params})
     tfx_pipeline = create_pipeline(
         pipeline_name=configs.PIPELINE_NAME, pipeline_root=config.root,

@@ -10,6 +10,7 @@ import re
 import sys
 from typing import Any, Dict, Optional, Tuple
 
+from components.data.redact import redact
 from components.push import kserve
 
 IN_CLUSTER_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -36,7 +37,8 @@ def package_serving_dir(spec: Dict[str, Any]) -> str:
     root = spec.get("defaultPipelineRoot")
     if not root:
         raise DeployError("the package names no Pusher destination and no defaultPipelineRoot; pass --serving-dir")
-    return root.rstrip("/") + "/serving_model"
+    from components.push import serving  # pylint: disable=import-outside-toplevel
+    return serving.default_dir(root)
 
 
 def package_launcher(spec: Dict[str, Any]):
@@ -79,12 +81,6 @@ def newest_version(serving_dir: str) -> Tuple[Optional[int], str]:
     if version is None:
         raise DeployError(f"{serving_dir}: no model pushed there yet; nothing to serve")
     return version, ""
-
-
-def _redact(text: str, secrets) -> str:
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, "<token>")
-    return text
 
 
 class Cluster:
@@ -131,9 +127,9 @@ class Cluster:
                                                     _request_timeout=REQUEST_TIMEOUT)
             return "updated"
         except ApiException as e:
-            raise DeployError(_redact(self._api_error(e, namespace), self.secrets)) from None
+            raise DeployError(redact(self._api_error(e, namespace), self.secrets)) from None
         except urllib3.exceptions.HTTPError as e:
-            raise DeployError(_redact(f"{self.host}: unreachable ({_reason(e)})", self.secrets)) from None
+            raise DeployError(redact(f"{self.host}: unreachable ({_reason(e)})", self.secrets)) from None
 
     def _api_error(self, e, namespace: str) -> str:
         status = _status(e.body)

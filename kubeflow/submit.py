@@ -3,12 +3,13 @@
 Every failure is one line on stdout and a non-zero exit; the bearer token is never printed.
 """
 
-import json
 import os
 import time
 import urllib.error
 import urllib.request
 from typing import Any, Dict, Optional, Set, Tuple
+
+from components.data.redact import redact
 
 TERMINAL = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED", "CANCELLED"}
 
@@ -102,18 +103,6 @@ def run_root(spec: Dict[str, Any], override: Optional[str]) -> Tuple[str, str]:
     return root, "the package's"
 
 
-def _redact(text: str, token: Optional[str]) -> str:
-    """Removes the token from text in every form it could take there: raw, repr, escaped, URL-quoted."""
-    if not token:
-        return text
-    import urllib.parse  # pylint: disable=import-outside-toplevel
-    forms = {token, repr(token)[1:-1], token.encode("unicode_escape").decode(), urllib.parse.quote(token),
-             json.dumps(token)[1:-1]}
-    for form in sorted(forms, key=len, reverse=True):
-        text = text.replace(form, "<token>")
-    return text
-
-
 def submit(args) -> int:
     """`kubeflow/runner.py submit`: returns the exit code."""
     token = None
@@ -164,11 +153,11 @@ def submit(args) -> int:
             show_manifest(spec, args.package)
         return code
     except SubmitError as e:
-        print(f"error: {_redact(str(e), token)}")
+        print(f"error: {redact(str(e), [token])}")
         return 1
     except Exception as e:  # pylint: disable=broad-except  (kfp's API errors: one line, no token)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"error: {args.host}: {type(e).__name__}: {_redact(first, token)}")
+        print(f"error: {args.host}: {type(e).__name__}: {redact(first, [token])}")
         return 1
 
 

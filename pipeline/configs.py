@@ -7,6 +7,7 @@ import math
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
+from components.push import serving
 from trainer.config import TrainConfig
 
 PIPELINE_NAME = "signs"
@@ -69,12 +70,11 @@ class PipelineConfig:
     @property
     def train_config(self) -> TrainConfig:
         """The Trainer's config: the flags' knobs, the head sized to the classes, checkpoints here."""
-        return self.train.replace(num_classes=max(self.classes) + 1,
-                                  checkpoint_root=os.path.join(self.pipeline_root, "checkpoints"))
+        return self.train.for_pipeline(self.classes, self.pipeline_root)
 
     @property
     def push_dir(self) -> str:
-        return self.serving_dir or os.path.join(self.pipeline_root, "serving_model")
+        return self.serving_dir or serving.default_dir(self.pipeline_root)
 
     @property
     def metadata_path(self) -> str:

@@ -10,6 +10,7 @@ own, and the Trainer writes the whole config into `history.json` beside the mode
 import dataclasses
 from typing import Any, Dict, Optional, Tuple
 
+from components.data import storage
 from components.data.sources import MAX_IMAGE_PIXELS
 
 # The augmentation for photos from elsewhere (trainer/augment.py and Keras's colour layers), which
@@ -17,6 +18,7 @@ from components.data.sources import MAX_IMAGE_PIXELS
 PHOTO_AUGMENT_FIELDS = ("zoom_out", "background", "colour_cast", "hue", "saturation")
 # Fields the runners fill in themselves rather than from a flag.
 DERIVED_FIELDS = ("num_classes", "checkpoint_root")
+CHECKPOINTS = "checkpoints"  # the folder under the pipeline root that holds every training's checkpoints
 
 
 def _field(default, help_text: str, choices: Optional[Tuple[str, ...]] = None, kubeflow: str = "runtime"):
@@ -107,6 +109,11 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+    def for_pipeline(self, classes: Tuple[int, ...], pipeline_root: str) -> "TrainConfig":
+        """These knobs with the values both runners derive: the head sized to the classes, and the
+        checkpoints under the pipeline root (a path, or a gs://, s3://, minio:// URL)."""
+        return self.replace(num_classes=max(classes) + 1, checkpoint_root=storage.join(pipeline_root, CHECKPOINTS))
 
     def augmentation(self) -> "TrainConfig":
         """This config with the photo augmentation's knobs at 0 where `photo_augment` is off."""

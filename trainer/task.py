@@ -192,12 +192,12 @@ def float32_copy(model: keras.Model, config: TrainConfig) -> keras.Model:
     return copy
 
 
-def checkpoint_dir_for(config: TrainConfig, train_files: List[str], eval_files: List[str],
-                       model_run_dir: str) -> Optional[str]:
-    """The directory of this training's checkpoints: <checkpoint_root>/<key of its inputs>."""
-    if not config.checkpoint:
+def checkpoint_dir_for(config: TrainConfig, train_files: List[str], eval_files: List[str]) -> Optional[str]:
+    """The directory of this training's checkpoints: <checkpoint_root>/<key of its inputs>; None
+    without checkpoints (`checkpoint` off, or no `checkpoint_root`: the runners set it)."""
+    if not config.checkpoint or not config.checkpoint_root:
         return None
-    root = config.checkpoint_root or os.path.join(model_run_dir, os.pardir, os.pardir, os.pardir, "checkpoints")
+    root = config.checkpoint_root
     key = checkpoints.training_key(config.to_dict(), {"train": train_files, "eval": eval_files})
     if storage.is_remote(root):
         return storage.join(root, key)
@@ -216,7 +216,7 @@ def run_fn(fn_args) -> None:
     config = TrainConfig.from_dict(fn_args.custom_config)
     logging.info("training config: %s", config)
     schema = io_utils.parse_pbtxt_file(fn_args.schema_path, schema_pb2.Schema())
-    ckpt_dir = checkpoint_dir_for(config, fn_args.train_files, fn_args.eval_files, fn_args.model_run_dir)
+    ckpt_dir = checkpoint_dir_for(config, fn_args.train_files, fn_args.eval_files)
     model, state, devices = train(config, fn_args.data_accessor, fn_args.train_files, fn_args.eval_files,
                                   schema, fn_args.model_run_dir, ckpt_dir)
 

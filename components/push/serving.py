@@ -28,6 +28,7 @@ from components.data import storage
 
 PUSH_INFO = "push_info.json"  # written into each version: where the model came from
 SAVED_MODEL = "saved_model.pb"
+SERVING_DIR = "serving_model"  # the serving dir's folder under a pipeline root, unless told otherwise
 
 
 def list_versions(serving_dir: str) -> List[int]:
@@ -41,6 +42,11 @@ def list_versions(serving_dir: str) -> List[int]:
 def newest_version(serving_dir: str) -> Optional[int]:
     versions = list_versions(serving_dir)
     return versions[-1] if versions else None
+
+
+def default_dir(pipeline_root: str) -> str:
+    """Where a pipeline root's pushes go by default: `<pipeline_root>/serving_model`."""
+    return storage.join(pipeline_root, SERVING_DIR)
 
 
 def version_dir(serving_dir: str, version: int) -> str:
