@@ -1,5 +1,5 @@
 """Loaded by pytest before any test module: the tests run TensorFlow as the entry points do."""
 
-from trainer import onednn
+from components.data import startup
 
-onednn.enable()  # before any test imports TensorFlow
+startup.enable()  # before any test imports TensorFlow

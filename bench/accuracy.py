@@ -119,8 +119,8 @@ def main(argv=None) -> int:
         print(f"error: {args.data}: no photos of 0-5 for {'training' if not train else 'the test split'} "
               f"(digit folders 0-9 of JPEG or PNG photos expected)")
         return 2
-    from trainer import onednn  # pylint: disable=import-outside-toplevel
-    onednn.enable()  # before TensorFlow is imported, here and in the runner
+    from components.data import startup  # pylint: disable=import-outside-toplevel
+    startup.enable()  # before TensorFlow is imported, here and in the runner
     root = args.pipeline_root or tempfile.mkdtemp(prefix="signs-accuracy-")
     data = os.path.join(root, "train-people")  # what the pipeline may see: the other people's photos
     shutil.rmtree(data, ignore_errors=True)

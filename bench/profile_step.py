@@ -92,15 +92,15 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)
 
-    from trainer import onednn  # pylint: disable=import-outside-toplevel
+    from components.data import startup  # pylint: disable=import-outside-toplevel
 
-    onednn.enable()  # as the entry points do; TF_ENABLE_ONEDNN_OPTS=0 profiles Eigen's kernels
+    startup.enable()  # as the entry points do; TF_ENABLE_ONEDNN_OPTS=0 profiles Eigen's kernels
     import numpy as np  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from tensorflow.python.util import _pywrap_util_port  # pylint: disable=import-outside-toplevel
 
     from trainer import task  # pylint: disable=import-outside-toplevel
-    from trainer.config import TrainConfig  # pylint: disable=import-outside-toplevel
+    from components.training.config import TrainConfig  # pylint: disable=import-outside-toplevel
 
     changes = {"precision": args.precision, "jit_compile": "off"}
     if args.bn:

@@ -37,14 +37,14 @@ def main(argv=None) -> int:
     p.add_argument("--eval", type=int, default=300, help="synthetic eval images")
     args = p.parse_args(argv)
 
-    from trainer import onednn  # pylint: disable=import-outside-toplevel
-    onednn.enable()
+    from components.data import startup  # pylint: disable=import-outside-toplevel
+    startup.enable()
     import keras  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     from components.data import synthetic  # pylint: disable=import-outside-toplevel
     from trainer import input_pipeline, task  # pylint: disable=import-outside-toplevel
-    from trainer.config import TrainConfig  # pylint: disable=import-outside-toplevel
+    from components.training.config import TrainConfig  # pylint: disable=import-outside-toplevel
 
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     changes = {"epochs": args.epochs}

@@ -95,15 +95,15 @@ def epoch_timer():
 
 def run_arm(arm: str, pattern: str, n: int, epochs: int, changes: dict) -> dict:
     """Trains one arm in this process; returns its epoch times."""
-    from trainer import onednn  # pylint: disable=import-outside-toplevel
+    from components.data import startup  # pylint: disable=import-outside-toplevel
 
     if arm != "baseline":  # the baseline keeps TensorFlow's own choice, as a plain script gets
-        onednn.enable()
+        startup.enable()
     import keras  # pylint: disable=import-outside-toplevel
 
     from components.validation.schema import signs_schema  # pylint: disable=import-outside-toplevel
     from trainer import input_pipeline, task  # pylint: disable=import-outside-toplevel
-    from trainer.config import TrainConfig  # pylint: disable=import-outside-toplevel
+    from components.training.config import TrainConfig  # pylint: disable=import-outside-toplevel
     from trainer.model import ResNet50  # pylint: disable=import-outside-toplevel
 
     changes = dict(changes)
@@ -188,7 +188,7 @@ def plan_arms(sweep: bool, only: str = "", as_avx2: bool = False):
         arms += [(name, "trainer", env, changes) for name, env, changes in SWEEP if only in name]
     if as_avx2:
         # TF 2.16 turns oneDNN on by itself only with AVX-512 VNNI/BF16, AVX-VNNI or AMX
-        # (trainer/onednn.py), and the Trainer picks bfloat16 only with AMX-BF16: on an AVX2 CPU the
+        # (components/data/startup.py), and the Trainer picks bfloat16 only with AMX-BF16: on an AVX2 CPU the
         # baseline gets TF's own kernels and the Trainer float32 (the same as its "trainer, float32").
         arms = [(name, arm, dict(env, ONEDNN_MAX_CPU_ISA="AVX2",
                                  **({"TF_ENABLE_ONEDNN_OPTS": "0"} if arm == "baseline" else {})),

@@ -258,7 +258,7 @@ def test_dockerfile_installs_the_versions_make_run_uses():
 def test_every_training_knob_is_a_runtime_parameter_of_the_trainer():
     """`compile --epochs 20 --learning-rate 0.002` sets the defaults; each run may change any knob."""
     from pipeline import configs  # pylint: disable=import-outside-toplevel
-    from trainer.config import TrainConfig  # pylint: disable=import-outside-toplevel
+    from components.training.config import TrainConfig  # pylint: disable=import-outside-toplevel
 
     shared = configs.PipelineConfig(train=TrainConfig(epochs=20, learning_rate=0.002, augment=False),
                                     classes=(0, 1, 2), keep_last=3)

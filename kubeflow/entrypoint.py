@@ -33,7 +33,7 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Tuple
 
-from trainer import onednn
+from components.data import startup
 
 LOCAL_ROOT_ENV = "SIGNS_LAUNCHER_LOCAL_ROOT"
 EXECUTOR_LOGS = "executor-logs"
@@ -130,7 +130,7 @@ def parse_args(argv: List[str]) -> Tuple[argparse.Namespace, List[str]]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
-    onednn.start_process()  # before the executors import TensorFlow
+    startup.start_process()  # before the executors import TensorFlow
     root = os.environ.get(LOCAL_ROOT_ENV, "/")
     try:
         executor_input = json.loads(args.json_serialized_invocation_args)

@@ -13,7 +13,7 @@ import sys
 from components.data import stores
 from kubeflow.compile import CompileConfig
 from pipeline import configs
-from trainer import onednn
+from components.data import startup
 
 
 def _version() -> str:
@@ -131,7 +131,7 @@ def _add_deploy(sub) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    onednn.start_process()
+    startup.start_process()
     if args.command == "compile":
         from kubeflow import compile as kfp_compile  # pylint: disable=import-outside-toplevel
         try:

@@ -8,7 +8,7 @@ import os
 from typing import Any, Dict, List, Optional, Tuple
 
 from components.push import serving
-from trainer.config import TrainConfig
+from components.training.config import TrainConfig
 
 PIPELINE_NAME = "signs"
 ALL_CLASSES = tuple(range(10))  # `--classes all`: the ten digits of the sign-language-digits set

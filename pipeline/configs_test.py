@@ -85,7 +85,7 @@ def test_beam_args_defaults_and_user_overrides():
 
 def test_every_training_knob_has_a_flag(tmp_path):
     import dataclasses  # pylint: disable=import-outside-toplevel
-    from trainer.config import DERIVED_FIELDS, TrainConfig  # pylint: disable=import-outside-toplevel
+    from components.training.config import DERIVED_FIELDS, TrainConfig  # pylint: disable=import-outside-toplevel
 
     help_text = configs.build_parser("").format_help()
     for field in dataclasses.fields(TrainConfig):
@@ -152,7 +152,7 @@ def test_a_kubeflow_user_has_every_knob_a_local_user_has():
     """Both runners' flags come from the same fields; on Kubeflow each is a runtime parameter or fixed."""
     import argparse  # pylint: disable=import-outside-toplevel
     import dataclasses  # pylint: disable=import-outside-toplevel
-    from trainer.config import TrainConfig  # pylint: disable=import-outside-toplevel
+    from components.training.config import TrainConfig  # pylint: disable=import-outside-toplevel
 
     kfp = argparse.ArgumentParser()
     configs.add_flags(kfp, kubeflow=True)

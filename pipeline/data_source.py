@@ -6,7 +6,7 @@ import os
 from typing import Optional, Tuple
 
 from components.data import sources, synthetic
-from trainer.config import TrainConfig
+from components.training.config import TrainConfig
 
 HASHED_SPLIT = "all"  # the input split name of a source that ExampleGen splits by content hash
 H5_PAIR_SPLITS = (("train", "train_signs.h5"), ("eval", "test_signs.h5"))  # split as given

@@ -20,7 +20,7 @@ from components.push.pusher import VersionedPusher
 from components.report.review import Review
 from components.validation.schema import CurateSchema
 from components.training.signs_trainer import SignsTrainer
-from trainer.config import DERIVED_FIELDS, TrainConfig
+from components.training.config import DERIVED_FIELDS, TrainConfig
 
 TRAINER_RUN_FN = "trainer.task.run_fn"
 
@@ -70,7 +70,7 @@ def create_pipeline(
       source_kind: one of `components.data.sources.SOURCE_KINDS`.
       classes: the labels to keep.
       eval_percent: percent of a single-split source held out for eval.
-      train_config: every `trainer.config.TrainConfig` field by name; the knobs
+      train_config: every `components.training.config.TrainConfig` field by name; the knobs
         (`TrainConfig.knobs()`) may be RuntimeParameters, `max_image_pixels` may not (ExampleGen
         reads it too).
       min_accuracy: the eval accuracy a model needs to be blessed.

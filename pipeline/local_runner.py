@@ -3,12 +3,12 @@
 import sys
 
 from pipeline import configs
-from trainer import onednn
+from components.data import startup
 
 
 def main(argv=None) -> int:
     config = configs.parse(argv, description=__doc__)
-    onednn.start_process()
+    startup.start_process()
     from pipeline import run  # pylint: disable=import-outside-toplevel  (TFX: ~35 s of imports)
     return run.run_locally(config)
 

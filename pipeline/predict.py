@@ -9,7 +9,7 @@ import json
 import sys
 
 from pipeline import configs
-from trainer import onednn
+from components.data import startup
 
 
 def _declared_size(data: bytes):
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     configs.add_flags(p, only=("pipeline_root", "serving_dir", "max_image_pixels"))  # as the local runner's
     args = p.parse_args(argv)
-    onednn.start_process()
+    startup.start_process()
     config = configs.config_from_args(args)
     from components.push import serving  # pylint: disable=import-outside-toplevel
 

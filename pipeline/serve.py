@@ -20,7 +20,7 @@ from components.data import storage
 from components.push import serving
 from pipeline import configs
 from pipeline.serving.app import Settings, make_app, start
-from trainer import onednn
+from components.data import startup
 
 
 def _at_least(kind, low, high=None, what="a number"):
@@ -71,7 +71,7 @@ async def _serve_until_stopped(app: web.Application, host: str, port: int, servi
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    onednn.start_process()
+    startup.start_process()
     serving_dir = configs.config_from_args(args).push_dir
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
     try:

@@ -1,7 +1,18 @@
 """The layers import downwards only: a module imports its own layer and the layers below it.
 
-components/data < components/validation < trainer < the other components < pipeline < kubeflow,
+components/data < components/validation < the other components < trainer < pipeline < kubeflow,
 and a test imports only the layer it tests and those below (tests/ and bench/ sit on top).
+
+- components/data: what every layer shares (storage, the launcher's store resolution, the image
+  limits, redaction, process start-up) and the data components;
+- components/*: the TFX components, the Trainer's configuration among them (components/training);
+  the Trainer component names its run_fn by a dotted string, never by an import;
+- trainer/: the run_fn side (model, input pipeline, export), above the components whose
+  configuration it reads;
+- pipeline/, kubeflow/: the runners and user commands.
+
+Imports are read from the source: `import`, `from ... import`, lazy ones inside functions, and
+`importlib.import_module("...")` or `__import__("...")` with a literal name.
 """
 
 import ast
@@ -11,9 +22,9 @@ import pytest
 
 from tests.helpers import REPO
 
-LAYERS = (("components.data",), ("components.validation",), ("trainer",),
-          ("components",),  # training, evaluation, push, report, and the package's artifact types
-          ("pipeline",), ("kubeflow",), ("tests", "bench"))
+LAYERS = (("components.data",), ("components.validation",),
+          ("components",),  # training (and the Trainer's config), evaluation, push, report, artifact types
+          ("trainer",), ("pipeline",), ("kubeflow",), ("tests", "bench"))
 
 
 def layer_of(module: str) -> int:
@@ -31,19 +42,36 @@ def _module_name(path: str) -> str:
     return rel[:-len(".__init__")] if rel.endswith(".__init__") else rel
 
 
-def _imports(path: str):
-    """(line, dotted name) of every import of this project's packages in a file, lazy ones too."""
-    tree = ast.parse(open(path, encoding="utf-8").read(), path)
-    for node in ast.walk(tree):
+def _dynamic_import(node: ast.AST):
+    """The literal module name of `importlib.import_module("x")` or `__import__("x")`, else None."""
+    if not isinstance(node, ast.Call) or not node.args or not isinstance(node.args[0], ast.Constant):
+        return None
+    func = node.func
+    named = (isinstance(func, ast.Attribute) and func.attr == "import_module") or \
+        (isinstance(func, ast.Name) and func.id in ("import_module", "__import__"))
+    return node.args[0].value if named and isinstance(node.args[0].value, str) else None
+
+
+def imports(source: str, path: str = "<source>"):
+    """(line, dotted name) of every import of this project's packages in a source, lazy ones too."""
+    for node in ast.walk(ast.parse(source, path)):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names = [f"{node.module}.{a.name}" for a in node.names]
+        elif _dynamic_import(node):
+            names = [_dynamic_import(node)]
         else:
             continue
         for name in names:
             if layer_of(name) is not None:
                 yield node.lineno, name
+
+
+def upward(module: str, source: str):
+    """The imports of a module's source that reach a layer above its own."""
+    own = layer_of(module)
+    return [f"line {line}: {name}" for line, name in imports(source) if layer_of(name) > own]
 
 
 def _python_files():
@@ -54,13 +82,27 @@ def _python_files():
 
 def test_layer_of():
     assert layer_of("components.data.storage") == 0 and layer_of("components.validation.schema") == 1
-    assert layer_of("trainer.task") == 2 and layer_of("components.report.review") == 3
-    assert layer_of("pipeline.configs") == 4 and layer_of("kubeflow.compile") == 5
+    assert layer_of("components.training.config") == 2 and layer_of("components.report.review") == 2
+    assert layer_of("trainer.task") == 3 and layer_of("pipeline.configs") == 4 and layer_of("kubeflow.compile") == 5
     assert layer_of("numpy") is None and layer_of("componentsx") is None
+
+
+@pytest.mark.parametrize("planted", [
+    "from trainer.export import IMAGE_BYTES_SIGNATURE\n",
+    "def f():\n    from pipeline import configs  # lazy\n    return configs\n",
+    "import importlib\n\ndef f():\n    return importlib.import_module('kubeflow.compile')\n",
+    "def f():\n    return __import__('trainer.task')\n",
+])
+def test_a_planted_upward_import_is_found(planted):
+    """components/push/serving.py with one upward import planted, in each form the rule reads."""
+    with open(os.path.join(REPO, "components", "push", "serving.py"), encoding="utf-8") as f:
+        source = f.read()
+    assert upward("components.push.serving", source) == []
+    assert len(upward("components.push.serving", source + "\n\n" + planted)) == 1
 
 
 @pytest.mark.parametrize("path", list(_python_files()), ids=lambda p: os.path.relpath(p, REPO))
 def test_imports_go_downwards(path):
-    own = layer_of(_module_name(path))
-    upward = [f"line {line}: {name}" for line, name in _imports(path) if layer_of(name) > own]
-    assert not upward, f"{os.path.relpath(path, REPO)} (layer {LAYERS[own]}) imports from above: {upward}"
+    with open(path, encoding="utf-8") as f:
+        found = upward(_module_name(path), f.read())
+    assert not found, f"{os.path.relpath(path, REPO)} (layer {LAYERS[layer_of(_module_name(path))]}) imports from above: {found}"

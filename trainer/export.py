@@ -10,9 +10,10 @@ import keras
 import tensorflow as tf
 
 from components.data.sources import MAX_IMAGE_PIXELS
+from components.training.config import IMAGE_BYTES_SIGNATURE
 from trainer import input_pipeline
 
-IMAGE_BYTES_SIGNATURE = "serve_image_bytes"
+__all__ = ["IMAGE_BYTES_SIGNATURE", "declared_pixels", "export_serving_model"]
 
 
 def _unsigned(encoded: tf.Tensor, offset: int, size: int, big_endian: bool) -> tf.Tensor:

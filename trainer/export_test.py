@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from components.push import kserve
 from trainer import export
 
 
@@ -36,3 +37,32 @@ def test_the_image_signature_refuses_more_pixels_than_its_limit(tmp_path):
     assert np.isclose(float(tf.reduce_sum(out["probabilities"])), 1.0, atol=1e-4)
     with pytest.raises(tf.errors.InvalidArgumentError, match="declares more pixels than the limit of 100000"):
         classify(image_bytes=tf.constant([_encoded((400, 300), "PNG")]))
+
+
+# -- KServe's TF Serving can load what the export holds (kserve.py's runtimeVersion) ----------------
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A small model with the ResNet's layer kinds, exported as the Trainer exports it."""
+    inputs = keras.Input((64, 64, 3))
+    x = keras.layers.ZeroPadding2D(3)(inputs)
+    x = keras.layers.Conv2D(4, 7, strides=2)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Activation("relu")(x)
+    x = keras.layers.MaxPooling2D(3, strides=2)(x)
+    x = keras.layers.Add()([x, keras.layers.Conv2D(4, 1)(x)])
+    x = keras.layers.AveragePooling2D(2)(x)
+    outputs = keras.layers.Dense(6, activation="softmax")(keras.layers.Flatten()(x))
+    path = str(tmp_path_factory.mktemp("export") / "model")
+    export.export_serving_model(keras.Model(inputs, outputs), path)
+    return path
+
+
+def test_every_exported_op_is_known_to_the_manifests_tf_serving(exported):
+    """The op set of the runtime the manifest names holds every op of an export; KServe's default does not."""
+    runtime = kserve.inference_service("gs://bucket/signs/serving_model", tf_version=kserve.saved_model_tf_version(exported))[
+        "spec"]["predictor"]["model"]["runtimeVersion"]
+    ops = kserve.saved_model_ops(exported)
+    assert {"DisableCopyOnRead", "Conv2D", "StatefulPartitionedCall"} <= ops
+    assert sorted(ops - kserve.release_ops(runtime)) == []
+    assert "DisableCopyOnRead" in ops - kserve.release_ops(kserve.KSERVE_DEFAULT_TF_SERVING)

@@ -60,7 +60,7 @@ def augmenter(config) -> Any:
     make. Edges are filled by repeating the nearest pixel.
 
     Args:
-      config: a `trainer.config.TrainConfig`; its flip, rotation_degrees, shift, zoom, brightness,
+      config: a `components.training.config.TrainConfig`; its flip, rotation_degrees, shift, zoom, brightness,
         contrast, hue, saturation and seed fields set the layers. A zero turns that change off.
     """
     import keras  # pylint: disable=import-outside-toplevel
@@ -135,7 +135,7 @@ def make_dataset(data_accessor, file_patterns: List[str], schema, batch_size: in
       batch_size: images per batch; the last batch of an eval epoch may be smaller.
       training: shuffle each epoch, keep whole batches only (see `train_steps`), and augment
         (if `config.augment`).
-      config: the `trainer.config.TrainConfig` (shuffle_buffer, cache_limit_mb, seed, augmentation).
+      config: the `components.training.config.TrainConfig` (shuffle_buffer, cache_limit_mb, seed, augmentation).
       n_examples: the split's size, if known; decides whether the decoded split is cached.
       autotune: let tf.data tune its parallelism and buffers (for GPUs, whose input must keep up
         with a fast device). Off, the maps use one thread per core and prefetch 2 batches: on a

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from components.data import storage
 from trainer import budget, checkpoints, export, input_pipeline
-from trainer.config import TrainConfig
+from components.training.config import TrainConfig
 from trainer.model import ResNet50
 from trainer.optimizer import FusedAdam
 

@@ -307,32 +307,3 @@ def test_the_manifest_names_the_tf_serving_of_the_exporting_tensorflow():
     assert kserve.inference_service(ROOTS["gs"])["spec"]["predictor"]["model"]["runtimeVersion"] == "2.16.1"  # the lock's TF
     with pytest.raises(kserve.ManifestError, match="TensorFlow 2.99.0: no TF Serving release known"):
         kserve.inference_service(ROOTS["gs"], tf_version="2.99.0")
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A small model with the ResNet's layer kinds, exported as the Trainer exports it."""
-    import keras  # pylint: disable=import-outside-toplevel
-    from trainer import export  # pylint: disable=import-outside-toplevel
-    inputs = keras.Input((64, 64, 3))
-    x = keras.layers.ZeroPadding2D(3)(inputs)
-    x = keras.layers.Conv2D(4, 7, strides=2)(x)
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.Activation("relu")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2)(x)
-    x = keras.layers.Add()([x, keras.layers.Conv2D(4, 1)(x)])
-    x = keras.layers.AveragePooling2D(2)(x)
-    outputs = keras.layers.Dense(6, activation="softmax")(keras.layers.Flatten()(x))
-    path = str(tmp_path_factory.mktemp("export") / "model")
-    export.export_serving_model(keras.Model(inputs, outputs), path)
-    return path
-
-
-def test_every_exported_op_is_known_to_the_manifests_tf_serving(exported):
-    """The op set of the runtime the manifest names holds every op of an export; KServe's default does not."""
-    runtime = kserve.inference_service(ROOTS["gs"], tf_version=kserve.saved_model_tf_version(exported))[
-        "spec"]["predictor"]["model"]["runtimeVersion"]
-    ops = kserve.saved_model_ops(exported)
-    assert {"DisableCopyOnRead", "Conv2D", "StatefulPartitionedCall"} <= ops
-    assert sorted(ops - kserve.release_ops(runtime)) == []
-    assert "DisableCopyOnRead" in ops - kserve.release_ops(kserve.KSERVE_DEFAULT_TF_SERVING)

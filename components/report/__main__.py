@@ -10,7 +10,7 @@ import os
 import sys
 import warnings
 
-from trainer import onednn
+from components.data import startup
 
 DEFAULT_PIPELINE_ROOT = "pipeline_output"  # the local runner's default --pipeline-root
 
@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     p.add_argument("--pipeline-root", default=DEFAULT_PIPELINE_ROOT, help="the local runner's --pipeline-root")
     p.add_argument("--run", default=None, help="a run id from the list (default: the latest)")
     args = p.parse_args(argv)
-    onednn.start_process()
+    startup.start_process()
     metadata_path = os.path.join(os.path.abspath(args.pipeline_root), "metadata.sqlite")
     if not os.path.exists(metadata_path):
         print(f"error: {metadata_path}: no ML Metadata store; run the pipeline first "

@@ -69,7 +69,7 @@ def shifted_accuracy(model, examples_uri: str, limit: int) -> Dict[str, Any]:
     from PIL import Image  # pylint: disable=import-outside-toplevel
 
     from components.evaluation import shifts  # pylint: disable=import-outside-toplevel
-    from trainer.export import IMAGE_BYTES_SIGNATURE  # pylint: disable=import-outside-toplevel
+    from components.training.config import IMAGE_BYTES_SIGNATURE  # pylint: disable=import-outside-toplevel
 
     pngs, labels, keys = [], [], []
     ds = tf.data.TFRecordDataset(_split_files(examples_uri, "eval"), compression_type="GZIP").take(limit)

@@ -1,7 +1,7 @@
 """SignsTrainer: TFX's Trainer with every training knob as a parameter of its own.
 
 A value inside `custom_config` cannot be a RuntimeParameter, so each field of
-`trainer.config.TrainConfig` that a user sets becomes an execution parameter here, and a compiled
+`components.training.config.TrainConfig` that a user sets becomes an execution parameter here, and a compiled
 Kubeflow pipeline can take any of them per run. The executor puts them back into the
 `custom_config` that `trainer.task.run_fn` reads; `custom_config` itself carries only what the
 runners derive (the number of classes, the checkpoint root).
@@ -20,7 +20,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils
 
-from trainer.config import TrainConfig
+from components.training.config import TrainConfig
 
 
 def _parameter_type(field: dataclasses.Field) -> type:

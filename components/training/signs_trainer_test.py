@@ -7,7 +7,7 @@ from tfx.orchestration import data_types
 from tfx.types import channel_utils, standard_artifacts
 
 from components.training import signs_trainer
-from trainer.config import DERIVED_FIELDS, TrainConfig
+from components.training.config import DERIVED_FIELDS, TrainConfig
 
 
 def _channels():

@@ -19,6 +19,9 @@ PHOTO_AUGMENT_FIELDS = ("zoom_out", "background", "colour_cast", "hue", "saturat
 # Fields the runners fill in themselves rather than from a flag.
 DERIVED_FIELDS = ("num_classes", "checkpoint_root")
 CHECKPOINTS = "checkpoints"  # the folder under the pipeline root that holds every training's checkpoints
+# The exported model's raw-image signature (trainer/export.py writes it; the Review, predict and
+# every REST client call it): encoded image bytes in, class probabilities out.
+IMAGE_BYTES_SIGNATURE = "serve_image_bytes"
 
 
 def _field(default, help_text: str, choices: Optional[Tuple[str, ...]] = None, kubeflow: str = "runtime"):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from trainer import onednn
+from components.data import startup
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -14,21 +14,21 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_enable_sets_the_variable_when_unset(monkeypatch):
     monkeypatch.delitem(sys.modules, "tensorflow", raising=False)  # as in a fresh process
     env = {}
-    assert onednn.enable(env)
-    assert env == {onednn.ENV: "1"}
+    assert startup.enable(env)
+    assert env == {startup.ENV: "1"}
 
 
 @pytest.mark.parametrize("value, on", [("0", False), ("false", False), ("1", True), ("True", True)])
 def test_a_users_own_setting_wins(value, on):
-    env = {onednn.ENV: value}
-    assert onednn.enable(env) is on
-    assert env == {onednn.ENV: value}
+    env = {startup.ENV: value}
+    assert startup.enable(env) is on
+    assert env == {startup.ENV: value}
 
 
 def test_too_late_once_tensorflow_is_imported(monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "tensorflow", object())
     env = {}
-    assert not onednn.enable(env)
+    assert not startup.enable(env)
     assert env == {}
     assert "before TensorFlow was imported" in caplog.text
 
@@ -46,13 +46,13 @@ ENTRY_POINTS = [
 
 PROBE = """
 import os, sys
-from trainer import onednn
-real = onednn.enable
+from components.data import startup
+real = startup.enable
 def probe(*a, **k):
     on = real(*a, **k)
-    print("ENABLED", on, os.environ.get(onednn.ENV), "tensorflow" in sys.modules, flush=True)
+    print("ENABLED", on, os.environ.get(startup.ENV), "tensorflow" in sys.modules, flush=True)
     raise SystemExit(0)
-onednn.enable = probe
+startup.enable = probe
 import importlib
 module = importlib.import_module(sys.argv[1])
 module.main(sys.argv[2:])
@@ -62,17 +62,17 @@ print("NOT CALLED")
 
 @pytest.mark.parametrize("module, argv", ENTRY_POINTS, ids=[m for m, _ in ENTRY_POINTS])
 def test_every_entry_point_asks_before_tensorflow_is_imported(module, argv):
-    env = {k: v for k, v in os.environ.items() if k != onednn.ENV}
+    env = {k: v for k, v in os.environ.items() if k != startup.ENV}
     proc = subprocess.run([sys.executable, "-c", PROBE, module, *argv], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
     assert "ENABLED True 1 False" in proc.stdout, proc.stdout + proc.stderr[-2000:]
 
 
 def test_tensorflow_runs_onednn_kernels_when_asked():
-    code = ("from trainer import onednn; onednn.enable()\n"
+    code = ("from components.data import startup; startup.enable()\n"
             "from tensorflow.python.util import _pywrap_util_port\n"
             "print('ON' if _pywrap_util_port.IsMklEnabled() else 'OFF')")
-    env = {k: v for k, v in os.environ.items() if k != onednn.ENV}
+    env = {k: v for k, v in os.environ.items() if k != startup.ENV}
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=300, check=False)
     assert proc.stdout.strip().endswith("ON"), proc.stderr[-2000:]

@@ -1,4 +1,6 @@
-"""TensorFlow's oneDNN CPU kernels on every x86 CPU, not only the newest ones.
+"""What every entry point does first: TensorFlow's oneDNN CPU kernels on every x86 CPU, and no start-up log.
+
+It sits in the lowest layer so that every entry point, whatever its layer, calls the same one.
 
 TensorFlow 2.16 on Linux turns its oneDNN kernels on by itself only where the CPU has AVX-512 VNNI,
 AVX-512 BF16, AVX-VNNI or AMX (`DefaultOneDnnPolicy` in tensorflow/core/util/port.cc). On any other
@@ -7,7 +9,7 @@ convolutions run the seed's ResNet50 at a third of oneDNN's speed (`bench/profil
 bench/README.md, "Where a training step's time goes").
 
 TensorFlow reads `TF_ENABLE_ONEDNN_OPTS` once, when it first asks, and that happens while it is
-imported, so every entry point calls `enable()` before anything imports TensorFlow. A user's own
+imported, so every entry point calls `start_process()` before anything imports TensorFlow. A user's own
 setting of the variable wins (`TF_ENABLE_ONEDNN_OPTS=0` turns the kernels off).
 """
 
