@@ -29,6 +29,7 @@ import yaml
 
 from components.push import kserve
 from kubeflow import deploy
+from components.data import testing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "kube-s3cr3t-bearer-token"
@@ -290,12 +291,11 @@ def pushed(tmp_path):
 
     moto keeps its buckets per process, so each test pushes to a serving dir of its own.
     """
-    from components.data import storage  # pylint: disable=import-outside-toplevel
     from components.push import serving  # pylint: disable=import-outside-toplevel
     model = tmp_path / "model"
     model.mkdir()
     (model / "saved_model.pb").write_text("graph")
-    with storage.stand_in_store("minio://mlpipeline"):
+    with testing.stand_in_store("minio://mlpipeline"):
         serving_dir = f"minio://mlpipeline/{tmp_path.name}/serving_model"
         serving.push(str(model), serving_dir, {"model_uri": "m1"})
         yield SimpleNamespace(env=dict(os.environ), serving_dir=serving_dir,

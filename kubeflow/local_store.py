@@ -27,7 +27,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import yaml
 
-from components.data import storage, stores
+from components.data import storage, stores, testing
 
 ADMIN_KEY = "kfp-admin"
 
@@ -135,7 +135,7 @@ class ClusterStore:
             if not namespace:
                 raise StoreError(f"--kfp-release {self.launcher.release}: the package was compiled without --namespace")
             keys = {f"{namespace}-key": namespace}
-        self.url, stop = storage.start_stand_in(self.kind, namespace_filter(keys) if keys else None)
+        self.url, stop = testing.start_stand_in(self.kind, namespace_filter(keys) if keys else None)
         try:
             host = self.url.split("://", 1)[1]
             self._secrets(next(iter(keys), ADMIN_KEY))

@@ -8,6 +8,7 @@ import sys
 import threading
 
 import pytest
+from components.data import testing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "s3cr3t-token-value"
@@ -280,7 +281,7 @@ def test_wait_prints_the_newest_versions_inferenceservice_after_a_successful_run
     server, host = _serve(_Healthy)
     serving_dir = "minio://mlpipeline/v2/artifacts/serving_model"  # the package's Pusher pushes there
     try:
-        with storage.stand_in_store("minio://mlpipeline"):
+        with testing.stand_in_store("minio://mlpipeline"):
             version = _push_with_manifest(tmp_path, serving_dir)
             code = submit.submit(runner.build_parser().parse_args(["submit", "--host", host, "--package", package, "--wait"]))
     finally:
@@ -322,7 +323,7 @@ def test_after_a_run_a_version_without_a_manifest_or_no_version_is_one_line(tmp_
     from components.data import storage  # pylint: disable=import-outside-toplevel
     from kubeflow import submit  # pylint: disable=import-outside-toplevel
     root = f"minio://mlpipeline/{tmp_path.name}"
-    with storage.stand_in_store("minio://mlpipeline"):
+    with testing.stand_in_store("minio://mlpipeline"):
         submit.show_manifest({"defaultPipelineRoot": root}, "pipeline.yaml")
         version = _push_with_manifest(tmp_path, f"{root}/serving_model", manifest=False)
         submit.show_manifest({"defaultPipelineRoot": root}, "pipeline.yaml")

@@ -15,7 +15,7 @@ import sys
 import pytest
 import yaml
 
-from components.push import kserve
+from components.push import tf_serving
 from tests.helpers import REPO
 
 pytestmark = pytest.mark.e2e
@@ -101,9 +101,9 @@ def test_each_push_leaves_a_kserve_manifest_whose_tf_serving_loads_it(install):
         model = manifest["spec"]["predictor"]["model"]
         assert model["storageUri"] == "s3://" + root.split("://", 1)[1] + "/serving_model"
         assert manifest["metadata"]["annotations"]["signs-pipeline/version"] == str(version)
-    ops = kserve.saved_model_ops(_stored(install, f"{root}/serving_model/1"))
-    assert sorted(ops - kserve.release_ops(model["runtimeVersion"])) == []
-    assert "DisableCopyOnRead" in ops - kserve.release_ops(kserve.KSERVE_DEFAULT_TF_SERVING)
+    ops = tf_serving.saved_model_ops(_stored(install, f"{root}/serving_model/1"))
+    assert sorted(ops - tf_serving.release_ops(model["runtimeVersion"])) == []
+    assert "DisableCopyOnRead" in ops - tf_serving.release_ops(tf_serving.KSERVE_DEFAULT_TF_SERVING)
 
 
 def test_training_knobs_reach_fit(install):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from trainer import checkpoints
+from components.data import testing
 
 
 def _model():
@@ -107,7 +108,7 @@ def test_patience_counts_epochs_without_improvement(patience, stops_after):
 def test_checkpoints_on_an_object_store_resume_in_a_new_process(capsys):
     """A checkpoint_root on MinIO or S3 (Kubeflow's default): the pod that resumes has no local copy."""
     from components.data import storage  # pylint: disable=import-outside-toplevel
-    with storage.stand_in_store("minio://mlpipeline"):
+    with testing.stand_in_store("minio://mlpipeline"):
         directory = "minio://mlpipeline/v2/artifacts/checkpoints/abc123"
         values = [0.5, 0.7, 0.6, 0.8, 0.8]
         first = _model()

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components.push import kserve
+from components.push import kserve, tf_serving
 from trainer import export
 
 
@@ -60,9 +60,10 @@ def exported(tmp_path_factory):
 
 def test_every_exported_op_is_known_to_the_manifests_tf_serving(exported):
     """The op set of the runtime the manifest names holds every op of an export; KServe's default does not."""
-    runtime = kserve.inference_service("gs://bucket/signs/serving_model", tf_version=kserve.saved_model_tf_version(exported))[
-        "spec"]["predictor"]["model"]["runtimeVersion"]
-    ops = kserve.saved_model_ops(exported)
+    manifest = kserve.inference_service("gs://bucket/signs/serving_model",
+                                        tf_version=tf_serving.saved_model_tf_version(exported))
+    runtime = manifest["spec"]["predictor"]["model"]["runtimeVersion"]
+    ops = tf_serving.saved_model_ops(exported)
     assert {"DisableCopyOnRead", "Conv2D", "StatefulPartitionedCall"} <= ops
-    assert sorted(ops - kserve.release_ops(runtime)) == []
-    assert "DisableCopyOnRead" in ops - kserve.release_ops(kserve.KSERVE_DEFAULT_TF_SERVING)
+    assert sorted(ops - tf_serving.release_ops(runtime)) == []
+    assert "DisableCopyOnRead" in ops - tf_serving.release_ops(tf_serving.KSERVE_DEFAULT_TF_SERVING)

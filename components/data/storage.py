@@ -25,10 +25,9 @@ import hashlib
 import os
 import posixpath
 import shutil
-import socket
 import tempfile
 import threading
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from components.data import stores
 
@@ -349,71 +348,3 @@ def reset() -> None:
             cls.clear_instance_cache()
     except (ImportError, ValueError):
         pass
-
-
-def start_stand_in(kind: str, wsgi_filter=None) -> Tuple[str, object]:
-    """Starts a stand-in object store on 127.0.0.1: moto's S3 server for "s3"/"minio", gcp-storage-emulator for "gs".
-
-    Args:
-      kind: the scheme it stands in for.
-      wsgi_filter: for S3, a function (moto's WSGI app) -> WSGI app wrapped around it, e.g. to
-        refuse keys outside a namespace's prefixes as KFP's multi-user policies do.
-
-    Returns:
-      (its endpoint URL, a function that stops it). The server starts empty.
-    """
-    if kind in ("s3", "minio"):
-        import logging  # pylint: disable=import-outside-toplevel
-        from moto.server import DomainDispatcherApplication, create_backend_app  # pylint: disable=import-outside-toplevel
-        from werkzeug.serving import make_server  # pylint: disable=import-outside-toplevel
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-        app = DomainDispatcherApplication(create_backend_app)
-        server = make_server("127.0.0.1", _free_port(), wsgi_filter(app) if wsgi_filter else app, threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        url = f"http://127.0.0.1:{server.server_port}"
-        # moto keeps its buckets in this process, shared by every server it starts: empty them, so
-        # each stand-in starts as empty as a new store (moto's own reset endpoint).
-        import urllib.request  # pylint: disable=import-outside-toplevel
-        urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=30).close()
-        return url, server.shutdown
-    if kind == "gs":
-        from gcp_storage_emulator.server import create_server  # pylint: disable=import-outside-toplevel
-        port = _free_port()
-        server = create_server("127.0.0.1", port, in_memory=True)
-        server.start()
-        return f"http://127.0.0.1:{port}", server.stop
-    raise StorageError(f"{kind}://: a stand-in store is for gs://, s3:// or minio://")
-
-
-@contextlib.contextmanager
-def stand_in_store(pipeline_root: str) -> Iterator[str]:
-    """Starts a stand-in object store for a URL's scheme and points this process at it (for tests).
-
-    The URL's bucket is created. Yields the endpoint; the environment is restored afterwards.
-    """
-    kind = scheme(pipeline_root)
-    if not kind:
-        raise StorageError(f"{pipeline_root}: a stand-in store needs a gs://, s3:// or minio:// pipeline root")
-    bucket = pipeline_root.split("://", 1)[1].split("/", 1)[0]
-    saved = dict(os.environ)
-    url, stop = start_stand_in(kind)
-    if kind == "gs":
-        os.environ["STORAGE_EMULATOR_HOST"] = url
-    else:
-        os.environ.update({"SIGNS_S3_ENDPOINT": url, "SIGNS_MINIO_ENDPOINT": url, "AWS_ACCESS_KEY_ID": "run-local",
-                           "AWS_SECRET_ACCESS_KEY": "run-local", "AWS_DEFAULT_REGION": "us-east-1"})
-    try:
-        reset()
-        make_bucket(f"{kind}://{bucket}")
-        yield url
-    finally:
-        stop()
-        os.environ.clear()
-        os.environ.update(saved)
-        reset()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

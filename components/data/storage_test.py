@@ -5,11 +5,12 @@ import os
 import pytest
 
 from components.data import storage
+from components.data import testing
 
 
 @pytest.fixture(scope="module")
 def s3():
-    with storage.stand_in_store("s3://signs-test") as endpoint:
+    with testing.stand_in_store("s3://signs-test") as endpoint:
         yield endpoint
 
 

@@ -26,7 +26,7 @@ What KServe does with it (kserve/kserve):
   TensorFlow cannot load the ops a TF 2.16 export holds (`DisableCopyOnRead`, ...). `runtimeVersion`
   replaces the image's tag (pkg/controller/v1beta1/inferenceservice/utils, UpdateImageTag), so
   the manifest names the TF Serving release of the TensorFlow that exported the model
-  (`runtime_version`); `tf_ops/` holds the op sets that `tf_ops_test` checks an export against.
+  (`tf_serving.runtime_version`).
 - The storage initializer (python/storage/kserve_storage/kserve_storage.py) copies everything
   under `storageUri` into /mnt/models when a pod starts. It reads `gs://` and `s3://`; it has no
   `minio://`, so a `minio://bucket/key` serving dir becomes `s3://bucket/key`, and the MinIO
@@ -49,14 +49,13 @@ same way.
 No credential value is ever part of a manifest made here.
 """
 
-import os
 import re
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, List, Optional
 
 import yaml
 
 from components.data import storage, stores
-from components.push import serving
+from components.push import serving, tf_serving
 
 GROUP = "serving.kserve.io"
 VERSION = "v1beta1"
@@ -96,13 +95,6 @@ S3_USEHTTPS_ANNOTATION = "serving.kserve.io/s3-usehttps"
 S3_REGION_ANNOTATION = "serving.kserve.io/s3-region"
 
 
-# TF Serving's release for each TensorFlow minor release it is built on (tensorflow/serving tags;
-# a patch release adds no op). The lock pins TensorFlow 2.16.2.
-TF_SERVING_RELEASES = {"2.16": "2.16.1"}
-KSERVE_DEFAULT_TF_SERVING = "2.6.2"  # kserve-tensorflow-serving's image tag without a runtimeVersion
-TF_OPS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tf_ops")  # see make_op_list.py there
-
-
 class ManifestError(ValueError):
     """A manifest could not be made from what was given; one line naming it."""
 
@@ -118,63 +110,6 @@ def storage_uri(serving_dir: str) -> str:
     if not rest or "/" not in rest:
         raise ManifestError(f"serving dir {serving_dir!r} names a bucket only; the serving dir is a folder in one")
     return f"{'s3' if kind == 'minio' else kind}://{rest}"
-
-
-def runtime_version(tf_version: Optional[str] = None) -> str:
-    """The TF Serving release (KServe's runtimeVersion) that loads what `tf_version` exports.
-
-    Args:
-      tf_version: the exporting TensorFlow's version, e.g. "2.16.2" (default: the one installed here,
-        read from its package metadata without importing it).
-
-    Raises:
-      ManifestError: no TF Serving release is known for that TensorFlow.
-    """
-    if tf_version is None:
-        from importlib import metadata  # pylint: disable=import-outside-toplevel
-        tf_version = metadata.version("tensorflow")
-    minor = ".".join(str(tf_version).split(".")[:2])
-    if minor not in TF_SERVING_RELEASES:
-        raise ManifestError(f"TensorFlow {tf_version}: no TF Serving release known for it "
-                            f"(known: {', '.join(sorted(TF_SERVING_RELEASES))}); add it to kserve.TF_SERVING_RELEASES")
-    return TF_SERVING_RELEASES[minor]
-
-
-def saved_model_tf_version(model_dir: str) -> Optional[str]:
-    """The TensorFlow version recorded in a SavedModel's saved_model.pb (MetaInfoDef.tensorflow_version).
-
-    None when the file does not parse or records none: then `runtime_version` takes the installed one.
-    """
-    from google.protobuf import message  # pylint: disable=import-outside-toplevel
-    from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=import-outside-toplevel
-    try:
-        saved = saved_model_pb2.SavedModel.FromString(storage.read_bytes(storage.join(model_dir, "saved_model.pb")))
-    except message.DecodeError:
-        return None
-    versions = [g.meta_info_def.tensorflow_version for g in saved.meta_graphs if g.meta_info_def.tensorflow_version]
-    return versions[0] if versions else None
-
-
-def release_ops(tf_serving_version: str) -> Set[str]:
-    """The ops a TF Serving release's TensorFlow defines (tf_ops/tf-<major>.<minor>.ops)."""
-    minor = ".".join(tf_serving_version.split(".")[:2])
-    path = os.path.join(TF_OPS_DIR, f"tf-{minor}.ops")
-    if not os.path.exists(path):
-        raise ManifestError(f"TF Serving {tf_serving_version}: no op list {path}; make it with tf_ops/make_op_list.py")
-    with open(path, encoding="utf-8") as f:
-        return {line.strip() for line in f if line.strip() and not line.startswith("#")}
-
-
-def saved_model_ops(model_dir: str) -> Set[str]:
-    """Every op a SavedModel's graphs and functions use (what TF Serving must know to load it)."""
-    from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=import-outside-toplevel
-    saved = saved_model_pb2.SavedModel.FromString(storage.read_bytes(storage.join(model_dir, "saved_model.pb")))
-    ops = set()
-    for graph in saved.meta_graphs:
-        ops |= {node.op for node in graph.graph_def.node}
-        for function in graph.graph_def.library.function:
-            ops |= {node.op for node in function.node_def}
-    return ops
 
 
 def needs_s3_secret(serving_dir: str) -> bool:
@@ -217,10 +152,15 @@ def inference_service(serving_dir: str, name: str = "signs", namespace: Optional
         manifest's `runtimeVersion` is its TF Serving release.
 
     Raises:
-      ManifestError: a local serving dir, a name KServe refuses, a version that is no number.
+      ManifestError: a local serving dir, a name KServe refuses, a version that is no number, a
+        TensorFlow no TF Serving release is known for.
     """
     uri = storage_uri(serving_dir)
     _check_name(name)
+    try:
+        runtime = tf_serving.runtime_version(tf_version)
+    except tf_serving.ReleaseError as e:
+        raise ManifestError(str(e)) from None
     if service_account is None:
         service_account = DEFAULT_SERVICE_ACCOUNT if needs_s3_secret(serving_dir) else ""
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": PART_OF}
@@ -239,7 +179,7 @@ def inference_service(serving_dir: str, name: str = "signs", namespace: Optional
     predictor["model"] = {
         # The runtime lists tensorflow versions "1" and "2"; TFX 1.16 exports TF 2 SavedModels.
         "modelFormat": {"name": "tensorflow", "version": "2"},
-        "runtimeVersion": runtime_version(tf_version),
+        "runtimeVersion": runtime,
         "storageUri": uri,
         "resources": _copy(resources or DEFAULT_RESOURCES),
     }

@@ -17,6 +17,7 @@ import yaml
 
 from components.data import storage
 from components.push import kserve, serving
+from components.data import testing
 
 SCHEMA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "testdata", "inferenceservice_v1beta1_schema.json")
 CRD_PATH = "config/crd/full/serving.kserve.io_inferenceservices.yaml"
@@ -267,7 +268,7 @@ def test_the_manifest_is_kept_in_its_version_on_a_disk(tmp_path):
 
 
 def test_the_manifest_is_kept_in_its_version_on_minio(tmp_path):
-    with storage.stand_in_store("minio://mlpipeline"):
+    with testing.stand_in_store("minio://mlpipeline"):
         serving_dir = f"minio://mlpipeline/{tmp_path.name}/serving_model"
         version = _write_and_read_back(_fake_model(tmp_path / "model"), serving_dir)
         assert "inferenceservice.yaml" in storage.listdir(storage.join(serving_dir, str(version)))

@@ -12,7 +12,7 @@ from tfx.utils import json_utils, proto_utils
 
 from components.data import storage
 from components.evaluation.evaluator import COMPARED_WITH_KEY
-from components.push import kserve, serving
+from components.push import kserve, serving, tf_serving
 
 NOT_PUSHED_KEY = "not_pushed_reason"  # PushedModel custom property: why a blessed model was not pushed
 KSERVE_MANIFEST_KEY = "kserve_manifest"  # PushedModel custom property: the InferenceService written beside it
@@ -67,7 +67,7 @@ class Executor(pusher_executor.Executor):
         self._MarkPushed(pushed, pushed_destination=destination_path, pushed_version=str(version))
         if custom.get("kserve") is not None and storage.is_remote(serving_dir):
             manifest = kserve.inference_service(serving_dir, version=version, pipeline_run=self._pipeline_run(),
-                                                tf_version=kserve.saved_model_tf_version(model_path), **custom["kserve"])
+                                                tf_version=tf_serving.saved_model_tf_version(model_path), **custom["kserve"])
             path = kserve.write_manifest(serving_dir, version, manifest)
             logging.info("KServe InferenceService for version %d: %s", version, path)
             pushed.set_string_custom_property(KSERVE_MANIFEST_KEY, path)

@@ -12,6 +12,7 @@ import pytest
 
 from components.push import serving
 from components.data import storage
+from components.data import testing
 
 
 def _model_artifact(path, payload):
@@ -49,7 +50,7 @@ def _push(barrier, model_uri, blessing_uri, serving_dir, compared_with, results,
 
 @pytest.fixture(scope="module")
 def minio():
-    with storage.stand_in_store("minio://mlpipeline") as endpoint:
+    with testing.stand_in_store("minio://mlpipeline") as endpoint:
         yield endpoint
 
 

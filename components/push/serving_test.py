@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from components.data import testing
 from components.push import serving
 
 
@@ -86,7 +87,7 @@ def test_two_processes_pushing_at_once_both_land(where, request, tmp_path):
 @pytest.fixture(scope="module")
 def minio():
     from components.data import storage  # pylint: disable=import-outside-toplevel
-    with storage.stand_in_store("minio://mlpipeline") as endpoint:
+    with testing.stand_in_store("minio://mlpipeline") as endpoint:
         yield endpoint
 
 
