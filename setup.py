@@ -6,7 +6,7 @@ setup(
     name="signs-pipeline",
     version="0.1.0",
     description="TFX pipeline that trains, evaluates and pushes a ResNet50 on SIGNS hand signs.",
-    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*", "trainer", "kubeflow"]),
+    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*", "trainer", "kubeflow", "bench"]),
     # The review page's Jinja2 template, read next to components/report/render.py.
     package_data={"components.report": ["*.j2"], "pipeline.serving": ["*.j2"]},
     python_requires=">=3.10,<3.11",

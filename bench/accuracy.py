@@ -28,9 +28,9 @@ import sys
 import tempfile
 import time
 
-import domains  # bench/domains.py: a script's own folder is on sys.path
+from bench import domains
 from components.evaluation import shifts
-from machine import cpu_model
+from bench.machine import cpu_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "sign-language-digits", "Dataset")

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-from machine import cpu_model  # bench/machine.py: a script's own folder is on sys.path
+from bench.machine import cpu_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPONENT_LINE = re.compile(r"^  (\w+)\s+(complete|cached|failed|running|\w+)\s+(\d+) s$")

@@ -23,10 +23,9 @@ import sys
 import tempfile
 import time
 
-from machine import cpu_model  # bench/machine.py: a script's own folder is on sys.path
+from bench.machine import cpu_model
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Op type -> group; matched on the op type with oneDNN's "_Mkl"/"_Fused" prefixes removed.
 GROUPS = (

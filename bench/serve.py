@@ -27,7 +27,7 @@ import tempfile
 import time
 from typing import Dict, List
 
-from machine import cpu_model  # bench/machine.py: a script's own folder is on sys.path
+from bench.machine import cpu_model
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
 

@@ -18,9 +18,8 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from machine import cpu_model  # bench/machine.py: a script's own folder is on sys.path  # noqa: E402
+from bench.machine import cpu_model  # noqa: E402
 
 
 def parse_value(field: dataclasses.Field, text: str):

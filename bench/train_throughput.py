@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from machine import cpu_model  # bench/machine.py: a script's own folder is on sys.path
+from bench.machine import cpu_model
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
 
@@ -172,8 +172,7 @@ def measured_matmul_gflops(n: int = 2048, repeats: int = 8) -> float:
 
 def avx2_matmul_gflops() -> float:
     """`measured_matmul_gflops` with NumPy's OpenBLAS held to its AVX2 (Haswell) kernels."""
-    code = (f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
-            "import train_throughput; print(train_throughput.measured_matmul_gflops())")
+    code = "from bench import train_throughput; print(train_throughput.measured_matmul_gflops())"
     out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, OPENBLAS_CORETYPE="Haswell"),
                          capture_output=True, text=True, check=True).stdout
     return float(out.split()[-1])

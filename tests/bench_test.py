@@ -15,12 +15,12 @@ def _run(*args, env=None, timeout=900):
                           timeout=timeout, env=dict(os.environ, **(env or {})))
 
 
-# `python watch.py REPO RECORD SCRIPT ARGS...` runs SCRIPT ARGS as `python SCRIPT ARGS` would and writes to
+# `python watch.py REPO RECORD MODULE ARGS...` runs MODULE ARGS as `python -m MODULE ARGS` would and writes to
 # RECORD each `import tensorflow...` statement that a file of REPO (not of its .venv) executed, as
 # "path:function", sorted.
 WATCH_TENSORFLOW_IMPORTS = r'''
 import builtins, json, os, runpy, sys
-repo, record, script = os.path.realpath(sys.argv[1]), sys.argv[2], sys.argv[3]
+repo, record, module = os.path.realpath(sys.argv[1]), sys.argv[2], sys.argv[3]
 venv = os.path.realpath(sys.prefix)
 seen, real_import = set(), builtins.__import__
 
@@ -34,10 +34,9 @@ def watching(name, globals=None, locals=None, fromlist=(), level=0):
 
 
 builtins.__import__ = watching
-sys.argv = sys.argv[3:]
-sys.path[0] = os.path.dirname(os.path.abspath(script))
+sys.argv = [module] + sys.argv[4:]
 try:
-    runpy.run_path(script, run_name="__main__")
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
 finally:
     with open(record, "w") as f:
         json.dump(sorted(seen), f)
@@ -48,7 +47,7 @@ finally:
 def test_gpu_bench_runs_on_the_cpu_and_only_names_the_device_through_tensorflow(tmp_path):
     watch, imports, out = tmp_path / "watch.py", tmp_path / "imports.json", tmp_path / "gpu.json"
     watch.write_text(WATCH_TENSORFLOW_IMPORTS)
-    proc = _run(str(watch), REPO, str(imports), "bench/gpu_train.py", "--batch-sizes", "2",
+    proc = _run(str(watch), REPO, str(imports), "bench.gpu_train", "--batch-sizes", "2",
                 "--precisions", "float32,mixed_bfloat16", "--steps", "4", "--json", str(out),
                 env={"KERAS_BACKEND": "tensorflow"})
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -78,11 +77,7 @@ def test_train_throughput_prints_both_arms_and_the_ratio(tmp_path):
 def test_train_throughput_as_avx2_gives_each_arm_what_an_avx2_cpu_gives_it():
     """Baseline: TF's own kernels (TF turns oneDNN on by itself only on newer ISAs); Trainer: oneDNN held
     to AVX2, in float32 (the Trainer picks bfloat16 only with AMX). Without --as-avx2 nothing is pinned."""
-    sys.path.insert(0, os.path.join(REPO, "bench"))
-    try:
-        import train_throughput  # pylint: disable=import-outside-toplevel
-    finally:
-        sys.path.pop(0)
+    from bench import train_throughput  # pylint: disable=import-outside-toplevel
     arms = {name: (arm, env, changes) for name, arm, env, changes in train_throughput.plan_arms(
         sweep=True, only="batch 64", as_avx2=True)}
     assert list(arms) == ["baseline: fit on NumPy arrays", "trainer", "trainer, batch 64"]
@@ -109,11 +104,7 @@ def test_profile_step_lists_the_convolutions_by_op_type(tmp_path):
 
 
 def test_make_run_bench_reads_the_run_summary():
-    sys.path.insert(0, os.path.join(REPO, "bench"))
-    try:
-        import make_run  # pylint: disable=import-outside-toplevel
-    finally:
-        sys.path.pop(0)
+    from bench import make_run  # pylint: disable=import-outside-toplevel
     from components.report import runs  # pylint: disable=import-outside-toplevel
 
     report = runs.RunReport(run_id="r1", components=[

@@ -1,16 +1,8 @@
 """bench/domains.py and the accuracy bench's splits: people held out whole."""
 
 import os
-import sys
 
-from tests.helpers import REPO
-
-sys.path.insert(0, os.path.join(REPO, "bench"))
-try:
-    import accuracy  # pylint: disable=import-error,wrong-import-position
-    import domains  # pylint: disable=import-error,wrong-import-position
-finally:
-    sys.path.pop(0)
+from bench import accuracy, domains
 
 
 def test_people_are_runs_of_rising_digits():
