@@ -96,6 +96,19 @@ LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=0")
 def beam_pipeline_args(user_args: Tuple[str, ...]) -> List[str]:
     """The Beam arguments of a run: our DirectRunner defaults, overridden by the user's.
 
+    They reach the Beam components only (ExampleGen, StatisticsGen, ExampleValidator, the
+    Evaluator); naming another runner drops our defaults, so those run on a cluster:
+
+        --beam-arg=--runner=FlinkRunner --beam-arg=--flink_master=flink-jm:8081
+            --beam-arg=--environment_type=DOCKER --beam-arg=--environment_config=IMAGE
+        --beam-arg=--runner=SparkRunner --beam-arg=--spark_master_url=spark://spark-master:7077
+        --beam-arg=--runner=DataflowRunner --beam-arg=--project=P --beam-arg=--region=R
+            --beam-arg=--temp_location=gs://bucket/tmp --beam-arg=--setup_file=./setup.py
+        --beam-arg=--direct_num_workers=4, or --beam-arg=--direct_running_mode=multi_processing
+
+    A cluster's workers read `--data` where it says, so it must be mounted on them (the local
+    runner takes a local path; data on gs:// runs on Kubeflow).
+
     Args:
       user_args: `--beam-arg` values, each `--name=value` (or a bare `--flag`).
 

@@ -1,4 +1,4 @@
-"""The training benchmarks run end to end on tiny settings (their figures are for the README)."""
+"""The benchmarks run end to end on tiny settings (their figures are for bench/README.md)."""
 
 import json
 import os
