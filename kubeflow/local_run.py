@@ -123,15 +123,15 @@ class Cluster:
     def as_launcher(self):
         """This process reaches the store as the launcher does: the package's config, the secret it names."""
         session = self.launcher.session(self.root)
-        env = {stores.ENV_VAR: self.launcher.to_json(), **self.network}
+        settings = dataclasses.replace(stores.Settings.from_environment(self.network), launcher=self.launcher)
         if session.secret_name:
             values = self.secrets.get(session.secret_name)
             if values is None:
                 raise local_store.StoreError(f"the launcher's secret {session.secret_name!r} not found "
                                              f"(failed to retrieve credentials for bucket {stores.split(self.root)[0]})")
-            env.update(AWS_ACCESS_KEY_ID=values.get(session.access_key_key, ""),
-                       AWS_SECRET_ACCESS_KEY=values.get(session.secret_key_key, ""))
-        with local_store.environment(env):
+            settings = dataclasses.replace(settings, access_key=values.get(session.access_key_key, ""),
+                                           secret_key=values.get(session.secret_key_key, ""))
+        with storage.configured(settings):
             yield
 
 

@@ -23,7 +23,7 @@ import os
 import re
 import secrets as random_secrets
 import urllib.parse
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List
 
 import yaml
 
@@ -176,11 +176,10 @@ class ClusterStore:
     @contextlib.contextmanager
     def as_admin(self) -> Iterator[None]:
         """This process reaches the stand-in with unrestricted keys (setting up and saving it)."""
-        env = {"SIGNS_MINIO_ENDPOINT": self.url, "SIGNS_S3_ENDPOINT": self.url, **self.admin,
-               "AWS_DEFAULT_REGION": "us-east-1", stores.ENV_VAR: ""}
-        if self.kind == "gs":
-            env = {"STORAGE_EMULATOR_HOST": self.url}
-        with environment(env):
+        settings = stores.Settings(minio_endpoint=self.url, s3_endpoint=self.url, access_key=ADMIN_KEY,
+                                   secret_key=self.admin["AWS_SECRET_ACCESS_KEY"],
+                                   gcs_endpoint=self.url if self.kind == "gs" else "")
+        with storage.configured(settings):
             yield
 
     def _load(self) -> None:
@@ -205,20 +204,3 @@ class ClusterStore:
         keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
                 for o in page.get("Contents", [])]
         return sorted(k for k in keys if k.endswith("/"))
-
-
-@contextlib.contextmanager
-def environment(values: Dict[str, str], keep: Optional[List[str]] = None) -> Iterator[None]:
-    """This process's environment with every store setting of this machine replaced by `values`."""
-    saved = dict(os.environ)
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "SIGNS_", "GOOGLE_", "GCS_", "STORAGE_EMULATOR")) and name not in (keep or []):
-            del os.environ[name]
-    os.environ.update({k: v for k, v in values.items() if v})
-    storage.reset()
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        storage.reset()

@@ -118,15 +118,11 @@ def test_registry_check(image, ok):
             submit.check_image(image)
 
 
-def test_fingerprint_of_an_unreachable_store_is_unique_and_said(monkeypatch, capsys):
-    from components.data import storage  # pylint: disable=import-outside-toplevel
+def test_fingerprint_of_an_unreachable_store_is_unique_and_said(capsys):
+    from components.data import storage, stores  # pylint: disable=import-outside-toplevel
     from kubeflow import submit  # pylint: disable=import-outside-toplevel
-    monkeypatch.setenv("SIGNS_MINIO_ENDPOINT", "http://127.0.0.1:9")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
-    storage.reset()
-    first, second = submit.data_fingerprint("minio://mlpipeline/data"), submit.data_fingerprint("minio://mlpipeline/data")
-    storage.reset()
+    with storage.configured(stores.Settings(minio_endpoint="http://127.0.0.1:9", access_key="k", secret_key="s")):
+        first, second = submit.data_fingerprint("minio://mlpipeline/data"), submit.data_fingerprint("minio://mlpipeline/data")
     assert first.startswith("unlisted-") and first != second  # never a cache hit on unknown data
     assert "note: minio://mlpipeline/data at http://127.0.0.1:9: " in capsys.readouterr().out
 
@@ -302,17 +298,11 @@ def test_wait_prints_the_newest_versions_inferenceservice_after_a_successful_run
                     f"or pipe the YAML above into kubectl apply -n NS -f -")
 
 
-def test_after_a_run_an_unreachable_store_is_one_line_saying_where_the_manifest_lies(monkeypatch, capsys):
-    from components.data import storage  # pylint: disable=import-outside-toplevel
+def test_after_a_run_an_unreachable_store_is_one_line_saying_where_the_manifest_lies(capsys):
+    from components.data import storage, stores  # pylint: disable=import-outside-toplevel
     from kubeflow import submit  # pylint: disable=import-outside-toplevel
-    monkeypatch.setenv("SIGNS_MINIO_ENDPOINT", "http://127.0.0.1:9")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
-    storage.reset()
-    try:
+    with storage.configured(stores.Settings(minio_endpoint="http://127.0.0.1:9", access_key="k", secret_key="s")):
         submit.show_manifest({"defaultPipelineRoot": "minio://mlpipeline/v2/artifacts"}, "pipeline.yaml")
-    finally:
-        storage.reset()
     [line] = capsys.readouterr().out.splitlines()
     assert line.startswith("note: the InferenceService manifest lies in minio://mlpipeline/v2/artifacts/serving_model/"
                            "<newest version>/inferenceservice.yaml; not readable from here (minio://mlpipeline/v2/"

@@ -39,8 +39,11 @@ def enable(environ: Optional[MutableMapping[str, str]] = None) -> bool:
 
 
 def start_process(environ: Optional[MutableMapping[str, str]] = None) -> None:
-    """What every entry point does first, before anything imports TensorFlow: oneDNN (`enable`), and
-    no TensorFlow start-up log (`TF_CPP_MIN_LOG_LEVEL=3` unless set)."""
+    """What every entry point does first, before anything imports TensorFlow: oneDNN (`enable`), no
+    TensorFlow start-up log (`TF_CPP_MIN_LOG_LEVEL=3` unless set), and the object-store settings the
+    environment gives, handed to the storage layer."""
+    from components.data import storage, stores  # pylint: disable=import-outside-toplevel
     environ = os.environ if environ is None else environ
     environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     enable(environ)
+    storage.configure(stores.Settings.from_environment(environ))

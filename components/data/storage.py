@@ -4,17 +4,18 @@ A location is a local path or a URL: `gs://bucket/key`, `s3://bucket/key`, or `m
 (Kubeflow Pipelines' own MinIO, which speaks the S3 API). fsspec does the work: gcsfs for `gs://`,
 s3fs for `s3://` and `minio://`, its local filesystem for paths.
 
-Endpoints and credentials are resolved as the KFP launcher resolves them (`components.data.stores`):
+Endpoints and credentials come from `stores.Settings`, which each entry point reads from its
+environment once and hands over (`configure`, through `startup.start_process`); nothing here
+reads the environment:
 
-- In a task of the compiled package, `SIGNS_KFP_LAUNCHER` holds the package's launcher config
-  (KFP release, the `kfp-launcher` ConfigMap's providers): `minio://` reaches the release's KFP
-  store (`seaweedfs.kubeflow:9000` from 2.16) or the configured provider, `s3://` the configured
-  provider or the AWS SDK's chain (`AWS_ENDPOINT_URL_S3`, `AWS_REGION`, IRSA ...). Keys come from
-  the secret the package maps to `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
-- Elsewhere (this machine): `SIGNS_MINIO_ENDPOINT` (default: the newest KFP's store) and
-  `SIGNS_S3_ENDPOINT` (default: the AWS SDK's chain), credentials from boto's chain.
-- `gs://`: Google's default credentials, or `GOOGLE_SERVICE_ACCOUNT_JSON` (a secret's token);
-  `STORAGE_EMULATOR_HOST` points it at an emulator.
+- In a task of the compiled package, the package's launcher config (KFP release, the
+  `kfp-launcher` ConfigMap's providers): `minio://` reaches the release's KFP store
+  (`seaweedfs.kubeflow:9000` from 2.16) or the configured provider, `s3://` the configured provider
+  or the AWS SDK's chain. Keys come from the secret the package maps to `AWS_ACCESS_KEY_ID` and
+  `AWS_SECRET_ACCESS_KEY`, which boto reads.
+- On this machine: `SIGNS_MINIO_ENDPOINT` (default: the newest KFP's store) and
+  `SIGNS_S3_ENDPOINT` (default: the AWS SDK's chain), keys from boto's chain.
+- `gs://`: Google's default credentials, or a secret's service-account JSON; an emulator endpoint.
 
 Object stores have no directories: nothing here writes a `dir/` marker object, so KFP's launcher,
 which downloads every object of an artifact as a file, never trips on one.
@@ -22,6 +23,7 @@ which downloads every object of an artifact as a file, never trips on one.
 
 import contextlib
 import hashlib
+import json
 import os
 import posixpath
 import shutil
@@ -59,31 +61,43 @@ def join(location: str, *parts: str) -> str:
     return os.path.join(location, *parts)
 
 
+_SETTINGS = stores.Settings()
+
+
+def configure(settings: stores.Settings) -> None:
+    """Hands this process's store settings to the storage layer (each entry point, at the top)."""
+    global _SETTINGS  # pylint: disable=global-statement
+    _SETTINGS = settings
+    reset()
+
+
+def settings() -> stores.Settings:
+    return _SETTINGS
+
+
+@contextlib.contextmanager
+def configured(new: stores.Settings):
+    """These settings for a while (run-local's launcher, tests), then the earlier ones again."""
+    old = _SETTINGS
+    configure(new)
+    try:
+        yield
+    finally:
+        configure(old)
+
+
 def session(location: str) -> stores.Session:
     """How this process opens a remote location's bucket (see the module docstring)."""
-    config = stores.from_environment(os.environ)
-    if config is not None:
-        return config.session(location)
-    kind = scheme(location)
-    if kind == "minio" and os.environ.get("SIGNS_MINIO_ENDPOINT"):
-        return stores.Session("minio", True, os.environ["SIGNS_MINIO_ENDPOINT"])
-    if kind == "s3" and os.environ.get("SIGNS_S3_ENDPOINT"):
-        return stores.Session("s3", True, os.environ["SIGNS_S3_ENDPOINT"])
-    return stores.LauncherConfig().session(location)
-
-
-def _endpoint_url(location: str) -> str:
-    return session(location).endpoint_url(stores.addresses(os.environ))
+    return _SETTINGS.session(location)
 
 
 def endpoint(location: str) -> str:
     """The endpoint a location's store is reached at, for messages ('' for local paths)."""
     kind = scheme(location)
     if kind in ("minio", "s3"):
-        return _endpoint_url(location) or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") \
-            or "AWS S3"
+        return _SETTINGS.endpoint_url(location) or "the AWS SDK's endpoint"
     if kind == "gs":
-        return os.environ.get("STORAGE_EMULATOR_HOST", "") or "Google Cloud Storage"
+        return _SETTINGS.gcs_endpoint or "Google Cloud Storage"
     return ""
 
 
@@ -93,24 +107,23 @@ _LOCK = threading.RLock()  # local_copy holds it while it makes a filesystem
 
 def _filesystem(location: str):
     kind = scheme(location)
-    url, region = (_endpoint_url(location), session(location).region) if kind in ("s3", "minio") else ("", "")
-    key = (kind, url, region, endpoint(location))
+    config = _SETTINGS
+    url, region = (config.endpoint_url(location), session(location).region) if kind in ("s3", "minio") else ("", "")
+    key = (kind, url, region, config.gcs_endpoint if kind == "gs" else "")
     with _LOCK:
         if key not in _FILESYSTEMS:
             if kind in ("s3", "minio"):
                 import s3fs  # pylint: disable=import-outside-toplevel
+                keys = {"key": config.access_key, "secret": config.secret_key} if config.access_key else {}
                 _FILESYSTEMS[key] = s3fs.S3FileSystem(
                     endpoint_url=url or None,  # None: botocore's own (AWS_ENDPOINT_URL_S3, then AWS)
-                    client_kwargs={"region_name": region} if region else {},
+                    client_kwargs={"region_name": region} if region else {}, **keys,
                     config_kwargs={"connect_timeout": 10, "read_timeout": 60,
                                    "retries": {"max_attempts": 2, "mode": "standard"}})
             elif kind == "gs":
                 import gcsfs  # pylint: disable=import-outside-toplevel
-                token = "anon" if os.environ.get("STORAGE_EMULATOR_HOST") else None
-                if os.environ.get("GOOGLE_SERVICE_ACCOUNT_JSON"):
-                    import json  # pylint: disable=import-outside-toplevel
-                    token = json.loads(os.environ["GOOGLE_SERVICE_ACCOUNT_JSON"])
-                _FILESYSTEMS[key] = gcsfs.GCSFileSystem(token=token, retries=2)
+                token = json.loads(config.gcs_token) if config.gcs_token else "anon" if config.gcs_endpoint else None
+                _FILESYSTEMS[key] = gcsfs.GCSFileSystem(token=token, retries=2, endpoint_url=config.gcs_endpoint or None)
             else:
                 from fsspec.implementations.local import LocalFileSystem  # pylint: disable=import-outside-toplevel
                 _FILESYSTEMS[key] = LocalFileSystem(auto_mkdir=True)
@@ -338,7 +351,7 @@ def make_bucket(location: str) -> None:
 
 
 def reset() -> None:
-    """Forgets the cached filesystems and local copies (after the environment's endpoints change)."""
+    """Forgets the cached filesystems and local copies (after the settings change)."""
     with _LOCK:
         _FILESYSTEMS.clear()
         _LOCAL_COPIES.clear()

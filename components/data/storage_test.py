@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from components.data import storage
+from components.data import storage, stores
 from components.data import testing
 
 
@@ -79,13 +79,10 @@ def test_no_directory_markers_on_the_store(s3, tmp_path):
     assert keys == ["markers/a/b/c.txt"]
 
 
-def test_an_unreachable_store_is_one_line_naming_the_endpoint(monkeypatch):
-    monkeypatch.setenv("SIGNS_MINIO_ENDPOINT", "http://127.0.0.1:9")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SECRET-VALUE")
-    storage.reset()
-    reason = storage.check_reachable("minio://mlpipeline/v2/artifacts")
-    storage.reset()
+def test_an_unreachable_store_is_one_line_naming_the_endpoint():
+    with storage.configured(stores.Settings(minio_endpoint="http://127.0.0.1:9", access_key="k",
+                                            secret_key="SECRET-VALUE")):
+        reason = storage.check_reachable("minio://mlpipeline/v2/artifacts")
     assert reason.startswith("minio://mlpipeline/v2/artifacts at http://127.0.0.1:9: ")
     assert "\n" not in reason and "SECRET-VALUE" not in reason
 
@@ -97,7 +94,17 @@ def test_missing_credentials_are_named(s3, monkeypatch):
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    storage.reset()
+    storage.reset()  # boto's chain reads the environment anew
     with pytest.raises(storage.StorageError, match=r"s3://signs-test/x at http://127.0.0.1:\d+: no credentials"):
         storage.exists("s3://signs-test/x")
     storage.reset()
+
+
+def test_the_storage_layer_reads_no_environment_of_its_own(monkeypatch):
+    """Settings enter at the top (startup.start_process); a variable set later changes nothing."""
+    with storage.configured(stores.Settings()):
+        monkeypatch.setenv("SIGNS_MINIO_ENDPOINT", "http://elsewhere:9000")
+        storage.reset()
+        assert storage.endpoint("minio://mlpipeline/x") == "http://seaweedfs.kubeflow:9000"  # the newest KFP's store
+    with storage.configured(stores.Settings.from_environment({"SIGNS_MINIO_ENDPOINT": "http://mine:9000"})):
+        assert storage.endpoint("minio://mlpipeline/x") == "http://mine:9000"

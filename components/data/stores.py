@@ -319,6 +319,44 @@ def parse_configmap(text: str, source: str, kfp_release: str = DEFAULT_RELEASE) 
     return LauncherConfig(release(kfp_release).name, providers, str(data.get("defaultPipelineRoot") or ""))
 
 
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How a process reaches object stores: read once at the top (`from_environment`) and handed to
+    the storage layer (`storage.configure`), which reads no environment itself."""
+
+    launcher: Optional[LauncherConfig] = None  # a compiled package's, in its tasks: resolve as the launcher does
+    minio_endpoint: str = ""  # this machine's KFP store, SIGNS_MINIO_ENDPOINT ("" = the newest release's)
+    s3_endpoint: str = ""  # SIGNS_S3_ENDPOINT ("" = the AWS SDK's own: AWS_ENDPOINT_URL_S3, else AWS)
+    addresses: Tuple[Tuple[str, str], ...] = ()  # cluster host -> reachable host (run-local's stand-in DNS)
+    access_key: str = ""  # S3 keys ("" = boto's chain: AWS_ACCESS_KEY_ID, IRSA, ...)
+    secret_key: str = ""
+    gcs_token: str = ""  # a service-account JSON from a secret ("" = Google's default credentials)
+    gcs_endpoint: str = ""  # a GCS emulator (STORAGE_EMULATOR_HOST); "" = Google's
+
+    def session(self, location: str) -> Session:
+        """How a remote location's bucket is opened."""
+        if self.launcher is not None:
+            return self.launcher.session(location)
+        kind = location.split("://", 1)[0]
+        if kind == "minio" and self.minio_endpoint:
+            return Session("minio", True, self.minio_endpoint)
+        if kind == "s3" and self.s3_endpoint:
+            return Session("s3", True, self.s3_endpoint)
+        return LauncherConfig().session(location)
+
+    def endpoint_url(self, location: str) -> str:
+        """The URL a location's S3 store answers at, through the address map ('' = the SDK's own)."""
+        return self.session(location).endpoint_url(dict(self.addresses))
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> "Settings":
+        """What this process's environment says: a task's package config, or this machine's settings."""
+        return cls(from_environment(environ), environ.get("SIGNS_MINIO_ENDPOINT", ""),
+                   environ.get("SIGNS_S3_ENDPOINT", ""), tuple(sorted(addresses(environ).items())),
+                   gcs_token=environ.get("GOOGLE_SERVICE_ACCOUNT_JSON", ""),
+                   gcs_endpoint=environ.get("STORAGE_EMULATOR_HOST", ""))
+
+
 def from_environment(environ: Mapping[str, str]) -> Optional[LauncherConfig]:
     """The package's LauncherConfig in a task's environment, or None outside a compiled package."""
     text = environ.get(ENV_VAR)

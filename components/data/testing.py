@@ -11,7 +11,7 @@ from typing import Iterator, Tuple
 import numpy as np
 from PIL import Image
 
-from components.data import storage
+from components.data import storage, stores
 
 
 def png_bytes(image: np.ndarray, fmt: str = "PNG") -> bytes:
@@ -87,9 +87,11 @@ def start_stand_in(kind: str, wsgi_filter=None) -> Tuple[str, object]:
 
 @contextlib.contextmanager
 def stand_in_store(pipeline_root: str) -> Iterator[str]:
-    """Starts a stand-in object store for a URL's scheme and points this process at it (for tests).
+    """Starts a stand-in object store for a URL's scheme, with the URL's bucket; yields its endpoint.
 
-    The URL's bucket is created. Yields the endpoint; the environment is restored afterwards.
+    This process's storage layer reaches it (`storage.configured`), and so do the commands a test
+    starts with this environment: it says SIGNS_MINIO_ENDPOINT, SIGNS_S3_ENDPOINT or
+    STORAGE_EMULATOR_HOST and the keys, as a user's shell would. Both are restored afterwards.
     """
     kind = storage.scheme(pipeline_root)
     if not kind:
@@ -103,14 +105,13 @@ def stand_in_store(pipeline_root: str) -> Iterator[str]:
         os.environ.update({"SIGNS_S3_ENDPOINT": url, "SIGNS_MINIO_ENDPOINT": url, "AWS_ACCESS_KEY_ID": "run-local",
                            "AWS_SECRET_ACCESS_KEY": "run-local", "AWS_DEFAULT_REGION": "us-east-1"})
     try:
-        storage.reset()
-        storage.make_bucket(f"{kind}://{bucket}")
-        yield url
+        with storage.configured(stores.Settings.from_environment(os.environ)):
+            storage.make_bucket(f"{kind}://{bucket}")
+            yield url
     finally:
         stop()
         os.environ.clear()
         os.environ.update(saved)
-        storage.reset()
 
 
 def _free_port() -> int:

@@ -15,9 +15,8 @@ import jsonschema
 import pytest
 import yaml
 
-from components.data import storage
+from components.data import storage, stores, testing
 from components.push import kserve, serving
-from components.data import testing
 
 SCHEMA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "testdata", "inferenceservice_v1beta1_schema.json")
 CRD_PATH = "config/crd/full/serving.kserve.io_inferenceservices.yaml"
@@ -155,8 +154,7 @@ def test_strict_keeps_preserve_unknown_fields_open():
     assert not validator.is_valid({"open": {"a": 1}})  # known fields keep their types
 
 
-def test_minio_becomes_s3_and_its_endpoint_goes_into_the_secrets_annotations(monkeypatch):
-    monkeypatch.delenv("SIGNS_MINIO_ENDPOINT", raising=False)
+def test_minio_becomes_s3_and_its_endpoint_goes_into_the_secrets_annotations():
     manifest = kserve.inference_service(ROOTS["minio"])
     assert manifest["spec"]["predictor"]["model"]["storageUri"] == "s3://mlpipeline/v2/artifacts/serving_model"
     assert manifest["spec"]["predictor"]["serviceAccountName"] == kserve.DEFAULT_SERVICE_ACCOUNT
@@ -167,14 +165,13 @@ def test_minio_becomes_s3_and_its_endpoint_goes_into_the_secrets_annotations(mon
     assert secret["metadata"]["annotations"] == {"serving.kserve.io/s3-endpoint": "seaweedfs.kubeflow:9000",
                                                  "serving.kserve.io/s3-usehttps": "0"}
     assert secret["metadata"]["namespace"] == account["metadata"]["namespace"] == "kubeflow-user"
-    monkeypatch.setenv("SIGNS_MINIO_ENDPOINT", "https://minio.example:443")  # this machine's own store
-    _, secret = kserve.credentials_manifests(ROOTS["minio"])
+    with storage.configured(stores.Settings(minio_endpoint="https://minio.example:443")):  # this machine's own store
+        _, secret = kserve.credentials_manifests(ROOTS["minio"])
     assert secret["metadata"]["annotations"] == {"serving.kserve.io/s3-endpoint": "minio.example:443",
                                                  "serving.kserve.io/s3-usehttps": "1"}
 
 
-def test_s3_and_gs_roots_use_the_namespaces_own_credentials_unless_told(monkeypatch):
-    monkeypatch.delenv("SIGNS_S3_ENDPOINT", raising=False)
+def test_s3_and_gs_roots_use_the_namespaces_own_credentials_unless_told():
     for kind in ("gs", "s3"):
         assert "serviceAccountName" not in kserve.inference_service(ROOTS[kind])["spec"]["predictor"]
     told = kserve.inference_service(ROOTS["s3"], service_account="models-reader")

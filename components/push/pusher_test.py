@@ -10,9 +10,8 @@ import os
 
 import pytest
 
+from components.data import startup, storage, testing
 from components.push import serving
-from components.data import storage
-from components.data import testing
 
 
 def _model_artifact(path, payload):
@@ -26,6 +25,7 @@ def _model_artifact(path, payload):
 
 def _push(barrier, model_uri, blessing_uri, serving_dir, compared_with, results, env):
     os.environ.update(env)
+    startup.start_process()  # a process of its own: its store settings from that environment
     # pylint: disable=import-outside-toplevel
     from google.protobuf import json_format
     from tfx.proto import pusher_pb2

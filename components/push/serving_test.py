@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from components.data import testing
+from components.data import startup, testing
 from components.push import serving
 
 
@@ -52,6 +52,7 @@ def test_push_refuses_a_directory_without_a_saved_model(tmp_path):
 
 
 def _push_after(barrier, model, serving_dir, name, results):
+    startup.start_process()  # a process of its own: its store settings from the environment it inherited
     barrier.wait()
     results.put(serving.push(model, serving_dir, {"model_uri": name}))
 
@@ -142,6 +143,7 @@ def test_a_gated_push_on_the_store_refuses_a_claimed_version(minio, tmp_path):
 
 
 def _gated_push_after(barrier, model, serving_dir, after, results):
+    startup.start_process()
     barrier.wait()
     try:
         results.put(("pushed", serving.push(model, serving_dir, {}, after=after)))
@@ -172,7 +174,9 @@ def test_two_runs_gated_on_the_same_baseline_ship_one_model(where, minio, tmp_pa
 
 _KILL_SCRIPT = """
 import sys
+from components.data import startup
 from components.push import serving
+startup.start_process()
 serving.push(sys.argv[1], sys.argv[2], {{}})
 """
 
