@@ -143,13 +143,13 @@ def build(config: CompileConfig) -> Dict[str, Any]:
                 **configs.runtime_parameters(shared)}
     params = {name: data_types.RuntimeParameter(name=name, ptype=type(value), default=value)
               for name, value in defaults.items() if name != FINGERPRINT}
-    train_config = shared.train.for_pipeline(shared.classes, config.root).to_dict()
-    train_config.update({name: params[name] for name in train_config if name in params})
+    train_config = shared.train.for_pipeline(shared.classes, config.root)
+    train_parameters = {f.name: params[f.name] for f in train_config.knobs() if f.name in params}
     tfx_pipeline = create_pipeline(
         pipeline_name=configs.PIPELINE_NAME, pipeline_root=config.root,
         data_root=params["data_root"], input_splits=INPUT_SPLITS[config.source_kind],
         source_kind=config.source_kind, classes=shared.classes, eval_percent=shared.eval_percent,
-        train_config=train_config, min_accuracy=params["min_accuracy"],
+        train_config=train_config, train_parameters=train_parameters, min_accuracy=params["min_accuracy"],
         min_improvement=params["min_improvement"], min_class_share=params["min_class_share"],
         serving_dir=config.serving_dir, keep_last=shared.keep_last, bad_images=shared.bad_images,
         kserve={"name": config.kserve_name, "namespace": config.kserve_namespace,

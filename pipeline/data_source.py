@@ -1,6 +1,7 @@
 """Finds out what `--data` points at, or makes the synthetic default set; the training that suits it."""
 
 import dataclasses
+import functools
 import glob
 import os
 from typing import Optional, Tuple
@@ -48,8 +49,10 @@ def training_config(config: TrainConfig, source: Source) -> Tuple[TrainConfig, O
     return config, None
 
 
+@functools.lru_cache(maxsize=8)
 def resolve(data: Optional[str], synthetic_dir: str) -> Source:
-    """Returns the `Source` a `--data` value names.
+    """Returns the `Source` a `--data` value names, resolved once per process (the flags' check
+    before TFX loads and the run share it).
 
     Args:
       data: one of

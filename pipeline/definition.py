@@ -20,7 +20,7 @@ from components.push.pusher import VersionedPusher
 from components.report.review import Review
 from components.validation.schema import CurateSchema
 from components.training.signs_trainer import SignsTrainer
-from components.training.config import DERIVED_FIELDS, TrainConfig
+from components.training.config import TrainConfig
 
 TRAINER_RUN_FN = "trainer.task.run_fn"
 
@@ -46,7 +46,7 @@ def create_pipeline(
     source_kind: str,
     classes: Sequence[int],
     eval_percent: int,
-    train_config: Mapping[str, Any],
+    train_config: TrainConfig,
     min_accuracy: Union[float, data_types.RuntimeParameter],
     min_improvement: Union[float, data_types.RuntimeParameter],
     serving_dir: str,
@@ -59,6 +59,7 @@ def create_pipeline(
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
     beam_pipeline_args: Optional[List[str]] = None,
     enable_cache: bool = True,
+    train_parameters: Optional[Mapping[str, data_types.RuntimeParameter]] = None,
 ) -> tfx_pipeline.Pipeline:
     """Builds the TFX pipeline from SIGNS data to a pushed ResNet50.
 
@@ -70,9 +71,7 @@ def create_pipeline(
       source_kind: one of `components.data.sources.SOURCE_KINDS`.
       classes: the labels to keep.
       eval_percent: percent of a single-split source held out for eval.
-      train_config: every `components.training.config.TrainConfig` field by name; the knobs
-        (`TrainConfig.knobs()`) may be RuntimeParameters, `max_image_pixels` may not (ExampleGen
-        reads it too).
+      train_config: the Trainer's configuration, its derived fields set (`TrainConfig.for_pipeline`).
       min_accuracy: the eval accuracy a model needs to be blessed.
         min_accuracy, min_improvement and min_class_share may be RuntimeParameters too (the
         Kubeflow runner makes them so).
@@ -89,6 +88,8 @@ def create_pipeline(
       metadata_connection_config: ML Metadata connection; None lets the runner choose.
       beam_pipeline_args: Apache Beam arguments for the data components and the Evaluator.
       enable_cache: reuse outputs of components whose inputs did not change.
+      train_parameters: RuntimeParameters that stand for training knobs, by field name (Kubeflow's
+        per-run settings); their defaults should be the config's values.
 
     Returns:
       The `tfx.dsl.Pipeline`.
@@ -100,7 +101,7 @@ def create_pipeline(
         input_base=data_root, input_config=input_config, output_config=output_config,
         custom_config=signs_example_gen.make_custom_config(
             classes, source_kind, bad_images,
-            train_config["max_image_pixels"]),
+            train_config.max_image_pixels),
         custom_executor_spec=executor_spec.BeamExecutorSpec(signs_example_gen.Executor),
     ).with_id("ExampleGen")
     # Per-split feature statistics, for the schema and for reviewing the data.
@@ -129,8 +130,7 @@ def create_pipeline(
     # Trains the seed's ResNet50 and exports it with two serving signatures.
     trainer = SignsTrainer(
         run_fn=TRAINER_RUN_FN, examples=example_gen.outputs["examples"], schema=schema,
-        knobs={f.name: train_config[f.name] for f in TrainConfig.knobs()},
-        derived={name: train_config[name] for name in DERIVED_FIELDS},
+        config=train_config, parameters=train_parameters,
     ).with_id("Trainer")
     trainer.add_upstream_node(data_checks)  # runs only once the data passed the gate
     # The model now serving (newest version in serving_dir), or an absent marker on the first run.

@@ -88,7 +88,7 @@ def run_locally(config: configs.PipelineConfig) -> int:
         source_kind=source.kind,
         classes=config.classes,
         eval_percent=config.eval_percent,
-        train_config=train_config.to_dict(),
+        train_config=train_config,
         min_accuracy=config.min_accuracy,
         min_improvement=config.min_improvement,
         serving_dir=config.push_dir,

@@ -9,7 +9,7 @@ runners derive (the number of classes, the checkpoint root).
 
 import dataclasses
 import json
-from typing import Any, Dict, List, Mapping, Union
+from typing import Any, Dict, List, Mapping, Optional
 
 from tfx import types
 from tfx.components.trainer import executor as trainer_executor
@@ -20,7 +20,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils
 
-from components.training.config import TrainConfig
+from components.training.config import DERIVED_FIELDS, TrainConfig
 
 
 def _parameter_type(field: dataclasses.Field) -> type:
@@ -65,20 +65,23 @@ class SignsTrainer(base_component.BaseComponent):
       examples: the ExampleGen output.
       schema: the curated (or imported) schema.
       run_fn: the dotted path of the training function.
-      knobs: a value for every `TrainConfig.knobs()` field; any may be a RuntimeParameter.
-      derived: the TrainConfig fields the runner derives (`DERIVED_FIELDS`), as plain values.
+      config: the training configuration; its knobs become the component's parameters, its derived
+        fields (`DERIVED_FIELDS`) go into `custom_config`.
+      parameters: RuntimeParameters standing for knobs, by field name (a compiled pipeline's
+        per-run settings), in place of the config's values.
     """
 
     SPEC_CLASS = SignsTrainerSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
-    def __init__(self, examples: types.BaseChannel, schema: types.BaseChannel, run_fn: str,
-                 knobs: Mapping[str, Union[Any, data_types.RuntimeParameter]],
-                 derived: Mapping[str, Any]):
-        missing = sorted(set(KNOBS) - set(knobs))
-        if missing:
-            raise ValueError(f"SignsTrainer: no value for the training knob(s) {', '.join(missing)}")
-        parameters = {name: int(v) if isinstance(v, bool) else v for name, v in knobs.items() if name in KNOBS}
+    def __init__(self, examples: types.BaseChannel, schema: types.BaseChannel, run_fn: str, config: TrainConfig,
+                 parameters: Optional[Mapping[str, data_types.RuntimeParameter]] = None):
+        unknown = sorted(set(parameters or {}) - set(KNOBS))
+        if unknown:
+            raise ValueError(f"SignsTrainer: {', '.join(unknown)}: not a training knob a run can set")
+        knobs = {name: (parameters or {}).get(name, getattr(config, name)) for name in KNOBS}
+        parameters = {name: int(v) if isinstance(v, bool) else v for name, v in knobs.items()}
+        derived = {name: getattr(config, name) for name in DERIVED_FIELDS}
         spec = SignsTrainerSpec(
             examples=examples, schema=schema, run_fn=run_fn,
             train_args=trainer_pb2.TrainArgs(), eval_args=trainer_pb2.EvalArgs(),

@@ -17,11 +17,10 @@ def _channels():
 
 def test_every_knob_is_a_parameter_and_booleans_travel_as_integers():
     examples, schema = _channels()
-    config = TrainConfig(epochs=3, learning_rate=0.002, augment=False)
-    knobs = {f.name: getattr(config, f.name) for f in TrainConfig.knobs()}
-    knobs["batch_size"] = data_types.RuntimeParameter(name="batch_size", ptype=int, default=32)
+    config = TrainConfig(epochs=3, learning_rate=0.002, augment=False, num_classes=6, checkpoint_root="/c")
+    batch_size = data_types.RuntimeParameter(name="batch_size", ptype=int, default=32)
     trainer = signs_trainer.SignsTrainer(examples=examples, schema=schema, run_fn="trainer.task.run_fn",
-                                         knobs=knobs, derived={"num_classes": 6, "checkpoint_root": "/c"})
+                                         config=config, parameters={"batch_size": batch_size})
     props = trainer.exec_properties
     assert {f.name for f in TrainConfig.knobs()} <= set(props)
     assert props["epochs"] == 3 and props["learning_rate"] == 0.002 and props["augment"] == 0
@@ -29,11 +28,12 @@ def test_every_knob_is_a_parameter_and_booleans_travel_as_integers():
     assert json.loads(props["custom_config"]) == {"num_classes": 6, "checkpoint_root": "/c"}
 
 
-def test_a_missing_knob_is_named():
+def test_a_parameter_for_no_knob_is_named():
     examples, schema = _channels()
-    knobs = {f.name: getattr(TrainConfig(), f.name) for f in TrainConfig.knobs() if f.name != "seed"}
-    with pytest.raises(ValueError, match="seed"):
-        signs_trainer.SignsTrainer(examples=examples, schema=schema, run_fn="m.f", knobs=knobs, derived={})
+    derived = data_types.RuntimeParameter(name="num_classes", ptype=int, default=6)
+    with pytest.raises(ValueError, match="num_classes: not a training knob a run can set"):
+        signs_trainer.SignsTrainer(examples=examples, schema=schema, run_fn="m.f", config=TrainConfig(),
+                                   parameters={"num_classes": derived})
 
 
 def test_the_executor_hands_run_fn_the_config_the_parameters_say(monkeypatch):
