@@ -56,7 +56,7 @@ def _trained_models(store):
 
 
 def test_first_run_succeeds_and_summarises(first_run):
-    _, _, proc = first_run
+    root, _, proc = first_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     lines = out.splitlines()
@@ -69,7 +69,8 @@ def test_first_run_succeeds_and_summarises(first_run):
     assert "signs-pipeline run summary" in out
     assert "eval accuracy:" in out and "blessed:       YES" in out
     assert "passes the bar >= 0." in out  # the deciding threshold is named
-    assert "pushed model:" in out
+    # Every branch of the summary prints "pushed model:"; this one names the version it pushed.
+    assert f"pushed model:  {os.path.join(root, 'serving_model', '1')}\n" in out
 
 
 def test_ml_metadata_records_the_run(first_run):

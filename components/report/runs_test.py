@@ -1,0 +1,92 @@
+"""The run summary: read from a small artifact tree as ML Metadata records it, and each of its branches."""
+
+import json
+
+import pytest
+from ml_metadata.proto import metadata_store_pb2
+
+from components.report import runs
+
+
+def _artifact(uri, **props):
+    artifact = metadata_store_pb2.Artifact(uri=str(uri))
+    for key, value in props.items():
+        if isinstance(value, str):
+            artifact.custom_properties[key].string_value = value
+        else:
+            artifact.custom_properties[key].int_value = int(value)
+    return artifact
+
+
+def _run(name, state="complete", seconds=3.0, **outputs):
+    return runs.ComponentRun(name, state, seconds, outputs, metadata_store_pb2.Execution())
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """DataChecks' findings, the Trainer's history, the Review's shifted accuracy, as the components write them."""
+    findings = tmp_path / "DataChecks" / "findings"
+    findings.mkdir(parents=True)
+    (findings / "findings.json").write_text(json.dumps({
+        "errors": [], "warnings": ["class 5 has 2 train examples"],
+        "splits": {"train": {"examples": 36, "classes": {"0": 6}}, "eval": {"examples": 12, "classes": {"0": 2}}},
+        "duplicates": {"within": {"train": 0, "eval": 1}, "across_splits": 2}}))
+    model = tmp_path / "Trainer" / "model"
+    model.mkdir(parents=True)
+    (model / "history.json").write_text(json.dumps({"config": {"epochs": 3}, "epochs": [
+        {"epoch": 1, "seconds": 10.0, "val_accuracy": 0.5}, {"epoch": 2, "seconds": 10.0, "val_accuracy": 0.6}]}))
+    review = tmp_path / "Review" / "report"
+    review.mkdir(parents=True)
+    (review / "shifted_accuracy.json").write_text(json.dumps({"evaluated": 12, "accuracy": {"as they are": 0.5,
+                                                                                            "background": 0.25}}))
+    return tmp_path, findings, model, review
+
+
+def test_add_results_reads_what_the_components_wrote(tree):
+    _, findings, model, review = tree
+    report = runs.RunReport("r1", [
+        _run("DataChecks", **{"components.DataFindings": _artifact(findings)}),
+        _run("Trainer", **{"Model": _artifact(model)}),
+        _run("LatestServedModel", **{"Model": _artifact("/b", served_version=3, served_from="/s/3")}),
+        _run("Pusher", **{"PushedModel": _artifact("/p", pushed=1, pushed_destination="/s/4")}),
+        _run("Review", **{"components.ReviewReport": _artifact(review, report_path="/r/report.html")})])
+    runs.add_results(report)
+    assert report.findings["duplicates"]["across_splits"] == 2 and report.findings_path == str(findings / "findings.json")
+    assert report.training and "2" in report.training  # the epochs it trained
+    assert report.baseline == "version 3 (/s/3)" and report.pushed_to == "/s/4"
+    assert report.report_path == "/r/report.html" and report.shifted["evaluated"] == 12
+    text = runs.render(report, 42, "data/x", "/root")
+    assert "  duplicates:  0 within train, 1 within eval, 2 across splits" in text.splitlines()
+    assert "  warning: class 5 has 2 train examples" in text.splitlines()
+    assert "shifted eval:  as they are 0.50, background 0.25 (12 eval images; see the review report)" in text
+
+
+@pytest.mark.parametrize("pusher, blessed, line", [
+    ({"pushed": 1, "pushed_destination": "/s/2"}, True, "pushed model:  /s/2"),
+    ({"pushed": 0, "already_serving_version": 1}, True, "pushed model:  none: this model already serves as version 1"),
+    ({"pushed": 0, "not_pushed_reason": "version 2 was pushed meanwhile"}, True,
+     "pushed model:  none: version 2 was pushed meanwhile"),
+    ({"pushed": 0}, False, "pushed model:  none (the model was not blessed; the serving directory is unchanged)"),
+])
+def test_each_push_outcome_has_its_own_line(pusher, blessed, line):
+    report = runs.RunReport("r1", [_run("Pusher", **{"PushedModel": _artifact("/p", **pusher)})])
+    runs.add_results(report)
+    report.blessed = blessed
+    lines = runs.render(report, 1, "d", "/root").splitlines()
+    assert [l for l in lines if l.startswith("pushed model:")] == [line]
+
+
+def test_cached_and_missing_components_are_said():
+    report = runs.RunReport("r2", [_run("ExampleGen", "cached"), _run("Trainer", "cached"),
+                                   _run("LatestServedModel", seconds=2.0), _run("Evaluator", "failed", 5.0)],
+                            expected=("ExampleGen", "Trainer", "LatestServedModel", "Evaluator", "Pusher"))
+    lines = runs.render(report, 9, "d", "/root").splitlines()
+    assert "  ExampleGen        cached            -" in lines and "  Evaluator         failed          5 s" in lines
+    assert "  Pusher            not run           -" in lines
+    assert "  reused from cache (inputs unchanged): ExampleGen, Trainer" in lines
+    assert "  LatestServedModel re-ran because the serving directory changed since the last run" in lines
+    assert not [l for l in lines if l.startswith("pushed model:")]  # nothing was decided
+
+
+def test_no_run_is_said():
+    assert runs.render(None, 0, "d", "/root").splitlines()[-1] == "no run found in ML Metadata"
