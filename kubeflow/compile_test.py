@@ -171,88 +171,26 @@ def _locked(path):
 
 
 def test_dockerfile_installs_the_versions_make_run_uses():
-    """The image installs make's lock (or a superset of it with the same versions), the project with no
-    dependencies of its own, and nothing else; on the TFX base image and with the uv that make uses."""
-    import shlex  # pylint: disable=import-outside-toplevel
+    """The image installs what `make setup` installs: the same uv, a lock with make's versions (plus
+    TensorFlow's CUDA libraries), the project with no dependencies of its own, on TFX's base image."""
+    made = subprocess.run(["make", "-n", "-B", "setup"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    installs = [line.split() for line in made.splitlines() if " install " in line]
+    uv = [w for words in installs for w in words if w.startswith("uv==")]
+    assert [words[words.index("-r") + 1] for words in installs if "-r" in words] == ["requirements.lock"]
+    assert any(words[-3:] == ["--no-deps", "-e", "."] for words in installs) and len(uv) == 1
 
-    def installs(argv):
-        """(requirement files, other arguments) of a `[python -m] pip|uv pip install` argv, else None."""
-        words = argv[2:] if argv[:2] == ["python", "-m"] else argv
-        words = words[1:] if words[:1] == ["uv"] else words
-        if words[:2] != ["pip", "install"]:
-            return None
-        files, rest, args = [], [], iter(words[2:])
-        for arg in args:
-            if arg in ("-r", "--requirement"):
-                files.append(next(args))
-            elif arg.startswith("--requirement="):
-                files.append(arg.split("=", 1)[1])
-            elif arg == "--python":
-                next(args)  # the interpreter, not a package
-            else:
-                rest.append(arg)
-        return files, rest
-
-    # Makefile: `NAME := value` variables, then the install commands of the $(STAMP) rule's recipe.
-    variables, recipe, rule = {}, [], None
-    for line in open(os.path.join(REPO, "Makefile")):
-        assignment = re.match(r"^([A-Za-z0-9_]+)\s*[:?]?=\s*(.*?)\s*$", line)
-        if assignment and not line.startswith("\t"):
-            variables[assignment.group(1)] = assignment.group(2)
-        elif re.match(r"^\S[^=]*:", line):
-            rule = line.split(":", 1)[0].strip()
-        elif line.startswith("\t") and rule == "$(STAMP)":
-            recipe.append(re.sub(r"\$\((\w+)\)", lambda m: variables.get(m.group(1), m.group(0)), line.strip()))
-    make = [installs(shlex.split(command)[1:]) for command in recipe if command.split()[0].endswith("/uv")]
-    make_locks = [f for files, _ in make for f in files]
-    assert make_locks == ["requirements.lock"]
-    assert [rest for files, rest in make if not files] == [["--no-deps", "-e", "."]]
-
-    # Dockerfile: instructions with comments dropped and `\` continuations joined; RUN's shell commands.
-    instructions, pending = [], ""
-    for line in open(os.path.join(REPO, "kubeflow", "Dockerfile")):
-        text = line.strip()
-        if text.startswith("#") or not (text or pending):
-            continue
-        if text.endswith("\\"):
-            pending += text[:-1] + " "
-            continue
-        keyword, _, args = (pending + text).partition(" ")
-        instructions.append((keyword.upper(), args.strip()))
-        pending = ""
-    assert not pending
-    base = [args for keyword, args in instructions if keyword == "FROM"]
+    with open(os.path.join(REPO, "kubeflow", "Dockerfile")) as f:
+        docker = f.read().replace("\\\n", " ")  # continuation lines joined
     local = _locked("requirements.lock")
-    assert base == [f"gcr.io/tfx-oss-public/tfx:{local['tfx']}"]
-    copied, image_locks, project = set(), [], []
-    for keyword, args in instructions:
-        if keyword == "COPY":
-            copied.update(shlex.split(args)[:-1])
-        if keyword != "RUN":
-            continue
-        for command in args.split("&&"):
-            found = installs(shlex.split(command))
-            if found is None:
-                continue
-            files, rest = found
-            options = [a for a in rest if a.startswith("-")]
-            packages = [a for a in rest if not a.startswith("-")]
-            if [p.split("==")[0] for p in packages] == ["uv"] and not files:
-                assert packages == [f"uv=={variables['UV_VERSION']}"], command  # the uv make uses
-                continue
-            assert all(f in copied for f in files), (command, "installs a file not copied in yet")
-            if files:
-                assert not packages, command  # the locks only: no unpinned extras
-                image_locks += files
-            else:
-                assert packages == ["."] and "--no-deps" in options, command  # the project adds no versions
-                assert {"setup.py", "pipeline", "trainer", "components", "kubeflow"} <= copied, command
-                project.append(command)
-    assert len(image_locks) == 1 and len(project) == 1, (image_locks, project)
-    image = _locked(image_locks[0])
-    differing = {name: (version, image.get(name)) for name, version in local.items() if image.get(name) != version}
-    assert not differing  # every version make run installs is the image's version too
-    assert any(n.startswith("nvidia-cudnn") for n in image)  # and the GPU nodes get TensorFlow's CUDA libraries
+    assert re.findall(r"^FROM (\S+)", docker, re.M) == [f"gcr.io/tfx-oss-public/tfx:{local['tfx']}"]
+    runs = " && ".join(re.findall(r"^RUN (.*)$", docker, re.M))
+    assert [" ".join(c.split()) for c in re.findall(r"pip install [^&]*", runs)] == [
+        f"pip install --no-cache-dir {uv[0]}",
+        "pip install --system --no-cache -r requirements-gpu.lock",
+        "pip install --system --no-cache --no-deps ."], runs
+    image = _locked("requirements-gpu.lock")
+    assert {name: version for name, version in local.items() if image.get(name) != version} == {}
+    assert any(n.startswith("nvidia-cudnn") for n in image)  # the GPU nodes get TensorFlow's CUDA libraries
 
 
 def test_every_training_knob_is_a_runtime_parameter_of_the_trainer():
