@@ -1,0 +1,35 @@
+"""`kubeflow/runner.py`: its help answers at once, and its flags map onto what each command takes."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kubeflow import runner
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_help_imports_neither_tfx_nor_tensorflow():
+    code = ("import sys; from kubeflow import runner; runner.build_parser().format_help(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'tfx', 'tensorflow', 'kfp', 'ml_metadata'}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stderr[-2000:]
+
+
+def test_the_compile_flags_fill_the_compile_config():
+    args = runner.build_parser().parse_args(["compile", "--kfp-release", "2.5", "--namespace", "team-a",
+                                              "--gpus", "2", "--epochs", "20", "--no-kserve"])
+    assert (args.kfp_release, args.namespace, args.gpus, args.epochs, args.kserve) == ("2.5", "team-a", 2, 20, False)
+    assert args.pipeline_root == ""  # the namespace's, the ConfigMap's or KFP's: decided by CompileConfig.root
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["submit", "--host", "h", "--param", "epochs"], "--param takes NAME=VALUE, got 'epochs'"),
+    (["run-local", "p.yaml", "--kfp-release", "3.0"], "invalid choice: '3.0'"),
+])
+def test_bad_flags_are_refused_by_the_parser(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        runner.build_parser().parse_args(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -1,0 +1,47 @@
+"""create_pipeline: the components, how they connect, and where the settings land."""
+
+import json
+
+import pytest
+from tfx.orchestration import data_types
+
+from components.training.config import TrainConfig
+from pipeline.definition import create_pipeline
+from pipeline.data_source import H5_PAIR_SPLITS
+
+
+def _pipeline(**changes):
+    settings = dict(pipeline_name="signs", pipeline_root="/r", data_root="/d", input_splits=H5_PAIR_SPLITS,
+                    source_kind="h5_pair", classes=(0, 1, 2), eval_percent=20,
+                    train_config=TrainConfig(epochs=4).for_pipeline((0, 1, 2), "/r"), min_accuracy=0.8,
+                    min_improvement=0.0, serving_dir="/r/serving_model")
+    settings.update(changes)
+    return create_pipeline(**settings)
+
+
+def _by_id(pipeline):
+    return {c.id: c for c in pipeline.components}
+
+
+def test_the_components_and_the_gate():
+    components = _by_id(_pipeline())
+    assert sorted(components) == sorted(["ExampleGen", "StatisticsGen", "SchemaGen", "CurateSchema", "ExampleValidator",
+                                "DataChecks", "Trainer", "LatestServedModel", "Evaluator", "Pusher", "Review"])
+    assert "DataChecks" in {n.id for n in components["Trainer"].upstream_nodes}  # trains only past the gate
+    trainer = components["Trainer"].exec_properties
+    assert trainer["epochs"] == 4 and json.loads(trainer["custom_config"]) == {"num_classes": 3,
+                                                                               "checkpoint_root": "/r/checkpoints"}
+    assert "/r/serving_model" in json.dumps(components["Pusher"].exec_properties["push_destination"])
+
+
+def test_a_curated_schema_replaces_the_inferred_one():
+    components = _by_id(_pipeline(schema_path="/s/schema.pbtxt"))
+    assert "SchemaImporter" in components and not {"SchemaGen", "CurateSchema"} & set(components)
+
+
+def test_kubeflow_parameters_stand_for_training_knobs():
+    epochs = data_types.RuntimeParameter(name="epochs", ptype=int, default=4)
+    trainer = _by_id(_pipeline(train_parameters={"epochs": epochs}))["Trainer"].exec_properties
+    assert trainer["epochs"] is epochs and trainer["batch_size"] == 32
+    with pytest.raises(ValueError, match="checkpoint_root: not a training knob"):
+        _pipeline(train_parameters={"checkpoint_root": data_types.RuntimeParameter(name="c", ptype=str, default="")})
