@@ -1,4 +1,4 @@
-"""The wheel `kubeflow/Dockerfile` installs (`pip install --no-deps .`) holds every module and the template."""
+"""The wheel `kubeflow/Dockerfile` installs (`pip install --no-deps .`) holds every module and its data files."""
 
 import shutil
 import subprocess
@@ -25,4 +25,5 @@ def test_the_wheel_holds_every_module_and_the_report_template(tmp_path):
                and not p.endswith("_test.py")]
     missing = [p for p in shipped if p not in names]
     assert not missing, f"not in the wheel: {missing}"
-    assert "components/report/report.html.j2" in names
+    assert {"components/report/report.html.j2", "pipeline/serving/page.html.j2",
+            "components/push/tf_ops/tf-2.16.ops"} <= names  # the templates, and the op sets tf_serving reads
