@@ -127,3 +127,20 @@ def test_the_namespace_filter_checks_every_key_of_a_bulk_delete():
 
     assert delete("private-artifacts/team-a/a", "shared/b") == "200" and b"<Key>shared/b</Key>" in seen[-1]
     assert delete("private-artifacts/team-a/a", "v2/artifacts/x") == "403 Forbidden"
+
+
+def test_a_launcher_of_another_release_serves_a_store_the_package_cannot_reach(spec, tmp_path):
+    """Point 1 as a cluster shows it: a 2.5 launcher's store answers as minio-service.kubeflow:9000,
+    while the 2.17 package's tasks ask seaweedfs.kubeflow:9000, which is not there."""
+    from components.data import storage  # pylint: disable=import-outside-toplevel
+    _, component, executor = _trainer(spec)
+    platform = spec[kfp_compile.PLATFORM_KEY]["platforms"]["kubernetes"]["deploymentSpec"]["executors"][
+        component["executorLabel"]]
+    root = "minio://mlpipeline/v2/artifacts"
+    with local_store.ClusterStore(stores.LauncherConfig(release="2.5"), root, str(tmp_path)).running() as cluster:
+        assert list(cluster.addresses) == ["minio-service.kubeflow:9000"]
+        env = local_run.pod_env(executor["container"], platform, cluster.secrets, "Trainer", cluster.network_env(),
+                                str(tmp_path), stores.release("2.5"))
+        with storage.configured(stores.Settings.from_environment(env)):
+            reason = storage.check_reachable(root)
+    assert reason.startswith(f"{root} at http://seaweedfs.kubeflow:9000: ")

@@ -132,17 +132,3 @@ def test_tasks_got_what_the_2_17_backend_gives(install):
     assert executor_in["outputs"]["outputFile"].startswith("/minio/" + root.split("://", 1)[1] + "/")
     with open(os.path.join(install["work"], _run_dirs(install)[0], "ExampleGen", "executor_input.json")) as f:
         assert len(json.load(f)["inputs"]["parameterValues"]["data_fingerprint"]) == 16  # the data's, not ""
-
-
-def test_a_package_for_another_release_cannot_reach_the_store(install, tmp_path):
-    """Point 1: a 2.5 launcher serves minio-service.kubeflow:9000; the 2.17 package's tasks ask seaweedfs."""
-    if install["root"] != INSTALLS["single-user"][2]:
-        pytest.skip("once is enough")
-    out = _runner("run-local", install["package"], "--local-store", "--work-dir", str(tmp_path / "w"),
-                  "--kfp-release", "2.5", "--data", os.path.join(install["work"], "store", "mlpipeline", "v2",
-                                                                 "artifacts", "data"), *PARAMS)
-    assert out.returncode == 1
-    assert "object store: a stand-in at minio-service.kubeflow:9000 -> 127.0.0.1:" in out.stdout
-    assert "ExampleGen FAILED" in out.stdout
-    with open(os.path.join(str(tmp_path / "w"), _run_dirs({"work": str(tmp_path / "w")})[0], "ExampleGen", "log.txt")) as f:
-        assert "seaweedfs.kubeflow:9000" in f.read()
