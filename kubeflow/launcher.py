@@ -23,7 +23,7 @@ import decimal
 import hashlib
 import json
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from components.data import stores
 
@@ -297,7 +297,3 @@ def parameter_values(task_name: str, task: Dict[str, Any], params: Dict[str, Any
 def session_info_json(session: stores.Session) -> str:
     """The store_session_info string the launcher records (Go's json.Marshal of objectstore.SessionInfo)."""
     return go_json(session.info())
-
-
-def names(artifacts: Dict[str, Any]) -> List[str]:
-    return sorted(artifacts)

@@ -29,18 +29,6 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run
 
 
 @pytest.fixture(scope="module")
-def exported_model(tmp_path_factory):
-    """An untrained ResNet50 exported with both signatures (shared with pipeline/serve_test.py's, if made)."""
-    path = tmp_path_factory.getbasetemp() / "serve-model"
-    if not (path / "saved_model.pb").exists():
-        from trainer import export, model  # pylint: disable=import-outside-toplevel
-        # The seed's start: an untrained model whose classes are clear of ties in the last bits.
-        export.export_serving_model(model.ResNet50(input_shape=(64, 64, 3), classes=6, zero_init_residual=False),
-                                    str(path))
-    return str(path)
-
-
-@pytest.fixture(scope="module")
 def server(exported_model, tmp_path_factory):
     serving_dir = str(tmp_path_factory.mktemp("serving"))
     serving.push(exported_model, serving_dir, {})

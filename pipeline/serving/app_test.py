@@ -6,7 +6,6 @@ ResNet50 (slow: the export takes about a minute on 2 cores, shared by the module
 
 import concurrent.futures
 import html.parser
-import re
 import threading
 import urllib.request
 
@@ -242,22 +241,27 @@ def test_errors_have_tf_servings_status_and_shape_and_the_server_goes_on(served,
 
 
 
+def _sent_together(url, batcher, bodies, monkeypatch):
+    """Predicts each body in a request of its own, the model held until all are waiting in the batcher."""
+    gate = threading.Event()
+    real_call = batching.call_signature
+    monkeypatch.setattr(batching, "call_signature", lambda *args: (gate.wait(120), real_call(*args))[1])
+    with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+        answers = [pool.submit(predict_one, url, data) for data in bodies]
+        wait_for(lambda: batcher.pending == len(bodies), "all requests to reach the batcher", timeout=120)
+        gate.set()
+        return [a.result() for a in answers]
+
+
 @slow
 def test_concurrent_requests_are_batched_into_few_model_calls(served, direct, monkeypatch):
     """The first request's model call is held until all twelve are waiting: they then go as one batch,
     and each gets its own image's answer back."""
     server, app = served
     batcher = app[serving_app.BATCHER]
-    gate = threading.Event()
-    real_call = batching.call_signature
-    monkeypatch.setattr(batching, "call_signature", lambda *args: (gate.wait(120), real_call(*args))[1])
     images = [image_bytes("JPEG", (90, 90), seed) for seed in range(12)]
     calls_before = batcher.model_calls
-    with concurrent.futures.ThreadPoolExecutor(len(images)) as pool:
-        answers = [pool.submit(predict_one, server.url, data) for data in images]
-        wait_for(lambda: batcher.pending == len(images), "all requests to reach the batcher", timeout=120)
-        gate.set()
-        answers = [a.result() for a in answers]
+    answers = _sent_together(server.url, batcher, images, monkeypatch)
     assert batcher.model_calls - calls_before <= 2, "twelve waiting requests were not batched"
     assert all(status == 200 for status, _, _ in answers), answers
     expected = direct["serve_image_bytes"](image_bytes=tf.constant(images))
@@ -267,17 +271,9 @@ def test_concurrent_requests_are_batched_into_few_model_calls(served, direct, mo
 @slow
 def test_a_bad_image_in_a_batch_fails_only_its_own_request(served, direct, monkeypatch):
     server, app = served
-    batcher = app[serving_app.BATCHER]
-    gate = threading.Event()
-    real_call = batching.call_signature
-    monkeypatch.setattr(batching, "call_signature", lambda *args: (gate.wait(120), real_call(*args))[1])
     images = [image_bytes("PNG", (70, 70), seed) for seed in range(5)]
     bodies = images[:2] + [b"not an image"] + images[2:]
-    with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
-        answers = [pool.submit(predict_one, server.url, data) for data in bodies]
-        wait_for(lambda: batcher.pending == len(bodies), "all requests to reach the batcher", timeout=120)
-        gate.set()
-        answers = [a.result() for a in answers]
+    answers = _sent_together(server.url, app[serving_app.BATCHER], bodies, monkeypatch)
     assert [status for status, _, _ in answers] == [200, 200, 400, 200, 200, 200]
     assert "Unknown image file format" in answers[2][2]["error"]
     good = [body["predictions"][0] for status, _, body in answers if status == 200]
