@@ -117,8 +117,8 @@ def push(model_dir: str, serving_dir: str, info: Dict, keep_last: int = 0, after
 def _push_to_disk(model_dir: str, serving_dir: str, info: Dict, after: Optional[int]) -> int:
     os.makedirs(serving_dir, exist_ok=True)
     staging = os.path.join(serving_dir, f".staging-{uuid.uuid4().hex}")
-    shutil.copytree(model_dir, staging)
     try:
+        storage.upload_tree(model_dir, staging)  # inside the try: a full disk leaves no half copy behind
         version = (newest_version(serving_dir) or 0) + 1 if after is None else after + 1
         while True:
             with open(os.path.join(staging, PUSH_INFO), "wb") as f:

@@ -172,11 +172,37 @@ def test_two_runs_gated_on_the_same_baseline_ship_one_model(where, minio, tmp_pa
     assert serving.list_versions(serving_dir) == [1, 2]
 
 
+# Pushes argv[1] to argv[2], and after its third copied file touches argv[3] and stops there, to be killed.
 _KILL_SCRIPT = """
-import sys
-from components.data import startup
+import shutil, sys, time
+from components.data import startup, storage
 from components.push import serving
 startup.start_process()
+copied = []
+
+
+def pausing(copy):
+    def copy_then_pause(*args, **kwargs):
+        result = copy(*args, **kwargs)
+        copied.append(args[0])
+        if len(copied) == 3:
+            open(sys.argv[3], "w").close()
+            time.sleep(600)
+        return result
+    return copy_then_pause
+
+
+shutil.copy2 = pausing(shutil.copy2)
+filesystem = storage._filesystem
+
+
+def pausing_filesystem(location):
+    fs = filesystem(location)
+    fs.put_file = pausing(type(fs).put_file.__get__(fs))
+    return fs
+
+
+storage._filesystem = pausing_filesystem
 serving.push(sys.argv[1], sys.argv[2], {{}})
 """
 
@@ -190,16 +216,18 @@ def test_a_push_killed_mid_copy_leaves_no_loadable_half_version(where, minio, tm
     from components.data import storage  # pylint: disable=import-outside-toplevel
     del minio
     serving_dir = str(tmp_path / "serving") if where == "disk" else f"minio://mlpipeline/killed-{tmp_path.name}/serving_model"
-    big = tmp_path / "big"
+    big, paused = tmp_path / "big", tmp_path / "paused"
     os.makedirs(big / "variables")
-    for i in range(40):  # many files, so the copy takes a while
-        (big / "variables" / f"part-{i:03d}").write_bytes(os.urandom(2_000_000))
+    for i in range(10):
+        (big / "variables" / f"part-{i:03d}").write_bytes(os.urandom(100_000))
     (big / "saved_model.pb").write_bytes(b"graph")
-    proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT.format(), str(big), serving_dir],
-                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    deadline = time.time() + 60
-    while time.time() < deadline and not storage.walk_files(serving_dir):
+    proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT.format(), str(big), serving_dir, str(paused)],
+                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                            env=dict(os.environ))
+    deadline = time.time() + 120
+    while time.time() < deadline and not paused.exists() and proc.poll() is None:
         time.sleep(0.05)
+    assert paused.exists(), "the push never reached its third file"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     written = storage.walk_files(serving_dir)
