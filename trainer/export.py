@@ -13,14 +13,97 @@ from components.data.sources import MAX_IMAGE_PIXELS
 from components.training.config import IMAGE_BYTES_SIGNATURE
 from trainer import input_pipeline
 
-__all__ = ["IMAGE_BYTES_SIGNATURE", "declared_pixels", "export_serving_model"]
+__all__ = ["IMAGE_BYTES_SIGNATURE", "declared_pixels", "decode_image_bytes", "exif_orientation", "export_serving_model"]
 
 
-def _unsigned(encoded: tf.Tensor, offset: int, size: int, big_endian: bool) -> tf.Tensor:
-    """The unsigned integer of `size` bytes at `offset` of a string scalar, as int64."""
+def _unsigned(encoded: tf.Tensor, offset, size: int, big_endian=True) -> tf.Tensor:
+    """The unsigned integer of `size` bytes at `offset` of a string scalar, as int64.
+
+    Bytes past the end read as 0, so a truncated header gives a wrong number, never an error.
+    `offset` may be a tensor, `big_endian` a boolean tensor.
+    """
+    length = tf.cast(tf.strings.length(encoded), tf.int64)
+    offset = tf.clip_by_value(tf.cast(offset, tf.int64), 0, length)
     raw = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, offset, size), tf.uint8), tf.int64)
-    weights = [256 ** (size - 1 - i) if big_endian else 256 ** i for i in range(size)]
-    return tf.reduce_sum(raw * tf.constant(weights, tf.int64))
+    raw = tf.pad(raw, [[0, size - tf.shape(raw)[0]]])
+    big = tf.reduce_sum(raw * tf.constant([256 ** (size - 1 - i) for i in range(size)], tf.int64))
+    little = tf.reduce_sum(raw * tf.constant([256 ** i for i in range(size)], tf.int64))
+    return tf.where(big_endian, big, little)
+
+
+def _bytes_at(encoded: tf.Tensor, offset, size: int) -> tf.Tensor:
+    length = tf.cast(tf.strings.length(encoded), tf.int64)
+    return tf.strings.substr(encoded, tf.clip_by_value(tf.cast(offset, tf.int64), 0, length), size)
+
+
+def _exif_offset(encoded: tf.Tensor) -> tf.Tensor:
+    """Where the EXIF block (its TIFF header) starts: a JPEG's APP1 "Exif" segment or a PNG's eXIf
+    chunk, as Pillow finds them. -1 if there is none. Reads at most 64 segments or chunks."""
+    length = tf.cast(tf.strings.length(encoded), tf.int64)
+    none = tf.constant(-1, tf.int64)
+
+    def scan(start, step):
+        def more(pos, found, i):
+            return tf.logical_and(tf.logical_and(found < 0, i < 64), pos + 8 <= length)
+
+        _, found, _ = tf.while_loop(more, lambda pos, found, i: (*step(pos), i + 1),
+                                    (tf.constant(start, tf.int64), none, tf.constant(0)))
+        return found
+
+    def jpeg_segment(pos):  # FFxx marker, 2-byte length (counting itself), payload
+        marker, size = _unsigned(encoded, pos, 2), _unsigned(encoded, pos + 2, 2)
+        exif = tf.logical_and(tf.equal(marker, 0xFFE1), tf.equal(_bytes_at(encoded, pos + 4, 6), b"Exif\0\0"))
+        end = tf.logical_or(tf.equal(marker, 0xFFDA), tf.not_equal(marker // 256, 0xFF))  # start of scan, or lost
+        return tf.where(end, length, pos + 2 + size), tf.where(exif, pos + 10, none)
+
+    def png_chunk(pos):  # 4-byte length, 4-byte type, data, CRC; eXIf comes before the image data
+        size, kind = _unsigned(encoded, pos, 4), _bytes_at(encoded, pos + 4, 4)
+        end = tf.logical_or(tf.equal(kind, b"IDAT"), tf.equal(kind, b"IEND"))
+        return tf.where(end, length, pos + 12 + size), tf.where(tf.equal(kind, b"eXIf"), pos + 8, none)
+
+    return tf.case([(tf.image.is_jpeg(encoded), lambda: scan(2, jpeg_segment)),
+                    (tf.equal(_bytes_at(encoded, 0, 8), b"\x89PNG\r\n\x1a\n"), lambda: scan(8, png_chunk))],
+                   default=lambda: none, exclusive=False)
+
+
+def exif_orientation(encoded: tf.Tensor) -> tf.Tensor:
+    """The EXIF orientation (1-8, TIFF tag 0x0112 of the first IFD) of an encoded JPEG or PNG; 1 if
+    it has none or an invalid one. What Pillow's `ImageOps.exif_transpose` reads, so ExampleGen
+    and serving turn a phone photo upright alike."""
+    tiff = _exif_offset(encoded)
+
+    def read():
+        big_endian = tf.equal(_bytes_at(encoded, tiff, 2), b"MM")
+        ifd = tiff + _unsigned(encoded, tiff + 4, 4, big_endian)
+        entries = tf.minimum(_unsigned(encoded, ifd, 2, big_endian), 256)
+
+        def more(j, value):
+            return tf.logical_and(j < entries, value < 0)
+
+        def entry(j, value):
+            at = ifd + 2 + 12 * j
+            tag = _unsigned(encoded, at, 2, big_endian)
+            return j + 1, tf.where(tf.equal(tag, 0x0112), _unsigned(encoded, at + 8, 2, big_endian), value)
+
+        _, value = tf.while_loop(more, entry, (tf.constant(0, tf.int64), tf.constant(-1, tf.int64)))
+        return value
+
+    value = tf.cond(tiff >= 0, read, lambda: tf.constant(1, tf.int64))
+    return tf.where(tf.logical_and(value >= 1, value <= 8), value, 1)
+
+
+def _upright(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
+    """Applies an EXIF orientation as Pillow's `exif_transpose` does (tf.image.rot90 turns counter-clockwise)."""
+    return tf.switch_case(tf.cast(orientation - 1, tf.int32), [
+        lambda: image,                                              # 1: upright
+        lambda: tf.image.flip_left_right(image),                    # 2: mirrored
+        lambda: tf.image.rot90(image, 2),                           # 3: upside down
+        lambda: tf.image.flip_up_down(image),                       # 4
+        lambda: tf.image.transpose(image),                          # 5
+        lambda: tf.image.rot90(image, 3),                           # 6: a phone held upright
+        lambda: tf.image.rot90(tf.image.transpose(image), 2),       # 7
+        lambda: tf.image.rot90(image, 1),                           # 8
+    ])
 
 
 def declared_pixels(encoded: tf.Tensor) -> tf.Tensor:
@@ -54,14 +137,17 @@ def declared_pixels(encoded: tf.Tensor) -> tf.Tensor:
                    default=lambda: tf.constant(0, tf.int64), exclusive=False)
 
 
-def _decode_any_image(encoded: tf.Tensor, max_pixels: int) -> tf.Tensor:
-    """Decodes one JPEG/PNG/GIF/BMP of any size up to `max_pixels` into a 64x64x3 float32 image in [0, 1]."""
+def decode_image_bytes(encoded: tf.Tensor, max_pixels: int = MAX_IMAGE_PIXELS) -> tf.Tensor:
+    """Decodes one JPEG/PNG/GIF/BMP of any size up to `max_pixels` into a 64x64x3 float32 image in [0, 1].
+
+    The TensorFlow twin of ExampleGen's `sources.decode_image`: turned upright by its EXIF
+    orientation, RGB, 16-bit channels to their high byte, resized with antialiasing."""
     pixels = declared_pixels(encoded)
     checked = tf.debugging.assert_less_equal(
         pixels, tf.constant(max_pixels, tf.int64),
         message=f"the image declares more pixels than the limit of {max_pixels}; not decoded")
     with tf.control_dependencies([checked]):
-        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        image = _upright(tf.io.decode_image(encoded, channels=3, expand_animations=False), exif_orientation(encoded))
     image = tf.image.resize(tf.cast(image, tf.float32), input_pipeline.IMAGE_SHAPE[:2], antialias=True)
     return tf.clip_by_value(image / 255.0, 0.0, 1.0)
 
@@ -83,7 +169,7 @@ def export_serving_model(model: keras.Model, path: str, max_pixels: int = MAX_IM
         return {"probabilities": model(images, training=False)}
 
     def serve_image_bytes(image_bytes):
-        images = tf.map_fn(lambda encoded: _decode_any_image(encoded, max_pixels), image_bytes,
+        images = tf.map_fn(lambda encoded: decode_image_bytes(encoded, max_pixels), image_bytes,
                            fn_output_signature=tf.TensorSpec(input_pipeline.IMAGE_SHAPE, tf.float32))
         probabilities = model(images, training=False)
         return {"probabilities": probabilities, "classes": tf.argmax(probabilities, axis=-1)}

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from components.data import sources
 from components.push import kserve, tf_serving
 from trainer import export
 
@@ -37,6 +38,57 @@ def test_the_image_signature_refuses_more_pixels_than_its_limit(tmp_path):
     assert np.isclose(float(tf.reduce_sum(out["probabilities"])), 1.0, atol=1e-4)
     with pytest.raises(tf.errors.InvalidArgumentError, match="declares more pixels than the limit of 100000"):
         classify(image_bytes=tf.constant([_encoded((400, 300), "PNG")]))
+
+
+# -- Serving sees the pixels ExampleGen trained on ----------------------------------------------
+
+def _photo():
+    """An 80x48 picture that no flip or turn maps onto itself (a gradient and a red bar at the top left)."""
+    y, x = np.mgrid[0:48, 0:80]
+    image = np.stack([x * 3, y * 5, (x + y) * 2], -1).astype(np.uint8)
+    image[5:15, 5:30] = [255, 0, 0]
+    return image
+
+
+def _with_orientation(image, fmt, orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format=fmt, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_serving_turns_a_photo_upright_by_its_exif_orientation_as_example_gen_does(fmt, orientation):
+    """A phone photo (orientation 6: stored sideways) is classified as ExampleGen decoded it for training."""
+    encoded = _with_orientation(_photo(), fmt, orientation)
+    assert int(export.exif_orientation(tf.constant(encoded))) == orientation
+    served = export.decode_image_bytes(tf.constant(encoded)).numpy() * 255
+    trained = sources.decode_image(encoded, "photo").astype(np.float32)
+    assert np.abs(served - trained).mean() < 2  # decoders and resizers differ by about 1
+    if orientation != 1:  # and the orientation matters: the stored pixels alone are far from it
+        stored = sources.decode_image(_with_orientation(_photo(), fmt, 1), "photo").astype(np.float32)
+        assert np.abs(stored - trained).mean() > 20
+
+
+def test_an_exif_block_that_points_past_the_file_reads_as_upright():
+    encoded = bytearray(_with_orientation(_photo(), "JPEG", 6))
+    tiff = encoded.index(b"Exif\0\0") + 6
+    encoded[tiff + 4:tiff + 8] = (0xFFFFFFF0).to_bytes(4, "big" if encoded[tiff:tiff + 2] == b"MM" else "little")
+    assert int(export.exif_orientation(tf.constant(bytes(encoded)))) == 1
+    assert int(export.exif_orientation(tf.constant(bytes(encoded[:tiff + 6])))) == 1  # cut inside the block
+
+
+def test_a_16_bit_grayscale_png_is_read_alike_by_example_gen_and_serving():
+    """ExampleGen used to clip every 16-bit pixel to 255 (a white image) where serving kept the high byte."""
+    gray = (np.add.outer(np.arange(64), np.arange(64)) * 400 + 10_000).astype(np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(gray).save(buf, format="PNG")
+    trained = sources.decode_image(buf.getvalue(), "gray16.png")
+    np.testing.assert_array_equal(trained[..., 0], gray >> 8)
+    served = export.decode_image_bytes(tf.constant(buf.getvalue())).numpy() * 255
+    assert np.abs(served - trained).max() <= 1
 
 
 # -- KServe's TF Serving can load what the export holds (kserve.py's runtimeVersion) ----------------

@@ -118,7 +118,8 @@ def decode_image(data: bytes, where: str, max_pixels: int = MAX_IMAGE_PIXELS) ->
     """Decodes encoded image bytes (JPEG, PNG, ...) into SIGNS form; `where` names them in errors.
 
     The image is turned upright by its EXIF orientation, converted to RGB (grayscale, RGBA and
-    palette images included; alpha is dropped), then resized to 64x64 (see `_to_signs_size`).
+    palette images included; alpha is dropped; 16-bit channels keep their high byte), then resized
+    to 64x64 (see `_to_signs_size`). Serving decodes alike: `trainer.export.decode_image_bytes`.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError  # pylint: disable=import-outside-toplevel
 
@@ -131,6 +132,9 @@ def decode_image(data: bytes, where: str, max_pixels: int = MAX_IMAGE_PIXELS) ->
                                      f"{max_pixels} (--max-image-pixels); not decoded")
             img = ImageOps.exif_transpose(img)
             img.load()
+            if img.mode.startswith("I"):  # 16-bit grayscale ("I;16", or "I"): convert("RGB") would clip at 255
+                gray = (np.asarray(img).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8)
+                return _to_signs_size(np.repeat(gray[..., None], 3, axis=2))  # the high byte, as libpng reads it
             rgb = img.convert("RGB")
     except SignsDataError:
         raise
