@@ -154,7 +154,7 @@ def build(config: CompileConfig) -> Dict[str, Any]:
         serving_dir=config.serving_dir, keep_last=shared.keep_last, bad_images=shared.bad_images,
         kserve={"name": config.kserve_name, "namespace": config.kserve_namespace,
                 "service_account": config.kserve_service_account} if config.kserve else None,
-        beam_pipeline_args=list(shared.beam_args), enable_cache=True)
+        beam_pipeline_args=configs.beam_pipeline_args(shared.beam_args, local=False), enable_cache=True)
     for component in tfx_pipeline.components:
         if component.id == "Trainer":
             component.with_platform_config(_resources(config.trainer_cpu, config.trainer_memory,

@@ -40,6 +40,15 @@ def test_only_container_executors_and_no_driver_hooks(spec):
     assert "DataChecks" in spec["root"]["dag"]["tasks"]["Trainer"]["dependentTasks"]  # the gate
 
 
+def test_beam_components_run_in_process_without_fetching_a_runner(spec):
+    """Every Beam component names the FnApiRunner: Beam's default would download Prism from GitHub in the pod."""
+    beam_tasks = ("ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Evaluator")
+    for label, executor in spec["deploymentSpec"]["executors"].items():
+        if any(label.endswith(f"{task}_executor") for task in beam_tasks):
+            args = executor["container"]["args"]
+            assert "--runner=FnApiRunner" in args, label
+
+
 def test_trainer_asks_for_one_gpu_by_default(spec):
     resources = spec["deploymentSpec"]["executors"]["Trainer_executor"]["container"]["resources"]
     assert resources["accelerator"] == {"type": "nvidia.com/gpu", "count": "1"}

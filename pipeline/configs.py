@@ -90,11 +90,17 @@ class PipelineConfig:
 # the start-up and record shipping of worker processes. On 2 cores, ExampleGen + StatisticsGen
 # on 100,000 images took 47.8 s with threads and 67.1 s with multi_processing (bench/README.md,
 # "Ingest").
-LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=0")
+#
+# The runner is Beam's FnApiRunner, named: Beam's DirectRunner, its default, first tries the
+# Prism runner, a Go binary it downloads from GitHub at run time, and falls back to the
+# FnApiRunner when that fails. Both runners (local and Kubeflow) name it.
+IN_PROCESS_RUNNER = "--runner=FnApiRunner"
+LOCAL_BEAM_ARGS = (IN_PROCESS_RUNNER, "--direct_running_mode=in_memory", "--direct_num_workers=0")
+_IN_PROCESS = ("DirectRunner", "direct", "FnApiRunner")
 
 
-def beam_pipeline_args(user_args: Tuple[str, ...]) -> List[str]:
-    """The Beam arguments of a run: our DirectRunner defaults, overridden by the user's.
+def beam_pipeline_args(user_args: Tuple[str, ...], local: bool = True) -> List[str]:
+    """The Beam arguments of a run: our in-process defaults, overridden by the user's.
 
     They reach the Beam components only (ExampleGen, StatisticsGen, ExampleValidator, the
     Evaluator); naming another runner drops our defaults, so those run on a cluster:
@@ -111,16 +117,19 @@ def beam_pipeline_args(user_args: Tuple[str, ...]) -> List[str]:
 
     Args:
       user_args: `--beam-arg` values, each `--name=value` (or a bare `--flag`).
+      local: False for a Kubeflow pod, which gets the runner only (Beam's own thread count
+        there, not the node's core count).
 
     Returns:
-      The defaults the user did not set (none if the user picked a runner other than the
-      DirectRunner), then the user's arguments.
+      The defaults the user did not set (none if the user picked a runner that is not in
+      this process), then the user's arguments.
     """
     names = {a.split("=", 1)[0] for a in user_args}
-    runner = next((a.split("=", 1)[1] for a in user_args if a.startswith("--runner=")), "DirectRunner")
-    if runner not in ("DirectRunner", "direct"):
+    runner = next((a.split("=", 1)[1] for a in user_args if a.startswith("--runner=")), "FnApiRunner")
+    if runner not in _IN_PROCESS:
         return list(user_args)
-    return [d for d in LOCAL_BEAM_ARGS if d.split("=", 1)[0] not in names] + list(user_args)
+    defaults = LOCAL_BEAM_ARGS if local else (IN_PROCESS_RUNNER,)
+    return [d for d in defaults if d.split("=", 1)[0] not in names] + list(user_args)
 
 
 def _classes(text: str) -> Tuple[int, ...]:

@@ -74,13 +74,31 @@ def test_bad_data_flags_are_refused(argv, capsys):
 
 
 def test_beam_args_defaults_and_user_overrides():
-    assert configs.beam_pipeline_args(()) == ["--direct_running_mode=in_memory", "--direct_num_workers=0"]
-    assert configs.beam_pipeline_args(("--direct_num_workers=2",)) == [
-        "--direct_running_mode=in_memory", "--direct_num_workers=2"]
+    local = ["--runner=FnApiRunner", "--direct_running_mode=in_memory"]
+    assert configs.beam_pipeline_args(()) == local + ["--direct_num_workers=0"]
+    assert configs.beam_pipeline_args(("--direct_num_workers=2",)) == local + ["--direct_num_workers=2"]
     assert configs.beam_pipeline_args(("--direct_running_mode=multi_processing",)) == [
-        "--direct_num_workers=0", "--direct_running_mode=multi_processing"]
+        "--runner=FnApiRunner", "--direct_num_workers=0", "--direct_running_mode=multi_processing"]
     flink = ("--runner=FlinkRunner", "--flink_master=localhost:8081")
     assert configs.beam_pipeline_args(flink) == list(flink)
+    assert configs.beam_pipeline_args((), local=False) == ["--runner=FnApiRunner"]  # a pod: Beam's own threads
+    assert configs.beam_pipeline_args(("--runner=DirectRunner",)) == [  # asked for by name: Beam's choice
+        "--direct_running_mode=in_memory", "--direct_num_workers=0", "--runner=DirectRunner"]
+
+
+def test_the_default_beam_runner_never_reaches_for_prism(caplog):
+    """Beam's DirectRunner would first download the Prism runner from GitHub ("Downloading prism from ...")."""
+    import logging  # pylint: disable=import-outside-toplevel
+    import apache_beam as beam  # pylint: disable=import-outside-toplevel
+    from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
+    from apache_beam.testing.util import assert_that, equal_to  # pylint: disable=import-outside-toplevel
+
+    caplog.set_level(logging.INFO)
+    with beam.Pipeline(options=PipelineOptions(configs.beam_pipeline_args(()))) as p:
+        counted = p | beam.Create(["a", "b", "a"]) | beam.combiners.Count.PerElement()
+        assert_that(counted, equal_to([("a", 2), ("b", 1)]))
+    said = " ".join(r.getMessage() for r in caplog.records).lower()
+    assert "prism" not in said and "falling back" not in said
 
 
 def test_every_training_knob_has_a_flag(tmp_path):
