@@ -86,10 +86,28 @@ def resolve(data: Optional[str], synthetic_dir: str) -> Source:
     if glob.glob(os.path.join(data, "*tfrecord*")):
         return Source(data, sources.TFRECORDS, ((HASHED_SPLIT, "*tfrecord*"),))
     if any(os.path.isdir(os.path.join(data, n)) for n in names):
+        _check_names(data)
         return Source(data, sources.IMAGE_FOLDER, IMAGE_FOLDER_SPLITS)
     raise sources.SignsDataError(
         f"{data}: holds neither train_signs.h5 + test_signs.h5, Split-train/ + Split-eval/ "
         f"TFRecords, *tfrecord* files, nor class sub-folders (<label>/*.jpg)")
+
+
+def _check_names(folder: str) -> None:
+    """Refuses a name under `<folder>/<label>/` that is not UTF-8 (common in zips made on another
+    system): TFX lists ExampleGen's input with `tf.io.gfile.glob`, which cannot return it, so no
+    `--bad-images` choice could pass it."""
+    root = os.fsencode(folder)
+    for label in sorted(os.listdir(root)):
+        entries = [label] + ([os.path.join(label, n) for n in sorted(os.listdir(os.path.join(root, label)))]
+                             if os.path.isdir(os.path.join(root, label)) else [])
+        for relative in entries:
+            try:
+                relative.decode("utf-8")
+            except UnicodeDecodeError:
+                shown = os.path.join(root, relative).decode("utf-8", "backslashreplace")
+                raise sources.SignsDataError(f"{shown}: the file name is not UTF-8, which TFX cannot list; "
+                                             f"rename it (e.g. convmv -f latin1 -t utf8)") from None
 
 
 def estimated_size(source: Source) -> int:

@@ -41,6 +41,19 @@ def test_what_is_not_a_source(tmp_path):
         data_source.resolve(str(tmp_path), "unused")
 
 
+def test_a_file_name_that_is_not_utf8_is_named_in_one_line(tmp_path):
+    """TFX's ExampleGen driver lists the folder with tf.io.gfile.glob, which raised UnicodeDecodeError naming no file."""
+    folder = tmp_path / "photos"
+    os.makedirs(folder / "3")
+    (folder / "3" / "ok.png").write_bytes(sources.encode_png(synthetic.make_split(1, 0)[0][0]))
+    with open(os.path.join(os.fsencode(folder / "3"), b"caf\xe9.jpg"), "wb") as f:
+        f.write(b"x")
+    with pytest.raises(SignsDataError) as e:
+        data_source.resolve(str(folder), "unused")
+    assert str(e.value).startswith(f"{folder}/3/caf\\xe9.jpg: the file name is not UTF-8")
+    assert "\n" not in str(e.value)
+
+
 def test_schema_is_pinned_by_content(tmp_path):
     from components.validation.schema import signs_schema  # pylint: disable=import-outside-toplevel
     path = tmp_path / "schema.pbtxt"
