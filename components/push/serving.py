@@ -20,6 +20,7 @@ model never ships past a version it was not compared against.
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
 from typing import Dict, List, Optional
@@ -28,6 +29,7 @@ from components.data import storage
 
 PUSH_INFO = "push_info.json"  # written into each version: where the model came from
 SAVED_MODEL = "saved_model.pb"
+STAGING_PREFIX = ".staging-"  # a disk push copies into <serving_dir>/.staging-<host>-<pid>-<id>, then renames it
 SERVING_DIR = "serving_model"  # the serving dir's folder under a pipeline root, unless told otherwise
 
 
@@ -114,9 +116,33 @@ def push(model_dir: str, serving_dir: str, info: Dict, keep_last: int = 0, after
     return version
 
 
+def _staging_name() -> str:
+    return f"{STAGING_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _remove_stale_staging(serving_dir: str) -> None:
+    """Removes the copies of pushes that were killed (their process on this host is gone), so a
+    killed push does not hold its model's size of the disk for good."""
+    host = socket.gethostname()
+    for name in os.listdir(serving_dir):
+        if not name.startswith(STAGING_PREFIX):
+            continue
+        owner, _, pid = name[len(STAGING_PREFIX):].rpartition("-")[0].rpartition("-")
+        if owner != host or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still pushing
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(serving_dir, name), ignore_errors=True)
+        except PermissionError:
+            continue  # alive, another user's
+
+
 def _push_to_disk(model_dir: str, serving_dir: str, info: Dict, after: Optional[int]) -> int:
     os.makedirs(serving_dir, exist_ok=True)
-    staging = os.path.join(serving_dir, f".staging-{uuid.uuid4().hex}")
+    _remove_stale_staging(serving_dir)
+    staging = os.path.join(serving_dir, _staging_name())
     try:
         storage.upload_tree(model_dir, staging)  # inside the try: a full disk leaves no half copy behind
         version = (newest_version(serving_dir) or 0) + 1 if after is None else after + 1

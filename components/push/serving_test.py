@@ -2,10 +2,11 @@
 
 import multiprocessing
 import os
+import socket
 
 import pytest
 
-from components.data import startup, testing
+from components.data import startup, storage, testing
 from components.push import serving
 
 
@@ -78,7 +79,6 @@ def test_two_processes_pushing_at_once_both_land(where, request, tmp_path):
     assert sources == ["m0", "m1"]
     for v, info_source in ((1, serving.push_info(serving_dir, 1)["model_uri"]),
                            (2, serving.push_info(serving_dir, 2)["model_uri"])):
-        from components.data import storage  # pylint: disable=import-outside-toplevel
         data = storage.read_bytes(storage.join(serving_dir, str(v), "variables", "variables.data-00000-of-00001")).decode()
         assert data == f"w{info_source[1]}" * 100_000  # each version is one whole model
 
@@ -87,7 +87,6 @@ def test_two_processes_pushing_at_once_both_land(where, request, tmp_path):
 
 @pytest.fixture(scope="module")
 def minio():
-    from components.data import storage  # pylint: disable=import-outside-toplevel
     with testing.stand_in_store("minio://mlpipeline") as endpoint:
         yield endpoint
 
@@ -104,7 +103,6 @@ def test_pushes_to_an_object_store_count_up(minio, tmp_path):
 
 
 def test_a_push_killed_on_the_store_is_invisible_and_never_reused(minio, tmp_path):
-    from components.data import storage  # pylint: disable=import-outside-toplevel
     del minio
     serving_dir = "minio://mlpipeline/killed/serving_model"
     # What a pusher killed after its claim and part of the copy leaves: no saved_model.pb.
@@ -131,7 +129,6 @@ def test_a_gated_push_goes_right_after_its_baseline(tmp_path):
 
 
 def test_a_gated_push_on_the_store_refuses_a_claimed_version(minio, tmp_path):
-    from components.data import storage  # pylint: disable=import-outside-toplevel
     del minio
     serving_dir = "minio://mlpipeline/gated/serving_model"
     model = _fake_model(tmp_path / "model")
@@ -213,7 +210,6 @@ def test_a_push_killed_mid_copy_leaves_no_loadable_half_version(where, minio, tm
     import subprocess  # pylint: disable=import-outside-toplevel
     import sys  # pylint: disable=import-outside-toplevel
     import time  # pylint: disable=import-outside-toplevel
-    from components.data import storage  # pylint: disable=import-outside-toplevel
     del minio
     serving_dir = str(tmp_path / "serving") if where == "disk" else f"minio://mlpipeline/killed-{tmp_path.name}/serving_model"
     big, paused = tmp_path / "big", tmp_path / "paused"
@@ -236,3 +232,34 @@ def test_a_push_killed_mid_copy_leaves_no_loadable_half_version(where, minio, tm
     assert not [p for p in written if p.split("/")[0].isdigit() and p.endswith("saved_model.pb")]
     assert serving.list_versions(serving_dir) == []
     assert serving.push(str(big), serving_dir, {}) >= 1  # and the next push lands whole
+    if where == "disk":  # and takes away the killed push's copy (its process is gone)
+        assert not [n for n in os.listdir(serving_dir) if n.startswith(serving.STAGING_PREFIX)]
+
+
+def test_a_push_that_fails_mid_copy_leaves_no_copy_behind(tmp_path, monkeypatch):
+    """A full disk: the copy fails part-way; its half copy is removed instead of keeping the disk full."""
+    model = _fake_model(tmp_path / "model")
+    serving_dir = tmp_path / "serving"
+    real_copy, copied = serving.shutil.copy2, []
+
+    def copy_until_the_disk_is_full(src, dst, **kwargs):
+        if copied:
+            raise OSError(28, "No space left on device")
+        copied.append(real_copy(src, dst, **kwargs))
+
+    monkeypatch.setattr(serving.shutil, "copy2", copy_until_the_disk_is_full)
+    with pytest.raises(storage.StorageError, match="No space left on device"):
+        serving.push(model, str(serving_dir), {})
+    assert copied and os.listdir(serving_dir) == []
+
+
+def test_a_live_push_s_copy_is_left_alone(tmp_path):
+    model = _fake_model(tmp_path / "model")
+    serving_dir = tmp_path / "serving"
+    os.makedirs(serving_dir)
+    ours = serving_dir / f"{serving.STAGING_PREFIX}{socket.gethostname()}-{os.getpid()}-0000abcd"  # this process: alive
+    other_host = serving_dir / f"{serving.STAGING_PREFIX}elsewhere-1-0000abcd"
+    for d in (ours, other_host):
+        os.makedirs(d)
+    assert serving.push(model, str(serving_dir), {}) == 1
+    assert ours.is_dir() and other_host.is_dir()
