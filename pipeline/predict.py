@@ -6,10 +6,13 @@
 
 import argparse
 import json
+import os
 import sys
+import tempfile
+from typing import List, Optional, Tuple
 
+from components.data import startup, storage
 from pipeline import configs
-from components.data import startup
 
 
 def _declared_size(data: bytes):
@@ -32,49 +35,87 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     startup.start_process()
     config = configs.config_from_args(args)
+    with tempfile.TemporaryDirectory(prefix="signs-predict-") as tmp:
+        try:
+            version, model_dir = _pick_version(config.push_dir, args.version, tmp)
+        except (PredictError, storage.StorageError) as e:
+            print(f"error: {e}")
+            return 1
+        try:
+            images = [_read_image(path, args.max_image_pixels) for path in args.images]
+        except BadImage as e:
+            print(f"error: {e}")
+            return 2
+        return _classify(model_dir, version, args.images, images, args.json)
+
+
+class BadImage(Exception):
+    """An image argument that cannot be classified; the message is one line naming it."""
+
+
+def _read_image(path: str, max_pixels: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise BadImage(f"{path}: {e.strerror}") from None
+    # JPEG, PNG (the signature also decodes GIF and BMP).
+    if not data.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM")):
+        raise BadImage(f"{path}: not a JPEG or PNG image")
+    size = _declared_size(data)
+    if size and size[0] * size[1] > max_pixels:
+        raise BadImage(f"{path}: declares {size[0]}x{size[1]} pixels, more than the limit of "
+                       f"{max_pixels} (--max-image-pixels); not decoded")
+    return data
+
+
+class PredictError(Exception):
+    """No version to classify with; the message is one line."""
+
+
+def _pick_version(push_dir: str, wanted: Optional[int], tmp: str) -> Tuple[int, str]:
+    """The version to use (`wanted`, or the newest that can be served) and its local directory
+    (a copy in `tmp` for an object store). Versions that cannot be served are named, one line each."""
     from components.push import serving  # pylint: disable=import-outside-toplevel
 
-    versions = serving.list_versions(config.push_dir)
+    versions = serving.list_versions(push_dir)
     if not versions:
-        print(f"error: {config.push_dir}: no pushed model; run the pipeline until a model is blessed")
-        return 1
-    version = args.version if args.version is not None else versions[-1]
-    if version not in versions:
-        print(f"error: {config.push_dir}: no version {version}; pushed versions are {versions}")
-        return 1
-    images = []
-    for path in args.images:
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            print(f"error: {path}: {e.strerror}")
-            return 1
-        # JPEG, PNG (the signature also decodes GIF and BMP).
-        if not data.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM")):
-            print(f"error: {path}: not a JPEG or PNG image")
-            return 1
-        size = _declared_size(data)
-        if size and size[0] * size[1] > args.max_image_pixels:
-            print(f"error: {path}: declares {size[0]}x{size[1]} pixels, more than the limit of "
-                  f"{args.max_image_pixels} (--max-image-pixels); not decoded")
-            return 1
-        images.append(data)
+        raise PredictError(f"{push_dir}: no pushed model; run the pipeline until a model is blessed")
+    if wanted is not None and wanted not in versions:
+        raise PredictError(f"{push_dir}: no version {wanted}; pushed versions are {versions}")
+    for version in [wanted] if wanted is not None else reversed(versions):
+        location = serving.version_dir(push_dir, version)
+        local = location
+        if storage.is_remote(location):
+            local = os.path.join(tmp, str(version))
+            storage.download_tree(location, local)
+        problem = serving.model_problem(local)
+        if problem is None:
+            return version, local
+        if wanted is not None:
+            raise PredictError(f"version {version} ({location}) cannot be served: {problem}")
+        print(f"warning: version {version} ({location}) cannot be served: {problem}; passed over", file=sys.stderr)
+    raise PredictError(f"{push_dir}: no pushed version can be served (versions {versions})")
 
+
+def _classify(model_dir: str, version: int, paths: List[str], images: List[bytes], as_json: bool) -> int:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from trainer.export import IMAGE_BYTES_SIGNATURE  # pylint: disable=import-outside-toplevel
 
-    model_dir = serving.version_dir(config.push_dir, version)
-    classify = tf.saved_model.load(model_dir).signatures[IMAGE_BYTES_SIGNATURE]
-    for path, data in zip(args.images, images):
+    try:
+        classify = tf.saved_model.load(model_dir).signatures[IMAGE_BYTES_SIGNATURE]
+    except Exception as e:  # pylint: disable=broad-except  (an op this TensorFlow lacks, ...: one line)
+        print(f"error: version {version} ({model_dir}) does not load: {str(e).strip().splitlines()[0][:200]}")
+        return 1
+    for path, data in zip(paths, images):
         try:
             out = classify(image_bytes=tf.constant([data]))
         except tf.errors.InvalidArgumentError as e:
             print(f"error: {path}: the image does not decode ({e.message.splitlines()[0]})")
-            return 1
+            return 2
         probabilities = [round(float(p), 4) for p in out["probabilities"].numpy()[0]]
         predicted = int(out["classes"].numpy()[0])
-        if args.json:
+        if as_json:
             print(json.dumps({"image": path, "class": predicted, "probabilities": probabilities,
                               "model_version": version}))
         else:

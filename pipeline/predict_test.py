@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+from components.push.testing import saved_model
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -13,9 +15,7 @@ def _predict(*args):
 
 
 def _push(serving_dir, version):
-    (serving_dir / str(version)).mkdir(parents=True)
-    (serving_dir / str(version) / "push_info.json").write_text("{}")
-    (serving_dir / str(version) / "saved_model.pb").write_bytes(b"")
+    saved_model(serving_dir / str(version))
 
 
 def test_nothing_pushed_a_missing_version_or_file_and_a_non_image_are_one_line(tmp_path):
@@ -27,8 +27,34 @@ def test_nothing_pushed_a_missing_version_or_file_and_a_non_image_are_one_line(t
     out = _predict("x.jpg", "--serving-dir", str(serving_dir), "--version", "7")
     assert (out.returncode, out.stdout) == (1, f"error: {serving_dir}: no version 7; pushed versions are [1]\n")
     out = _predict(str(tmp_path / "missing.jpg"), "--serving-dir", str(serving_dir))
-    assert (out.returncode, out.stdout) == (1, f"error: {tmp_path / 'missing.jpg'}: No such file or directory\n")
+    assert (out.returncode, out.stdout) == (2, f"error: {tmp_path / 'missing.jpg'}: No such file or directory\n")
     (tmp_path / "notes.jpg").write_text("not an image")
     out = _predict(str(tmp_path / "notes.jpg"), "--serving-dir", str(serving_dir))
-    assert (out.returncode, out.stdout) == (1, f"error: {tmp_path / 'notes.jpg'}: not a JPEG or PNG image\n")
+    assert (out.returncode, out.stdout) == (2, f"error: {tmp_path / 'notes.jpg'}: not a JPEG or PNG image\n")
     assert "Traceback" not in out.stderr
+
+
+def test_a_version_that_cannot_be_served_is_named_and_never_used(tmp_path):
+    """A garbage saved_model.pb in the newest version was a traceback."""
+    serving_dir = tmp_path / "serving"
+    _push(serving_dir, 1)
+    (serving_dir / "2").mkdir()
+    (serving_dir / "2" / "saved_model.pb").write_bytes(b"\xff" * 64)
+    out = _predict("x.jpg", "--serving-dir", str(serving_dir), "--version", "2")
+    assert (out.returncode, out.stdout) == (
+        1, f"error: version 2 ({serving_dir}/2) cannot be served: saved_model.pb is not a SavedModel\n")
+    out = _predict(str(tmp_path / "missing.jpg"), "--serving-dir", str(serving_dir))  # the newest that loads: 1
+    assert out.stderr.splitlines()[-1] == (f"warning: version 2 ({serving_dir}/2) cannot be served: saved_model.pb "
+                                           f"is not a SavedModel; passed over")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+def test_an_unreachable_store_is_one_line_without_its_password(tmp_path):
+    """The endpoint's password was printed, in an 18-line traceback."""
+    env = dict(os.environ, SIGNS_MINIO_ENDPOINT="http://signs:s3cr3t-Pa55@127.0.0.1:9", AWS_ACCESS_KEY_ID="k",
+               AWS_SECRET_ACCESS_KEY="also-secret")
+    out = subprocess.run([sys.executable, "-m", "pipeline.predict", "x.jpg", "--serving-dir", "minio://mlpipeline/s"],
+                         cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 1 and out.stdout.startswith("error: minio://mlpipeline/s at http://127.0.0.1:9: ")
+    assert len(out.stdout.splitlines()) == 1 and "Traceback" not in out.stderr
+    assert "s3cr3t" not in out.stdout + out.stderr and "also-secret" not in out.stdout + out.stderr

@@ -76,6 +76,9 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
     try:
         pushed = serving.list_versions(serving_dir)
+    except storage.StorageConfigError as e:
+        print(f"error: {e}")
+        return 2
     except storage.StorageError as e:
         print(f"warning: {e}; trying again every {args.poll_seconds:g} s", flush=True)
         pushed = [None]

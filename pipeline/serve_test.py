@@ -83,3 +83,14 @@ def test_the_command_line_waits_for_a_first_push_then_serves_it(exported_model, 
         output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, output[-3000:]
     assert "Traceback" not in output
+
+
+def test_a_password_in_the_store_endpoint_stops_the_server_in_one_line_without_it(tmp_path):
+    """It was printed in every poll's warning."""
+    env = dict(os.environ, SIGNS_MINIO_ENDPOINT="http://signs:pa55word@127.0.0.1:9")
+    out = subprocess.run([sys.executable, "-m", "pipeline.serve", "--serving-dir", "minio://mlpipeline/s", "--port", "0"],
+                         capture_output=True, text=True, timeout=120, env=env, cwd=str(tmp_path))
+    assert out.returncode == 2
+    assert out.stdout == ("error: the store endpoint http://127.0.0.1:9 carries user:password@; give the keys in "
+                          "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a secret) instead\n")
+    assert "pa55word" not in out.stdout + out.stderr

@@ -285,7 +285,7 @@ def test_predict_refuses_a_decompression_bomb_before_decoding(good_then_worse, t
     root, _, _ = good_then_worse
     bomb = _bomb(tmp_path / "bomb.png")
     out = _predict(root, bomb)
-    assert out.returncode == 1
+    assert out.returncode == 2  # bad input
     assert out.stdout.strip() == (f"error: {bomb}: declares 12000x12000 pixels, more than the limit of 40000000 "
                                   f"(--max-image-pixels); not decoded")
 

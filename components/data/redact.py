@@ -1,6 +1,7 @@
 """Secrets kept out of what we print: every form a value can take in a message, replaced."""
 
 import json
+import re
 import urllib.parse
 from typing import Iterable, Optional
 
@@ -17,3 +18,11 @@ def redact(text: str, secrets: Iterable[Optional[str]]) -> str:
     for form in sorted((f for f in forms if f), key=len, reverse=True):
         text = text.replace(form, MARK)
     return text
+
+
+_USERINFO = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@'\"]+@")
+
+
+def without_userinfo(text: str) -> str:
+    """`text` with the `user:password@` part of every URL in it removed (`http://u:p@host` -> `http://host`)."""
+    return _USERINFO.sub(r"\1", text)

@@ -31,13 +31,17 @@ import tempfile
 import threading
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from components.data import stores
+from components.data import redact, stores
 
 SCHEMES = ("gs", "s3", "minio")
 
 
 class StorageError(Exception):
     """A store could not be reached or refused us; the message is one line naming the location."""
+
+
+class StorageConfigError(StorageError):
+    """The store settings themselves are wrong (no retry can help); one line."""
 
 
 def scheme(location: str) -> str:
@@ -95,7 +99,10 @@ def endpoint(location: str) -> str:
     """The endpoint a location's store is reached at, for messages ('' for local paths)."""
     kind = scheme(location)
     if kind in ("minio", "s3"):
-        return _SETTINGS.endpoint_url(location) or "the AWS SDK's endpoint"
+        try:
+            return _SETTINGS.endpoint_url(location) or "the AWS SDK's endpoint"
+        except stores.StoreConfigError:  # one that carries a password
+            return redact.without_userinfo(_SETTINGS.session(location).endpoint)
     if kind == "gs":
         return _SETTINGS.gcs_endpoint or "Google Cloud Storage"
     return ""
@@ -118,7 +125,7 @@ def _filesystem(location: str):
                 _FILESYSTEMS[key] = s3fs.S3FileSystem(
                     endpoint_url=url or None,  # None: botocore's own (AWS_ENDPOINT_URL_S3, then AWS)
                     client_kwargs={"region_name": region} if region else {}, **keys,
-                    config_kwargs={"connect_timeout": 10, "read_timeout": 60,
+                    config_kwargs={"connect_timeout": 10, "read_timeout": 20,  # a store that never answers: ~1 min, not 3
                                    "retries": {"max_attempts": 2, "mode": "standard"}})
             elif kind == "gs":
                 import gcsfs  # pylint: disable=import-outside-toplevel
@@ -151,7 +158,7 @@ def _errors(location: str):
     except StorageError:
         raise
     except stores.StoreConfigError as e:
-        raise StorageError(str(e)) from None
+        raise StorageConfigError(str(e)) from None
     except Exception as e:  # pylint: disable=broad-except
         name = type(e).__name__
         if name in ("NoCredentialsError", "PartialCredentialsError"):
@@ -159,12 +166,14 @@ def _errors(location: str):
         elif name in ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError",
                       "ConnectionError", "ServerDisconnectedError", "ClientOSError"):
             reason = "cannot connect"
+        elif name in ("ReadTimeoutError", "ServerTimeoutError", "TimeoutError"):
+            reason = "the store does not answer"
         elif isinstance(e, PermissionError):
             reason = "permission denied"
         else:
             reason = str(e).splitlines()[0][:200] if str(e) else name
         where = f" at {endpoint(location)}" if is_remote(location) else ""
-        raise StorageError(f"{location}{where}: {reason}") from None
+        raise StorageError(redact.without_userinfo(f"{location}{where}: {reason}")) from None
 
 
 def exists(location: str) -> bool:

@@ -108,3 +108,33 @@ def test_the_storage_layer_reads_no_environment_of_its_own(monkeypatch):
         assert storage.endpoint("minio://mlpipeline/x") == "http://seaweedfs.kubeflow:9000"  # the newest KFP's store
     with storage.configured(stores.Settings.from_environment({"SIGNS_MINIO_ENDPOINT": "http://mine:9000"})):
         assert storage.endpoint("minio://mlpipeline/x") == "http://mine:9000"
+
+
+@pytest.mark.slow
+def test_a_store_that_never_answers_is_one_line_in_about_a_minute():
+    """It held `predict` 183 s, then a traceback."""
+    import socket  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)  # accepts (the kernel does), never answers
+    port = listener.getsockname()[1]
+    settings = stores.Settings.from_environment({"SIGNS_S3_ENDPOINT": f"http://127.0.0.1:{port}",
+                                                 "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})
+    started = time.monotonic()
+    with storage.configured(settings), pytest.raises(storage.StorageError) as e:
+        storage.listdir("s3://silent/serving_model")
+    listener.close()
+    assert time.monotonic() - started < 90
+    assert str(e.value) == f"s3://silent/serving_model at http://127.0.0.1:{port}: the store does not answer"
+
+
+def test_a_password_in_an_endpoint_is_refused_and_never_shown():
+    """`http://u:PASS@host` was printed by predict, serve and deploy --dry-run."""
+    settings = stores.Settings.from_environment({"SIGNS_MINIO_ENDPOINT": "http://signs:pa55word@127.0.0.1:9"})
+    with storage.configured(settings), pytest.raises(storage.StorageError) as e:
+        storage.listdir("minio://mlpipeline/serving_model")
+    assert str(e.value) == ("the store endpoint http://127.0.0.1:9 carries user:password@; give the keys in "
+                            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a secret) instead")
+    with storage.configured(settings):
+        assert "pa55word" not in storage.endpoint("minio://mlpipeline/x")

@@ -31,6 +31,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
 
+from components.data import redact
+
 ENV_VAR = "SIGNS_KFP_LAUNCHER"  # the package's LauncherConfig, JSON, in every task's environment
 # run-local stands in for the cluster's DNS: {"seaweedfs.kubeflow:9000": "127.0.0.1:PORT"}.
 ADDRESSES_ENV_VAR = "SIGNS_KFP_SERVICE_ADDRESSES"
@@ -134,6 +136,9 @@ class Session:
         scheme, sep, host = self.endpoint.partition("://")
         if not sep:
             scheme, host = ("http" if self.disable_ssl else "https"), self.endpoint
+        if "@" in host:  # botocore would refuse it at the first request, with the password in its message
+            raise StoreConfigError(f"the store endpoint {redact.without_userinfo(self.endpoint)} carries user:password@; "
+                                   f"give the keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a secret) instead")
         host = (addresses or {}).get(host.rstrip("/"), host.rstrip("/"))
         return f"{scheme}://{host}"
 

@@ -5,7 +5,9 @@ runs only container and importer executors) can run it too. The serving director
 path or an object-store URL (`components.data.storage`).
 """
 
+import logging
 import os
+import shutil
 
 from tfx.dsl.component.experimental.annotations import OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
@@ -15,12 +17,16 @@ from components.push import serving
 from components.data import storage
 
 ABSENT = "absent"  # int custom property: 1 when nothing is served yet (the first run)
+SKIPPED = "skipped_versions"  # string custom property: the newer versions that cannot be served, and why
 
 
 @component
 def LatestServedModel(serving_dir: Parameter[str], serving_state: Parameter[str],
                       baseline: OutputArtifact[Model]) -> None:
-    """Copies the newest served version into `baseline`, or marks it absent.
+    """Copies the newest version that can be served into `baseline`, or marks it absent.
+
+    A version that cannot be served (`serving.model_problem`: garbage, truncated, a FIFO) is never
+    the baseline: it is named in the log and in the `skipped_versions` property, and passed over.
 
     Args:
       serving_dir: the Pusher's destination.
@@ -29,11 +35,27 @@ def LatestServedModel(serving_dir: Parameter[str], serving_state: Parameter[str]
       baseline: the output Model (Format-Serving layout, as the Trainer writes).
     """
     del serving_state  # only a cache key
-    version = serving.newest_version(serving_dir)
-    if version is None:
+    target = os.path.join(baseline.uri, "Format-Serving")
+    skipped = []
+    for version in reversed(serving.list_versions(serving_dir)):
+        location = serving.version_dir(serving_dir, version)
+        if storage.is_remote(location):
+            storage.download_tree(location, target)
+            problem = serving.model_problem(target)
+        else:  # checked before it is copied: a FIFO in it would block the copy
+            problem = serving.model_problem(location)
+            if problem is None:
+                storage.download_tree(location, target)
+        if problem is None:
+            baseline.set_int_custom_property(ABSENT, 0)
+            baseline.set_int_custom_property("served_version", version)
+            baseline.set_string_custom_property("served_from", location)
+            break
+        skipped.append((version, problem))
+        shutil.rmtree(target, ignore_errors=True)
+    else:
         baseline.set_int_custom_property(ABSENT, 1)
-        return
-    storage.download_tree(serving.version_dir(serving_dir, version), os.path.join(baseline.uri, "Format-Serving"))
-    baseline.set_int_custom_property(ABSENT, 0)
-    baseline.set_int_custom_property("served_version", version)
-    baseline.set_string_custom_property("served_from", serving.version_dir(serving_dir, version))
+    if skipped:  # named once here; the run summary and the review repeat it
+        line = serving.describe_skipped(serving_dir, skipped)
+        logging.warning("Not a baseline: %s", line)
+        baseline.set_string_custom_property(SKIPPED, line)

@@ -44,7 +44,7 @@ class Executor(pusher_executor.Executor):
         serving_dir = destination.filesystem.base_directory
         custom = json_utils.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null") or {}
 
-        newest = serving.newest_version(serving_dir)
+        newest, _ = serving.newest_servable(serving_dir)  # a broken copy of this model is no reason to skip it
         if newest is not None and serving.push_info(serving_dir, newest).get("model_uri") == model.uri:
             logging.info("Model %s is already serving as version %d; not pushed again.", model.uri, newest)
             self._MarkNotPushed(pushed)

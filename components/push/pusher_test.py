@@ -12,14 +12,11 @@ import pytest
 
 from components.data import startup, storage, testing
 from components.push import serving
+from components.push.testing import saved_model
 
 
 def _model_artifact(path, payload):
-    os.makedirs(os.path.join(path, "Format-Serving", "variables"))
-    with open(os.path.join(path, "Format-Serving", "saved_model.pb"), "w") as f:
-        f.write("graph")
-    with open(os.path.join(path, "Format-Serving", "variables", "variables.data-00000-of-00001"), "w") as f:
-        f.write(payload * 200_000)
+    saved_model(os.path.join(path, "Format-Serving"), payload=payload * 200_000)
     return path
 
 

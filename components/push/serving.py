@@ -14,16 +14,20 @@ racing each get a version of their own. Versions are deleted only when `keep_las
 
 A gated push (`after=N`: the model was compared against version N, 0 for none) goes into version
 N+1 or nowhere: the same atomic rename or create-only claim makes it a compare-and-swap, so a
-model never ships past a version it was not compared against.
+model never ships past a version it was not compared against. Versions that cannot be served
+(`version_problem`: a garbage `saved_model.pb`, truncated variables) are never a baseline: a
+gated push goes past them.
 """
 
 import json
 import os
 import shutil
 import socket
+import stat
+import tempfile
 import time
 import uuid
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from components.data import storage
 
@@ -68,6 +72,76 @@ def state(serving_dir: str) -> str:
     return "versions=" + ",".join(str(v) for v in list_versions(serving_dir))
 
 
+def version_problem(serving_dir: str, version: int) -> Optional[str]:
+    """Why a pushed version cannot be served, in a few words; None when it can."""
+    location = version_dir(serving_dir, version)
+    if not storage.is_remote(location):
+        return model_problem(location)
+    with tempfile.TemporaryDirectory(prefix="signs-check-") as local:
+        try:
+            storage.download_tree(location, local)
+        except storage.StorageError as e:
+            return str(e)
+        return model_problem(local)
+
+
+def model_problem(model_dir: str) -> Optional[str]:
+    """Why a local SavedModel directory cannot be served, in a few words; None when it can.
+
+    Reads what TF Serving reads, without building the model (a second for the ResNet): every file
+    is a regular file (a FIFO would block the reader for good), `saved_model.pb` parses and holds a
+    graph tagged `serve`, and every variable of the checkpoint reads whole.
+    """
+    for folder, _, names in os.walk(model_dir):
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                regular = stat.S_ISREG(os.stat(path).st_mode)
+            except OSError as e:
+                return f"{os.path.relpath(path, model_dir)}: {e.strerror}"
+            if not regular:
+                return f"{os.path.relpath(path, model_dir)} is not a regular file"
+    from google.protobuf.message import DecodeError  # pylint: disable=import-outside-toplevel
+    from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=import-outside-toplevel
+    try:
+        with open(os.path.join(model_dir, SAVED_MODEL), "rb") as f:
+            proto = saved_model_pb2.SavedModel.FromString(f.read())
+    except OSError as e:
+        return f"{SAVED_MODEL}: {e.strerror}"
+    except DecodeError:
+        return f"{SAVED_MODEL} is not a SavedModel"
+    if not any("serve" in graph.meta_info_def.tags for graph in proto.meta_graphs):
+        return f"{SAVED_MODEL} holds no graph tagged 'serve'"
+    prefix = os.path.join(model_dir, "variables", "variables")
+    if not os.path.exists(prefix + ".index"):
+        return "variables/variables.index is missing"
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as e:  # pylint: disable=broad-except  (OpError, IndexError "Read less bytes", ...)
+        return f"its variables do not read ({(str(getattr(e, 'message', e)) or type(e).__name__).splitlines()[0][:120]})"
+    return None
+
+
+def newest_servable(serving_dir: str) -> Tuple[Optional[int], List[Tuple[int, str]]]:
+    """The newest version that can be served (None if none can), and the newer ones that cannot,
+    each with why."""
+    skipped = []
+    for version in reversed(list_versions(serving_dir)):
+        problem = version_problem(serving_dir, version)
+        if problem is None:
+            return version, skipped
+        skipped.append((version, problem))
+    return None, skipped
+
+
+def describe_skipped(serving_dir: str, skipped: List[Tuple[int, str]]) -> str:
+    """One line naming the versions that cannot be served, e.g. for the run's log and the review."""
+    return "; ".join(f"version {v} ({version_dir(serving_dir, v)}) cannot be served: {why}" for v, why in skipped)
+
+
 class PushConflict(Exception):
     """A gated push found a newer version than the one its model was compared against; one line."""
 
@@ -104,12 +178,17 @@ def push(model_dir: str, serving_dir: str, info: Dict, keep_last: int = 0, after
     """
     if not os.path.exists(os.path.join(model_dir, SAVED_MODEL)):
         raise FileNotFoundError(f"{model_dir}: no saved_model.pb to push")
-    if after is not None and (newest_version(serving_dir) or 0) != after:
-        raise _conflict(serving_dir, after)
+    claim = None  # a gated push's one version
+    if after is not None:
+        newer = [v for v in list_versions(serving_dir) if v > after]
+        # Versions that cannot be served were never a baseline: the push goes after them.
+        if (newest_version(serving_dir) or 0) < after or any(version_problem(serving_dir, v) is None for v in newer):
+            raise _conflict(serving_dir, after)
+        claim = (newer[-1] if newer else after) + 1
     if storage.is_remote(serving_dir):
-        version = _push_to_store(model_dir, serving_dir, info, after)
+        version = _push_to_store(model_dir, serving_dir, info, claim, after)
     else:
-        version = _push_to_disk(model_dir, serving_dir, info, after)
+        version = _push_to_disk(model_dir, serving_dir, info, claim, after)
     if keep_last > 0:
         for old in list_versions(serving_dir)[:-keep_last]:
             storage.remove(version_dir(serving_dir, old))
@@ -139,13 +218,13 @@ def _remove_stale_staging(serving_dir: str) -> None:
             continue  # alive, another user's
 
 
-def _push_to_disk(model_dir: str, serving_dir: str, info: Dict, after: Optional[int]) -> int:
+def _push_to_disk(model_dir: str, serving_dir: str, info: Dict, claim: Optional[int], after: Optional[int]) -> int:
     os.makedirs(serving_dir, exist_ok=True)
     _remove_stale_staging(serving_dir)
     staging = os.path.join(serving_dir, _staging_name())
     try:
         storage.upload_tree(model_dir, staging)  # inside the try: a full disk leaves no half copy behind
-        version = (newest_version(serving_dir) or 0) + 1 if after is None else after + 1
+        version = (newest_version(serving_dir) or 0) + 1 if claim is None else claim
         while True:
             with open(os.path.join(staging, PUSH_INFO), "wb") as f:
                 f.write(_info(info, version))
@@ -156,7 +235,7 @@ def _push_to_disk(model_dir: str, serving_dir: str, info: Dict, after: Optional[
             except OSError:
                 if not os.path.exists(version_dir(serving_dir, version)):
                     raise
-                if after is not None:
+                if claim is not None:
                     raise _conflict(serving_dir, after) from None
                 version += 1
     except BaseException:
@@ -164,12 +243,12 @@ def _push_to_disk(model_dir: str, serving_dir: str, info: Dict, after: Optional[
         raise
 
 
-def _push_to_store(model_dir: str, serving_dir: str, info: Dict, after: Optional[int]) -> int:
-    version = (newest_version(serving_dir) or 0) + 1 if after is None else after + 1
+def _push_to_store(model_dir: str, serving_dir: str, info: Dict, claim: Optional[int], after: Optional[int]) -> int:
+    version = (newest_version(serving_dir) or 0) + 1 if claim is None else claim
     # A claimed version may be a push in progress, or one killed part-way: either way not ours.
     while not storage.create_only(storage.join(version_dir(serving_dir, version), PUSH_INFO),
                                   _info(info, version)):
-        if after is not None:
+        if claim is not None:
             raise _conflict(serving_dir, after)
         version += 1
     target = version_dir(serving_dir, version)

@@ -8,15 +8,12 @@ import pytest
 
 from components.data import startup, storage, testing
 from components.push import serving
+from components.push.testing import saved_model
 
 
 def _fake_model(path, payload="weights"):
-    os.makedirs(os.path.join(path, "variables"), exist_ok=True)
-    with open(os.path.join(path, "saved_model.pb"), "w") as f:
-        f.write("graph")
-    with open(os.path.join(path, "variables", "variables.data-00000-of-00001"), "w") as f:
-        f.write(payload * 100_000)  # a few MB, so a copy takes a moment
-    return str(path)
+    """A small real SavedModel, with a few MB of assets so that a copy takes a moment."""
+    return saved_model(path, payload=payload * 100_000)
 
 
 def test_versions_count_up_and_record_the_source(tmp_path):
@@ -79,7 +76,7 @@ def test_two_processes_pushing_at_once_both_land(where, request, tmp_path):
     assert sources == ["m0", "m1"]
     for v, info_source in ((1, serving.push_info(serving_dir, 1)["model_uri"]),
                            (2, serving.push_info(serving_dir, 2)["model_uri"])):
-        data = storage.read_bytes(storage.join(serving_dir, str(v), "variables", "variables.data-00000-of-00001")).decode()
+        data = storage.read_bytes(storage.join(serving_dir, str(v), "assets", "payload")).decode()
         assert data == f"w{info_source[1]}" * 100_000  # each version is one whole model
 
 

@@ -149,6 +149,8 @@ def _metric_rows(evaluation: Dict[str, Any]) -> List[Dict[str, Any]]:
 def _decision(facts: Dict[str, Any]) -> List[str]:
     """Why the model was blessed or not, then what the Pusher did with it."""
     lines = decision_text(facts["evaluation"], facts["blessed"], facts["baseline_version"])
+    if facts.get("baseline_skipped"):
+        lines.append(f"Passed over as the baseline: {facts['baseline_skipped']}.")
     pushed = facts["pushed"]
     if pushed["pushed"]:
         lines.append(f"Pushed as version {pushed['version']}: {pushed['destination']}")

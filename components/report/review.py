@@ -102,7 +102,7 @@ def read_findings(findings_uri: str) -> Optional[Dict[str, Any]]:
 
 def gather(examples_uri: str, findings_uri: str, model_uri: str, evaluation_uri: str, blessed: bool,
            baseline_version: Optional[int], pushed: Dict[str, Any], max_misclassified: int,
-           shifted_images: int = 0) -> Dict[str, Any]:
+           shifted_images: int = 0, baseline_skipped: str = "") -> Dict[str, Any]:
     """Collects everything the report shows into one dict (see render.render).
 
     The data section is DataChecks' findings and the metrics are TFMA's, as those components wrote
@@ -120,6 +120,7 @@ def gather(examples_uri: str, findings_uri: str, model_uri: str, evaluation_uri:
         "evaluation": results.read(evaluation_uri),
         "blessed": blessed,
         "baseline_version": baseline_version,
+        "baseline_skipped": baseline_skipped,
         "pushed": pushed,
         "history": history,
         "misclassified": misclassified(serving, examples_uri, max_misclassified),
@@ -162,6 +163,8 @@ def Review(examples: InputArtifact[Examples], findings: InputArtifact[DataFindin
     facts = gather(examples.uri, findings.uri, model.uri, evaluation.uri,
                    blessed=bool(blessing.get_int_custom_property("blessed")),
                    baseline_version=None if absent else baseline.get_int_custom_property("served_version"),
+                   baseline_skipped=baseline.get_string_custom_property("skipped_versions")
+                   if baseline.has_custom_property("skipped_versions") else "",
                    pushed=pushed, max_misclassified=max_misclassified, shifted_images=shifted_images)
     os.makedirs(report.uri, exist_ok=True)
     with open(os.path.join(report.uri, SHIFTED_FILE), "w") as f:  # for the run summary

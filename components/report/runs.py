@@ -192,6 +192,8 @@ def _add_evaluation(report: RunReport) -> None:
             report.baseline = "none (nothing was serving)"
         elif "served_version" in props:
             report.baseline = f"version {props['served_version'].int_value} ({props['served_from'].string_value})"
+        if "skipped_versions" in props:
+            report.baseline = f"{report.baseline}; passed over: {props['skipped_versions'].string_value}"
     pusher = report.component("Pusher")
     if pusher and "PushedModel" in pusher.outputs:
         props = pusher.outputs["PushedModel"].custom_properties
