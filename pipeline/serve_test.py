@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from components.push import serving
+from components.push.testing import saved_model
 from pipeline.serving import models
 from pipeline.serving.testing import call, image_bytes, predict_one, start_serving, states, wait_for
 
@@ -94,3 +95,27 @@ def test_a_password_in_the_store_endpoint_stops_the_server_in_one_line_without_i
     assert out.stdout == ("error: the store endpoint http://127.0.0.1:9 carries user:password@; give the keys in "
                           "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a secret) instead\n")
     assert "pa55word" not in out.stdout + out.stderr
+
+
+def test_a_version_that_cannot_be_served_is_passed_over_then_served_once_whole(tmp_path):
+    """A FIFO saved_model.pb held the watcher in LOADING for good; truncated variables stayed END until a
+    restart. Now the newest version that loads serves, and a failed one is tried again with backoff."""
+    serving_dir = tmp_path / "serving"
+    saved_model(serving_dir / "1")
+    saved_model(serving_dir / "2", factor=2.0)
+    variables = serving_dir / "2" / "variables"
+    data = [p for p in variables.iterdir() if ".data-" in p.name][0]
+    whole = data.read_bytes()
+    data.write_bytes(whole[:4])  # a copy cut short
+    os.makedirs(serving_dir / "3")
+    os.mkfifo(serving_dir / "3" / serving.SAVED_MODEL)
+    server = start_serving(str(serving_dir), poll_seconds=0.1)
+    try:
+        status = {v["version"]: v for v in call(server.url + "v1/models/signs")[2]["model_version_status"]}
+        assert status["3"]["status"]["error_message"].endswith("saved_model.pb is not a regular file")
+        assert "its variables do not read" in status["2"]["status"]["error_message"]
+        data.write_bytes(whole)  # the copy completes
+        wait_for(lambda: ("2", "AVAILABLE") in states(server.url), "version 2 to be tried again and serve")
+        assert dict(states(server.url))["1"] == "END"
+    finally:
+        server.stop()

@@ -3,8 +3,9 @@
 TF Serving's default policy, `latest` with one version: the newest complete version in the serving
 directory is loaded and served. The directory is polled every `poll_seconds`; a new version is
 loaded in the background while the old one keeps answering, and served once it has loaded. The old
-one is then unloaded (status END). A version that fails to load is reported (END with its error)
-and not retried; the old one keeps serving. `/versions/<N>` reaches only the loaded version (404
+one is then unloaded (status END). A version that fails to load, or that `serving.model_problem`
+finds cannot be (garbage, truncated, a FIFO), is reported (END with its error) and tried again
+with backoff; meanwhile the old one keeps serving, or the newest older one that loads. `/versions/<N>` reaches only the loaded version (404
 otherwise, as in TF Serving). `all`, `specific` and version labels are not supported (a label is
 "Unrecognized servable version label", 400, as in TF Serving with none configured).
 """
@@ -23,6 +24,11 @@ from components.push import serving
 from pipeline.serving.errors import ServingError, from_exception, invalid
 
 log = logging.getLogger(__name__)
+
+# A version that failed to load is tried again after 2 s, then 4, 8, ... at most every 5 minutes
+# (TF Serving: max_num_load_retries, load_retry_interval_micros), so a copy completed later is served.
+RETRY_FIRST_SECONDS = 2.0
+RETRY_MAX_SECONDS = 300.0
 
 DEFAULT_SIGNATURE = "serving_default"  # TF's kDefaultServingSignatureDefKey
 
@@ -104,6 +110,9 @@ def load_servable(serving_dir: str, version: int, name: str) -> Servable:
     try:
         if remote:
             storage.download_tree(location, local)
+        problem = serving.model_problem(local)  # before any read: a FIFO would block the loader for good
+        if problem:
+            raise ServingError("FAILED_PRECONDITION", f"{location} cannot be served: {problem}")
         with open(os.path.join(local, serving.SAVED_MODEL), "rb") as f:
             meta_graph = _serving_meta_graph(f.read())
         model = tf.saved_model.load(local, tags=["serve"])
@@ -129,6 +138,8 @@ class VersionState:
     state: str  # START, LOADING, AVAILABLE, UNLOADING, END
     error_code: str = "OK"
     error_message: str = ""
+    failures: int = 0  # failed loads in a row
+    retry_at: float = 0.0  # time.monotonic() after which a failed version is tried again
 
     def json(self, version: int) -> Dict:
         return {"version": str(version), "state": self.state,
@@ -200,26 +211,37 @@ class ModelManager:
         self._storage_problem = None
         if not versions:
             return  # an empty listing does not unload what serves (a store may list nothing for a moment)
-        newest = versions[-1]  # after a rollback (newer versions deleted), an older one
         serving_now = self.current.version if self.current else None
-        failed = newest in self.states and self.states[newest].error_code != "OK"
-        if newest != serving_now and not failed:
-            await self._load(newest)
+        # The newest version that loads; after a rollback (newer versions deleted), an older one.
+        for version in reversed(versions):
+            if version == serving_now:
+                return
+            state = self.states.get(version)
+            if state is not None and state.error_code != "OK" and time.monotonic() < state.retry_at:
+                continue  # failed; retried later, meanwhile the next older one may serve
+            if await self._load(version):
+                return
 
-    async def _load(self, version: int) -> None:
-        self.states[version] = VersionState("LOADING")
+    async def _load(self, version: int) -> bool:
+        """Loads a version and serves it; False if it failed (then retried with backoff, as TF Serving does)."""
+        failures = self.states[version].failures if version in self.states else 0
+        self.states[version] = VersionState("LOADING", failures=failures)
         started = time.monotonic()
         try:
             servable = await asyncio.to_thread(load_servable, self.serving_dir, version, self.name)
         except Exception as e:  # pylint: disable=broad-except  (reported in the status and the log)
             error = from_exception(e)
-            self.states[version] = VersionState("END", error.code, error.message)
-            log.error("version %d of %s failed to load (%s); %s", version, self.serving_dir, error.message,
-                      f"still serving version {self.current.version}" if self.current else "nothing to serve")
-            return
+            delay = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** failures)
+            self.states[version] = VersionState("END", error.code, error.message, failures + 1,
+                                                time.monotonic() + delay)
+            log.error("version %d of %s failed to load (%s); %s; trying it again in %.0f s", version, self.serving_dir,
+                      error.message, f"serving version {self.current.version}" if self.current else "not serving yet",
+                      delay)
+            return False
         old, self.current = self.current, servable
         self.states[version] = VersionState("AVAILABLE")
         if old is not None:
             self.states[old.version] = VersionState("END")
         log.info("serving version %d of %s as %r (loaded in %.1f s)", version, self.serving_dir, self.name,
                  time.monotonic() - started)
+        return True
