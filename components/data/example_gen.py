@@ -184,7 +184,7 @@ def SignsToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], spl
         path = storage.join(input_base, split_pattern)
         if not storage.exists(path):
             raise sources.SignsDataError(f"{path}: no such file")
-        n = sources.check_h5(path, classes)
+        n = sources.check_h5(path, classes, settings["max_pixels"])
         chunks = [(path, i, min(i + sources.H5_CHUNK, n)) for i in range(0, n, sources.H5_CHUNK)]
         records = (pipeline
                    | "H5Chunks" >> beam.Create(chunks)

@@ -19,6 +19,13 @@ H5_CHUNK = 256  # records read from an h5 file at a time, so memory does not gro
 # Images declaring more pixels are refused before they are decoded (a 140 KB PNG can declare
 # 12000 x 12000 pixels and take gigabytes to decode). 40 MP is above any phone camera's photo.
 MAX_IMAGE_PIXELS = 40_000_000
+# Files larger than these are refused before they are read: an image file (a 40 MP PNG is under
+# 120 MB), and an h5 or TFRecord file (SIGNS h5 files are a few MB; a TFRecord shard of a large
+# run about 1 GB). An h5 file's images are refused when they would decode to more than
+# MAX_H5_DECODED_BYTES (a few KB of compressed h5 can declare terabytes).
+MAX_IMAGE_FILE_BYTES = 256 * 2 ** 20
+MAX_FILE_BYTES = 16 * 2 ** 30
+MAX_H5_DECODED_BYTES = 64 * 2 ** 30
 
 # Source kinds ExampleGen reads (what `--data` points at).
 H5_PAIR = "h5_pair"  # a directory with train_signs.h5 and test_signs.h5: the train and eval splits
@@ -32,24 +39,56 @@ class SignsDataError(ValueError):
     """The input data is missing or malformed; the message is one line naming the file."""
 
 
+def check_file(path: str, limit: int = MAX_FILE_BYTES) -> int:
+    """The size of a file a source names, after checking it is a regular file of at most `limit`
+    bytes: a FIFO would block the reader for good, a link to /dev/zero never ends."""
+    try:
+        kind, size = storage.file_kind(path)
+    except OSError as e:
+        raise SignsDataError(f"{path}: unreadable ({e.strerror or e})") from e
+    if kind != "file":
+        raise SignsDataError(f"{path}: a {kind}, not a regular file; not read")
+    if size > limit:
+        raise SignsDataError(f"{path}: {size} bytes, more than the limit of {limit} for one file; not read")
+    return size
+
+
 def h5_keys(path: str) -> tuple[str, str]:
-    """Returns the (x, y) dataset names of a SIGNS h5 file, such as ('train_set_x', 'train_set_y')."""
+    """Returns the (x, y) dataset names of a SIGNS h5 file, such as ('train_set_x', 'train_set_y').
+
+    Both must be datasets stored in the file itself: an external link, or a dataset whose bytes are
+    kept in another file (external storage, a virtual dataset), would read files the source does
+    not name (on Kubeflow, the pod's own: its service-account token among them).
+    """
     import h5py  # pylint: disable=import-outside-toplevel
 
+    check_file(path)
     try:
         with h5py.File(storage.local_copy(path), "r") as f:
             names = sorted(f.keys())
+            xs = [k for k in names if k.endswith("_set_x")]
+            if len(xs) != 1 or xs[0][:-1] + "y" not in names:
+                raise SignsDataError(
+                    f"{path}: expected one '<split>_set_x' and '<split>_set_y' dataset pair, found keys {names}")
+            for key in (xs[0], xs[0][:-1] + "y"):
+                link = f.get(key, getlink=True)
+                if not isinstance(link, h5py.HardLink):
+                    raise SignsDataError(f"{path}: '{key}' is a {type(link).__name__} to another place; "
+                                         f"only datasets stored in the file are read")
+                item = f[key]
+                if not isinstance(item, h5py.Dataset):
+                    raise SignsDataError(f"{path}: '{key}' is a {type(item).__name__.lower()}, not a dataset")
+                if item.external or item.is_virtual:
+                    raise SignsDataError(f"{path}: '{key}' keeps its data in other files "
+                                         f"({'external storage' if item.external else 'a virtual dataset'}); "
+                                         f"only datasets stored in the file are read")
     except OSError as e:
         raise SignsDataError(f"{path}: not a readable HDF5 file ({e})") from e
-    xs = [k for k in names if k.endswith("_set_x")]
-    if len(xs) != 1 or xs[0][:-1] + "y" not in names:
-        raise SignsDataError(
-            f"{path}: expected one '<split>_set_x' and '<split>_set_y' dataset pair, found keys {names}")
     return xs[0], xs[0][:-1] + "y"
 
 
-def check_h5(path: str, classes: Sequence[int]) -> int:
-    """Validates a SIGNS h5 file's shapes, dtypes and labels; returns its record count."""
+def check_h5(path: str, classes: Sequence[int], max_pixels: int = MAX_IMAGE_PIXELS) -> int:
+    """Validates a SIGNS h5 file's shapes, dtypes, sizes and labels; returns its record count."""
     import h5py  # pylint: disable=import-outside-toplevel
 
     x_key, y_key = h5_keys(path)
@@ -58,6 +97,12 @@ def check_h5(path: str, classes: Sequence[int]) -> int:
         if x.ndim != 4 or x.shape[3] != 3 or x.dtype != np.uint8:
             raise SignsDataError(
                 f"{path}: '{x_key}' must be uint8 (N, H, W, 3), got {x.dtype} {x.shape}")
+        if x.shape[1] * x.shape[2] > max_pixels:
+            raise SignsDataError(f"{path}: '{x_key}' holds {x.shape[2]}x{x.shape[1]} images, more pixels than "
+                                 f"the limit of {max_pixels} (--max-image-pixels); not read")
+        if x.size > MAX_H5_DECODED_BYTES:
+            raise SignsDataError(f"{path}: '{x_key}' {x.shape} would decode to {x.size} bytes, more than the "
+                                 f"limit of {MAX_H5_DECODED_BYTES}; not read")
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
             raise SignsDataError(f"{path}: '{y_key}' must be integer (N,), got {y.dtype} {y.shape}")
         if x.shape[0] != y.shape[0]:
@@ -105,12 +150,15 @@ def list_image_folder(root: str, classes: Sequence[int]) -> list[tuple[str, int]
 
 def read_image_file(path: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Decodes any image file into SIGNS form: EXIF-upright, RGB, 64x64 uint8."""
+    check_file(path, MAX_IMAGE_FILE_BYTES)
     try:
-        data = storage.read_bytes(path)
-    except OSError as e:
-        raise SignsDataError(f"{path}: unreadable ({e.strerror or e})") from e
+        data = storage.read_bytes(path, limit=MAX_IMAGE_FILE_BYTES)
+    except (OSError, storage.StorageError) as e:
+        raise SignsDataError(f"{path}: unreadable ({getattr(e, 'strerror', None) or e})") from e
     if not data:
         raise SignsDataError(f"{path}: empty file (0 bytes)")
+    if len(data) > MAX_IMAGE_FILE_BYTES:  # it grew while we looked
+        raise SignsDataError(f"{path}: more than the limit of {MAX_IMAGE_FILE_BYTES} bytes for one file; not read")
     return decode_image(data, path, max_pixels)
 
 
@@ -160,6 +208,7 @@ def read_tfrecord_file(path: str) -> Iterator[tuple[bytes, str, str]]:
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
+    check_file(path)
     name = posixpath.basename(path)
     compression = "GZIP" if path.endswith(".gz") else ""
     records = tf.data.TFRecordDataset(storage.local_copy(path), compression_type=compression).as_numpy_iterator()

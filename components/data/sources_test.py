@@ -157,3 +157,80 @@ def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(tmp_path)
     with pytest.raises(SignsDataError, match="declares 300x200 pixels, more than the limit of 1000"):
         sources.read_image_file(str(tmp_path / "ok.png"), max_pixels=1000)
     assert sources.read_image_file(str(tmp_path / "ok.png")).shape == (64, 64, 3)
+
+
+# -- Sources read only what they name --------------------------------------------------------------
+
+def test_h5_external_storage_and_links_are_not_followed(tmp_path):
+    """`train_set_x` stored in /etc/passwd trained on that file's bytes; on Kubeflow, the pod's token."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"root:x:0:0:root:/root:/bin/bash\n" * 400)
+    external = tmp_path / "external.h5"
+    with h5py.File(external, "w") as f:
+        f.create_dataset("train_set_x", shape=(1, 64, 64, 3), dtype=np.uint8, external=[(str(secret), 0, 12288)])
+        f.create_dataset("train_set_y", data=np.zeros(1, np.int64))
+    with h5py.File(external, "r") as f:
+        assert f["train_set_x"][0, 0, 0].tobytes() == b"roo"  # h5py itself follows it
+    with pytest.raises(SignsDataError, match=r"external\.h5: 'train_set_x' keeps its data in other files "
+                                             r"\(external storage\); only datasets stored in the file are read"):
+        sources.check_h5(str(external), CLASSES)
+
+    elsewhere = _write_h5(tmp_path / "elsewhere.h5", _images(2), np.arange(2))
+    linked = tmp_path / "linked.h5"
+    with h5py.File(linked, "w") as f:
+        f["train_set_x"] = h5py.ExternalLink(elsewhere, "train_set_x")
+        f.create_dataset("train_set_y", data=np.arange(2))
+    with pytest.raises(SignsDataError, match=r"linked\.h5: 'train_set_x' is a ExternalLink to another place"):
+        list(sources.read_h5_chunk(str(linked), 0, 2))
+
+    grouped = tmp_path / "grouped.h5"
+    with h5py.File(grouped, "w") as f:
+        f.create_group("train_set_x")
+        f.create_dataset("train_set_y", data=np.arange(2))
+    with pytest.raises(SignsDataError, match=r"grouped\.h5: 'train_set_x' is a group, not a dataset"):
+        sources.check_h5(str(grouped), CLASSES)
+
+
+def test_h5_images_are_held_to_the_pixel_and_size_limits(tmp_path):
+    """12 images of 8000x8000 in a 2 KB compressed file decoded to 3.35 GB; 10^8 declared records ran on for minutes."""
+    big = tmp_path / "big.h5"
+    with h5py.File(big, "w") as f:
+        f.create_dataset("train_set_x", shape=(12, 8000, 8000, 3), dtype=np.uint8, chunks=(1, 500, 500, 3),
+                         compression="gzip")
+        f.create_dataset("train_set_y", data=np.zeros(12, np.int64))
+    assert os.path.getsize(big) < 100_000
+    with pytest.raises(SignsDataError, match=r"big\.h5: 'train_set_x' holds 8000x8000 images, more pixels than the "
+                                             r"limit of 40000000 \(--max-image-pixels\); not read"):
+        sources.check_h5(str(big), CLASSES)
+    many = tmp_path / "many.h5"
+    with h5py.File(many, "w") as f:
+        f.create_dataset("train_set_x", shape=(10 ** 8, 64, 64, 3), dtype=np.uint8, chunks=(1, 64, 64, 3))
+        f.create_dataset("train_set_y", shape=(10 ** 8,), dtype=np.int64, chunks=(1000,))
+    with pytest.raises(SignsDataError, match=r"many\.h5: 'train_set_x' \(100000000, 64, 64, 3\) would decode to "
+                                             r"1228800000000 bytes, more than the limit of"):
+        sources.check_h5(str(many), CLASSES)
+
+
+@pytest.mark.parametrize("special", ["fifo", "dev-zero"])
+def test_a_special_file_in_a_source_is_refused_without_reading_it(tmp_path, special):
+    """A FIFO named f.jpg hung ExampleGen; a .jpg linked to /dev/zero grew to 5 GB in 24 s."""
+    path = tmp_path / "f.jpg"
+    if special == "fifo":
+        os.mkfifo(path)
+    else:
+        os.symlink("/dev/zero", path)
+    kind = "fifo" if special == "fifo" else "device"
+    with pytest.raises(SignsDataError, match=f"f.jpg: a {kind}, not a regular file; not read"):
+        sources.read_image_file(str(path))
+    h5 = tmp_path / "train_signs.h5"
+    os.symlink("/dev/zero", h5)
+    with pytest.raises(SignsDataError, match="train_signs.h5: a device, not a regular file; not read"):
+        sources.check_h5(str(h5), CLASSES)
+
+
+def test_an_image_file_over_the_size_limit_is_not_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "MAX_IMAGE_FILE_BYTES", 1000)
+    path = tmp_path / "big.png"
+    path.write_bytes(sources.encode_png(_images(1)[0]))
+    with pytest.raises(SignsDataError, match=r"big\.png: \d+ bytes, more than the limit of 1000 for one file; not read"):
+        sources.read_image_file(str(path))

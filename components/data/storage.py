@@ -27,6 +27,7 @@ import json
 import os
 import posixpath
 import shutil
+import stat
 import tempfile
 import threading
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -216,9 +217,31 @@ def walk_files(location: str) -> Dict[str, Dict]:
                 for p, info in found.items()}
 
 
-def read_bytes(location: str) -> bytes:
+def read_bytes(location: str, limit: Optional[int] = None) -> bytes:
+    """A file's bytes; with `limit`, at most `limit + 1` of them (so a caller can tell it is too big)."""
     with _errors(location):
-        return _filesystem(location).cat_file(_path(location))
+        if limit is None:
+            return _filesystem(location).cat_file(_path(location))
+        if not is_remote(location):
+            with open(location, "rb") as f:
+                return f.read(limit + 1)
+        return _filesystem(location).cat_file(_path(location), start=0, end=limit + 1)
+
+
+def file_kind(location: str) -> Tuple[str, int]:
+    """('file', size) for a regular file or an object; ('fifo', 0), ('device', 0), ('socket', 0) or
+    ('directory', 0) for what a reader must not open as a file (a FIFO would block it for good;
+    /dev/zero never ends). Follows symbolic links, as a reader would."""
+    if is_remote(location):
+        with _errors(location):
+            info = _filesystem(location).info(_path(location))
+        return ("directory", 0) if info.get("type") == "directory" else ("file", int(info.get("size") or 0))
+    mode = os.stat(location).st_mode
+    if stat.S_ISREG(mode):
+        return "file", os.stat(location).st_size
+    if stat.S_ISDIR(mode):
+        return "directory", 0
+    return ("fifo" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"), 0
 
 
 def write_bytes(location: str, data: bytes) -> None:
