@@ -66,6 +66,10 @@ def run_locally(config: configs.PipelineConfig) -> int:
     except SignsDataError as e:
         print(f"error: {e}")
         return 2
+    problem = runs.metadata_problem(config.metadata_path)
+    if problem:
+        print(f"error: {problem}")
+        return 1
     data_text = source.describe()
     train_config, note = data_source.training_config(config.train_config, source)
     if source.is_synthetic:

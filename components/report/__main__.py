@@ -30,6 +30,13 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # google-api-core's Python 3.10 notice
     from components.report import runs  # pylint: disable=import-outside-toplevel
 
+    problem = runs.metadata_problem(metadata_path)
+    if problem:
+        print(f"error: {problem}")
+        return 1
+    if os.path.getsize(metadata_path) == 0:  # a run that stopped before it recorded anything
+        print(f"error: {metadata_path}: no pipeline runs recorded")
+        return 1
     store = runs.open_store(metadata_path)
     pipeline_runs = runs.run_contexts(store)
     if not pipeline_runs:

@@ -1,8 +1,11 @@
 """Reads a run back from ML Metadata and renders the end-of-run summary."""
 
+import contextlib
 import dataclasses
-import os
 import json
+import os
+import sqlite3
+import urllib.parse
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ml_metadata.metadata_store import metadata_store
@@ -44,6 +47,34 @@ class RunReport:
 
     def component(self, name: str) -> Optional[ComponentRun]:
         return next((c for c in self.components if c.name == name), None)
+
+
+MOVE_ASIDE = "move it aside to start a new run history (the artifacts under the pipeline root are kept)"
+
+
+def metadata_problem(metadata_path: str) -> Optional[str]:
+    """Why a file cannot be the runs' ML Metadata store, in one line naming it; None when it can, or
+    when a new one will be made there (absent, or 0 bytes: SQLite's empty database)."""
+    if not os.path.lexists(metadata_path):
+        return None
+    if os.path.isdir(metadata_path):
+        return f"{metadata_path}: a directory, not an ML Metadata store; {MOVE_ASIDE}"
+    if not os.path.isfile(metadata_path):
+        return f"{metadata_path}: not a regular file, so not an ML Metadata store; {MOVE_ASIDE}"
+    if os.path.getsize(metadata_path) == 0:
+        return None
+    try:
+        uri = f"file:{urllib.parse.quote(os.path.abspath(metadata_path))}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as e:
+        return f"{metadata_path}: not a readable ML Metadata store ({e}); {MOVE_ASIDE}"
+    if check != "ok":
+        return f"{metadata_path}: the ML Metadata store is damaged ({check.splitlines()[0]}); {MOVE_ASIDE}"
+    if tables and not {"Type", "Artifact", "Execution"} <= tables:
+        return f"{metadata_path}: an SQLite database, but not ML Metadata's; {MOVE_ASIDE}"
+    return None
 
 
 def open_store(metadata_path: str) -> metadata_store.MetadataStore:

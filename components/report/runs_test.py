@@ -90,3 +90,63 @@ def test_cached_and_missing_components_are_said():
 
 def test_no_run_is_said():
     assert runs.render(None, 0, "d", "/root").splitlines()[-1] == "no run found in ML Metadata"
+
+
+# -- A damaged ML Metadata store is one line, from the runner and the review -------------------------
+
+def _real_store(path):
+    """An ML Metadata store on SQLite as the local runner makes it (read-write, with its tables)."""
+    from ml_metadata.metadata_store import metadata_store  # pylint: disable=import-outside-toplevel
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(path)
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    metadata_store.MetadataStore(config)
+    return str(path)
+
+
+@pytest.mark.parametrize("damage, problem", [
+    ("garbage", "not a readable ML Metadata store (file is not a database)"),
+    ("truncated", "not a readable ML Metadata store (database disk image is malformed)"),
+    ("directory", "a directory, not an ML Metadata store"),
+    ("other sqlite", "an SQLite database, but not ML Metadata's"),
+])
+def test_a_damaged_metadata_store_is_named_with_what_to_do(tmp_path, damage, problem):
+    path = _real_store(tmp_path / "metadata.sqlite")
+    assert runs.metadata_problem(path) is None
+    assert runs.metadata_problem(str(tmp_path / "absent.sqlite")) is None  # made on first use
+    if damage == "garbage":
+        (tmp_path / "metadata.sqlite").write_bytes(b"\x13" * 8192)
+    elif damage == "truncated":
+        data = (tmp_path / "metadata.sqlite").read_bytes()
+        (tmp_path / "metadata.sqlite").write_bytes(data[:len(data) // 3])
+    elif damage == "directory":
+        (tmp_path / "metadata.sqlite").unlink()
+        (tmp_path / "metadata.sqlite").mkdir()
+    else:
+        import sqlite3  # pylint: disable=import-outside-toplevel
+        (tmp_path / "metadata.sqlite").unlink()
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE notes (text)")
+    assert runs.metadata_problem(path) == f"{path}: {problem}; {runs.MOVE_ASIDE}"
+
+
+@pytest.mark.parametrize("command", ["review", "runner"])
+def test_the_runner_and_the_review_stop_in_one_line_on_a_damaged_store(tmp_path, command):
+    """Both were tracebacks."""
+    import os  # pylint: disable=import-outside-toplevel
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    from components.data import synthetic  # pylint: disable=import-outside-toplevel
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "metadata.sqlite").write_bytes(b"\x13" * 8192)
+    if command == "review":
+        argv = ["-m", "components.report", "--pipeline-root", str(root)]
+    else:
+        data = synthetic.write_signs_h5(str(tmp_path / "data"), n_train=6, n_test=6)
+        argv = ["pipeline/local_runner.py", "--data", data, "--pipeline-root", str(root)]
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, *argv], cwd=repo, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1 and "Traceback" not in out.stdout + out.stderr
+    assert out.stdout.splitlines()[-1] == (f"error: {root}/metadata.sqlite: not a readable ML Metadata store (file is "
+                                           f"not a database); {runs.MOVE_ASIDE}")
