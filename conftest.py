@@ -18,3 +18,16 @@ def exported_model(tmp_path_factory):
         export.export_serving_model(model.ResNet50(input_shape=(64, 64, 3), classes=6, zero_init_residual=False),
                                     str(path))
     return str(path)
+
+
+def pytest_collection_modifyitems(config, items):
+    """For `make test`'s workers (`--dist loadgroup`): each test file runs whole on one worker, so its
+    module fixtures (a pipeline run shared by its tests) are made once; the Kubeflow end-to-end file
+    is split by install, each on a worker of its own (it is the longest file)."""
+    del config
+    for item in items:
+        group = item.nodeid.split("::")[0]
+        install = item.callspec.params.get("install") if hasattr(item, "callspec") else None
+        if install:
+            group += f"[{install}]"
+        item.add_marker(pytest.mark.xdist_group(group))

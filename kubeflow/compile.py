@@ -3,6 +3,7 @@
 import copy
 import dataclasses
 import os
+import re
 from typing import Any, Dict, Optional
 
 import yaml
@@ -10,6 +11,7 @@ import yaml
 from components.data import storage, stores
 from components.push import serving
 from pipeline import data_source
+from pipeline import configs
 from pipeline.configs import PipelineConfig
 
 # Pipeline roots the open-source backend takes (`backend/src/v2/objectstore/config.go`), less
@@ -90,9 +92,80 @@ def check_root(root: str) -> None:
                            f"s3://BUCKET/... or minio://BUCKET/... roots")
 
 
+# Kubernetes names (apimachinery validation): namespaces are RFC 1123 labels, Secrets and
+# ServiceAccounts RFC 1123 subdomains, and KServe takes an InferenceService name that is an RFC
+# 1035 label (it becomes a Service's name). Bucket names as S3 takes them (GCS also takes "_").
+_DNS_1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_1123_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+_BUCKET = {"gs": re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]"), "s3": re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")}
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,511}")  # a reference: no spaces, quotes or newlines
+_RESOURCE_NAME = re.compile(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+
+
+def check_location(location: str, what: str) -> None:
+    """Raises CompileError for a store location no store takes: a bucket name outside the naming
+    rules, or a `.` or `..` segment (which would also lead the launcher's local copy of an
+    artifact out of its folder)."""
+    scheme, _, rest = location.partition("://")
+    bucket, _, key = rest.partition("/")
+    if not _BUCKET["gs" if scheme == "gs" else "s3"].fullmatch(bucket):
+        raise CompileError(f"{what} {location!r}: {bucket!r} is not a valid bucket name (3-63 lowercase letters, "
+                           f"digits, dots and hyphens)")
+    if any(segment in (".", "..") for segment in key.split("/")):
+        raise CompileError(f"{what} {location!r}: '.' and '..' are not allowed in an object-store path")
+
+
+def cpu_cores(text: str) -> float:
+    """A Kubernetes CPU quantity ('2', '0.5', '500m') in cores."""
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def _check_resources(config: CompileConfig) -> None:
+    for flag, value in (("--cpu", config.cpu), ("--trainer-cpu", config.trainer_cpu)):
+        try:
+            cores = cpu_cores(value)
+        except ValueError:
+            cores = float("nan")
+        if not 0 < cores <= 1024:  # NaN too
+            raise CompileError(f"{flag} {value!r}: expected CPU cores in (0, 1024], e.g. 2, 0.5 or 500m")
+    for flag, value in (("--memory", config.memory), ("--trainer-memory", config.trainer_memory)):
+        try:
+            gigabytes = _gigabytes(value)
+        except ValueError:
+            gigabytes = float("nan")
+        if not 0 < gigabytes <= 65536:
+            raise CompileError(f"{flag} {value!r}: expected a memory size up to 64Ti, e.g. 8G, 512Mi")
+    if not 0 <= config.gpus <= 64:
+        raise CompileError(f"--gpus {config.gpus}: expected 0 (CPU only) to 64")
+    if not _RESOURCE_NAME.fullmatch(config.accelerator):
+        raise CompileError(f"--accelerator {config.accelerator!r}: not a Kubernetes resource name (e.g. nvidia.com/gpu)")
+
+
+def _check_names(config: CompileConfig) -> None:
+    if not _IMAGE.fullmatch(config.image):
+        raise CompileError(f"--image {config.image!r}: not an image reference (REGISTRY/NAME:TAG, no spaces or newlines)")
+    for flag, value, pattern, kind in (
+            ("--namespace", config.namespace, _DNS_1123_LABEL, "an RFC 1123 label"),
+            ("--kserve-namespace", config.kserve_namespace, _DNS_1123_LABEL, "an RFC 1123 label"),
+            ("--kserve-name", config.kserve_name, _DNS_1035_LABEL, "an RFC 1035 label (KServe's rule)"),
+            ("--kserve-service-account", config.kserve_service_account, _DNS_1123_SUBDOMAIN, "an RFC 1123 subdomain")):
+        if value and not pattern.fullmatch(value):
+            raise CompileError(f"{flag} {value!r}: not a Kubernetes name: {kind}, lowercase letters, digits and "
+                               f"'-', at most 63 characters")
+    if os.path.isdir(config.output):
+        raise CompileError(f"--output {config.output}: a directory; name the file, e.g. "
+                           f"{os.path.join(config.output, 'pipeline.yaml')}")
+
+
 def check(config: CompileConfig) -> None:
-    """Raises CompileError for a root, namespace or launcher config the cluster would refuse; one line."""
+    """Raises CompileError for a setting the cluster would refuse, in one line: the root, the
+    namespace, the launcher config, names, images and resources."""
     check_root(config.root)
+    for location, what in ((config.root, "--pipeline-root"), (config.default_data_root, "--data-root")):
+        check_location(location, what)
+    _check_names(config)
+    _check_resources(config)
     try:
         kfp_release = stores.release(config.launcher.release)
         if kfp_release.multi_user and not config.namespace:
@@ -105,7 +178,9 @@ def check(config: CompileConfig) -> None:
         if providers and kind not in providers:
             raise CompileError(f"--launcher-config: providers has no {kind} provider for the root {config.root} "
                                f"(it has {', '.join(sorted(providers))})")
-        config.launcher.secrets([config.root, config.default_data_root])  # refuses an invalid provider
+        for secret, _ in config.launcher.secrets([config.root, config.default_data_root]):  # refuses an invalid provider
+            if not _DNS_1123_SUBDOMAIN.fullmatch(secret):
+                raise CompileError(f"--launcher-config: secret {secret!r} is not a Kubernetes Secret name")
     except stores.StoreConfigError as e:
         raise CompileError(str(e)) from None
 
@@ -114,7 +189,7 @@ def _resources(cpu: str, memory: str, gpus: int = 0, accelerator: str = ""):
     from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=import-outside-toplevel
 
     spec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
-    resources = spec(cpu_request=float(cpu), cpu_limit=float(cpu),
+    resources = spec(cpu_request=cpu_cores(cpu), cpu_limit=cpu_cores(cpu),
                      memory_request=_gigabytes(memory), memory_limit=_gigabytes(memory))
     if gpus:
         resources.accelerator.CopyFrom(spec.AcceleratorConfig(type=accelerator, count=gpus))
@@ -134,7 +209,6 @@ def build(config: CompileConfig) -> Dict[str, Any]:
     from tfx.orchestration import data_types  # pylint: disable=import-outside-toplevel
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner  # pylint: disable=import-outside-toplevel
 
-    from pipeline import configs  # pylint: disable=import-outside-toplevel
     from pipeline.definition import create_pipeline  # pylint: disable=import-outside-toplevel
 
     check(config)
@@ -233,8 +307,15 @@ def write(spec: Dict[str, Any], path: str) -> str:
 
 def load(path: str) -> Dict[str, Any]:
     """Reads a compiled package (the PipelineSpec YAML, and its platform spec if it has one)."""
-    with open(path) as f:
-        documents = [d for d in yaml.safe_load_all(f) if d]
+    try:
+        with open(path, encoding="utf-8") as f:
+            documents = [d for d in yaml.safe_load_all(f) if d]
+    except (UnicodeDecodeError, yaml.YAMLError) as e:
+        raise CompileError(f"{path}: not a compiled pipeline (YAML): {str(e).splitlines()[0]}") from None
+    except IsADirectoryError:
+        raise CompileError(f"{path}: a directory, not a compiled pipeline") from None
+    if not documents or not isinstance(documents[0], dict) or "root" not in documents[0]:
+        raise CompileError(f"{path}: not a compiled pipeline (no PipelineSpec `root`)")
     spec = documents[0]
     if len(documents) > 1:
         spec[PLATFORM_KEY] = documents[1]
@@ -260,4 +341,7 @@ def parameter_values(spec: Dict[str, Any], overrides: Dict[str, str]) -> Dict[st
             values[name] = _CASTS.get(kind, str)(text)
         except ValueError as e:
             raise ValueError(f"--param {name}={text}: not a {kind.lower()}") from e
+        problem = configs.check_value(name, text)  # what the local runner refuses, the cluster must not run
+        if problem:
+            raise ValueError(f"--param {name}={text}: {problem}")
     return values

@@ -278,7 +278,7 @@ def test_bad_store_settings_are_one_line(args, line, tmp_path):
     args = [{"CM": str(cm), "BAD": str(bad), "MISSING": "MISSING"}.get(a, a) for a in args]
     out = _compile("--output", str(tmp_path / "p.yaml"), "--pipeline-root", "s3://bucket/signs", *args) \
         if "--pipeline-root" not in args else _compile("--output", str(tmp_path / "p.yaml"), *args)
-    assert (out.returncode, out.stdout.strip()) == (1, line)
+    assert (out.returncode, out.stdout.strip()) == (2, line)
     assert not os.path.exists(tmp_path / "p.yaml") and "Traceback" not in out.stderr
 
 
@@ -302,3 +302,46 @@ data:
     platform = spec[kfp_compile.PLATFORM_KEY]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert platform["Evaluator_executor"]["secretAsEnv"] == [{"secretName": "s3-keys", "keyToEnv": [
         {"secretKey": "id", "envVar": "AWS_ACCESS_KEY_ID"}, {"secretKey": "key", "envVar": "AWS_SECRET_ACCESS_KEY"}]}]
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--pipeline-root", "s3://bucket/../x"],
+     "error: --pipeline-root 's3://bucket/../x': '.' and '..' are not allowed in an object-store path"),
+    (["--pipeline-root", "minio://b/../../../../etc/cron.d/x"],
+     "error: --pipeline-root 'minio://b/../../../../etc/cron.d/x': 'b' is not a valid bucket name (3-63 lowercase "
+     "letters, digits, dots and hyphens)"),
+    (["--pipeline-root", "s3://My_Bucket/signs"],
+     "error: --pipeline-root 's3://My_Bucket/signs': 'My_Bucket' is not a valid bucket name (3-63 lowercase letters, "
+     "digits, dots and hyphens)"),
+    (["--data-root", "gs://bucket/data/../../other"],
+     "error: --data-root 'gs://bucket/data/../../other': '.' and '..' are not allowed in an object-store path"),
+    (["--image", "registry.example/signs:1\nevil: true"],
+     "error: --image 'registry.example/signs:1\\nevil: true': not an image reference (REGISTRY/NAME:TAG, no spaces or "
+     "newlines)"),
+    (["--kserve-name", "../X_Bad!"],
+     "error: --kserve-name '../X_Bad!': not a Kubernetes name: an RFC 1035 label (KServe's rule), lowercase letters, "
+     "digits and '-', at most 63 characters"),
+    (["--namespace", "Team A"],
+     "error: --namespace 'Team A': not a Kubernetes name: an RFC 1123 label, lowercase letters, digits and '-', at most "
+     "63 characters"),
+    (["--memory", "1e99G"], "error: --memory '1e99G': expected a memory size up to 64Ti, e.g. 8G, 512Mi"),
+    (["--trainer-cpu", "lots"], "error: --trainer-cpu 'lots': expected CPU cores in (0, 1024], e.g. 2, 0.5 or 500m"),
+    (["--gpus", "-1"], "error: --gpus -1: expected 0 (CPU only) to 64"),
+    (["--output", "DIR"], "error: --output DIR: a directory; name the file, e.g. DIR/pipeline.yaml"),
+])
+def test_what_the_cluster_would_reject_is_refused_at_compile_in_one_line(args, line, tmp_path):
+    """Each went into the package (or was a traceback): `..` escapes the launcher's local copy folder."""
+    args = [str(tmp_path) if a == "DIR" else a for a in args]
+    line = line.replace("DIR", str(tmp_path))
+    if "--output" not in args:
+        args = ["--output", str(tmp_path / "p.yaml"), *args]
+    if "--pipeline-root" not in args:
+        args = ["--pipeline-root", "gs://bucket/signs", *args]
+    out = _compile(*args)
+    assert (out.returncode, out.stdout.strip()) == (2, line)
+    assert not os.path.exists(tmp_path / "p.yaml") and "Traceback" not in out.stderr
+
+
+def test_cpu_requests_take_kubernetes_quantities():
+    assert kfp_compile.cpu_cores("500m") == 0.5 and kfp_compile.cpu_cores("2") == 2.0
+    kfp_compile.check(kfp_compile.CompileConfig(pipeline_root="gs://bucket/signs", cpu="500m", gpus=0))

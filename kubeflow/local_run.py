@@ -143,7 +143,11 @@ def run(package: str, overrides: Dict[str, str], work_dir: str, pipeline_root: O
     if not os.path.exists(package):
         print(f"error: {package}: no such package; run `python kubeflow/runner.py compile` first")
         return 1
-    spec = kfp_compile.load(package)
+    try:
+        spec = kfp_compile.load(package)
+    except kfp_compile.CompileError as e:
+        print(f"error: {e}")
+        return 2
     root = pipeline_root or spec.get("defaultPipelineRoot")
     try:
         config = deploy.package_launcher(spec) or stores.LauncherConfig()

@@ -151,10 +151,10 @@ def main(argv=None) -> int:
             path = kfp_compile.write(kfp_compile.build(config), args.output)
         except (kfp_compile.CompileError, stores.StoreConfigError) as e:
             print(f"error: {e}")
-            return 1
+            return 2  # a setting the cluster would refuse
         except OSError as e:
             print(f"error: {e.filename}: {e.strerror}")
-            return 1
+            return 2 if e.filename in (args.launcher_config, args.output) else 1
         store = launcher.session(config.root)
         print(f"wrote {path} (image {args.image}, pipeline root {config.root}, KFP {args.kfp_release}"
               f"{', namespace ' + args.namespace if args.namespace else ''}, store "

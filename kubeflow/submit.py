@@ -110,8 +110,8 @@ def submit(args) -> int:
         if not os.path.exists(args.package):
             raise SubmitError(f"{args.package}: no such package; run `python kubeflow/runner.py compile` first")
         from kubeflow import compile as kfp_compile  # pylint: disable=import-outside-toplevel
-        spec = kfp_compile.load(args.package)
         try:
+            spec = kfp_compile.load(args.package)
             params = kfp_compile.parameter_values(spec, dict(args.param))
             root, root_source = run_root(spec, args.pipeline_root)
             kfp_compile.check_root(root)

@@ -97,6 +97,27 @@ def test_unknown_parameter_is_refused_before_contacting_the_host(package):
     assert out.stdout.strip().startswith("error: --param epoch: the package has no such parameter")
 
 
+@pytest.mark.parametrize("param, problem", [
+    ("learning_rate=nan", "expected a finite number, got nan"),
+    ("min_accuracy=inf", "expected a finite number, got inf"),
+    ("epochs=-5", "expected an integer >= 0, got -5"),
+    ("precision=float64", "expected one of"),
+])
+def test_a_parameter_the_local_runner_refuses_is_refused_before_contacting_the_host(package, param, problem):
+    """NaN training ran on the cluster until the Evaluator failed."""
+    out = _submit("--host", "http://127.0.0.1:9", "--package", package, "--param", param)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stdout.strip().startswith(f"error: --param {param}: {problem}")
+
+
+def test_a_binary_package_is_named_not_the_host(tmp_path):
+    package = tmp_path / "pipeline.yaml"
+    package.write_bytes(bytes(range(256)) * 4)
+    out = _submit("--host", "http://127.0.0.1:9", "--package", str(package))
+    assert out.returncode == 1
+    assert out.stdout.strip().startswith(f"error: {package}: not a compiled pipeline (YAML)")
+
+
 def test_an_image_without_a_registry_is_refused_before_contacting_the_host(tmp_path):
     from kubeflow import compile as kfp_compile  # pylint: disable=import-outside-toplevel
     local_only = kfp_compile.write(kfp_compile.build(kfp_compile.CompileConfig(image="signs-pipeline:0.1.0")),

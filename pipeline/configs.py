@@ -219,6 +219,28 @@ def _flag(field: dataclasses.Field) -> Tuple[str, Dict[str, Any]]:
     return name, settings
 
 
+def check_value(name: str, text: str) -> Optional[str]:
+    """What is wrong with `text` as the value of the setting `name`, as its flag would say (the
+    local runner's check, for a compiled pipeline's runtime parameters); None if nothing, or if no
+    setting has that name. Booleans are KFP's 0/1."""
+    fields = [f for f in dataclasses.fields(PipelineConfig) if f.name != "train"] + list(TrainConfig.knobs())
+    field = next((f for f in fields if f.name == name), None)
+    if field is None:
+        return None
+    _, settings = _flag(field)
+    if settings.get("action") == argparse.BooleanOptionalAction:
+        return None if text.strip().lower() in ("0", "1", "true", "false") else f"expected 0 or 1, got {text}"
+    if "choices" in settings and text not in settings["choices"]:
+        return f"expected one of {', '.join(map(str, settings['choices']))}, got {text}"
+    parse = settings.get("type")
+    if parse is not None:
+        try:
+            parse(text)
+        except (argparse.ArgumentTypeError, ValueError) as e:
+            return str(e) if isinstance(e, argparse.ArgumentTypeError) else f"not a valid value: {text}"
+    return None
+
+
 def add_flags(parser: argparse.ArgumentParser, kubeflow: bool = False,
               only: Optional[Tuple[str, ...]] = None) -> None:
     """Adds a flag for every PipelineConfig and TrainConfig field a runner sets.
