@@ -50,6 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="rows a batch of concurrent predict requests collects at most (default %(default)s)")
     parser.add_argument("--batch-timeout-ms", type=_at_least(float, 0), default=d.batch_timeout_ms,
                         help="how long a batch waits for more requests, in milliseconds (default %(default)s)")
+    limits = parser.add_argument_group("what one client can hold (a request over a limit gets TF Serving's "
+                                       "error shape, 400, 408, 413 or 503, at once)")
+    limits.add_argument("--max-request-rows", type=_at_least(int, 1, what="an integer"), default=d.max_request_rows,
+                        help="rows (images) in one request (default %(default)s)")
+    limits.add_argument("--max-request-pixels", type=_at_least(int, 1, what="an integer"),
+                        default=d.max_request_pixels,
+                        help="image pixels, as the headers declare them, in one request (default %(default)s)")
+    limits.add_argument("--max-connections", type=_at_least(int, 1, what="an integer"), default=d.max_connections,
+                        help="open connections; the next is answered 503 and closed (default %(default)s)")
+    limits.add_argument("--header-timeout", type=_at_least(float, 1e-3), default=d.header_timeout_s,
+                        help="seconds a request's headers may take to arrive, and a kept-alive connection may "
+                             "stay idle (default %(default)s)")
+    limits.add_argument("--body-timeout", type=_at_least(float, 1e-3), default=d.body_timeout_s,
+                        help="seconds a request's body may take to arrive after its headers (default %(default)s)")
     return parser
 
 
@@ -86,7 +100,11 @@ def main(argv=None) -> int:
         print(f"{serving_dir}: no version pushed yet; the first one is served as soon as it lands "
               f"(looked for every {args.poll_seconds:g} s)", flush=True)
     app = make_app(serving_dir, Settings(model_name=args.model_name, poll_seconds=args.poll_seconds,
-                                         max_batch_size=args.max_batch_size, batch_timeout_ms=args.batch_timeout_ms))
+                                         max_batch_size=args.max_batch_size, batch_timeout_ms=args.batch_timeout_ms,
+                                         max_request_rows=args.max_request_rows,
+                                         max_request_pixels=args.max_request_pixels,
+                                         max_connections=args.max_connections, header_timeout_s=args.header_timeout,
+                                         body_timeout_s=args.body_timeout))
     return asyncio.run(_serve_until_stopped(app, args.host, args.port, serving_dir, args.model_name))
 
 

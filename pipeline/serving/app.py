@@ -15,11 +15,12 @@ from typing import Tuple
 
 from aiohttp import web
 
-from pipeline.serving import routes
+from pipeline.serving import limits, routes
 from pipeline.serving.batching import Batcher
 from pipeline.serving.models import ModelManager
 
 MANAGER = web.AppKey("manager", ModelManager)
+SETTINGS = web.AppKey("settings", object)
 BATCHER = web.AppKey("batcher", Batcher)
 
 
@@ -34,6 +35,13 @@ class Settings:
     # waiting; they pile up while the model is busy).
     batch_timeout_ms: float = 2.0
     max_request_bytes: int = 64 * 2 ** 20  # larger bodies get 413; a 40-megapixel JPEG is ~27 MB in base64
+    # What one client can hold (limits.py): rows and declared image pixels in one request, open
+    # connections, and the time to send a request's headers and then its body.
+    max_request_rows: int = 256
+    max_request_pixels: int = 50_000_000  # one 40-megapixel photo fits
+    max_connections: int = 256
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
 
 
 def page(model_name: str) -> str:
@@ -50,10 +58,15 @@ def make_app(serving_dir: str, settings: Settings = Settings()) -> web.Applicati
     Returns:
       An aiohttp application; its startup starts the version watcher and the batcher.
     """
-    app = web.Application(client_max_size=settings.max_request_bytes, middlewares=[routes.json_errors])
+    app = web.Application(client_max_size=settings.max_request_bytes,
+                          middlewares=[routes.header_clock, routes.json_errors])
+    app[SETTINGS] = settings
     app[MANAGER] = ModelManager(serving_dir, settings.model_name, settings.poll_seconds)
     app[BATCHER] = Batcher(settings.max_batch_size, settings.batch_timeout_ms / 1000)
-    app[routes.REST_API] = routes.RestApi(app[MANAGER], app[BATCHER])
+    app[routes.REST_API] = routes.RestApi(app[MANAGER], app[BATCHER], settings.max_request_rows,
+                                          settings.max_request_pixels)
+    app[routes.BODY_TIMEOUT] = settings.body_timeout_s
+    app[routes.GUARDS] = []
     text = page(settings.model_name)
 
     async def page_handler(_):
@@ -79,11 +92,14 @@ async def start(app: web.Application, host: str, port: int) -> Tuple[web.AppRunn
     """Starts serving `app`; returns the runner (to clean up) and the URL (port 0: a free port)."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
+    settings = app[SETTINGS]
+    site = limits.GuardedSite(runner, (settings.max_connections, settings.header_timeout_s), host, port)
     try:
-        await web.TCPSite(runner, host, port).start()
+        await site.start()
     except OSError:
         await runner.cleanup()
         raise
+    app[routes.GUARDS].append(site.guard)
     bound_host, bound_port = runner.addresses[0][:2]
     return runner, f"http://{'[' + bound_host + ']' if ':' in bound_host else bound_host}:{bound_port}/"
 

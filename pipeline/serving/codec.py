@@ -155,6 +155,10 @@ def parse_json(body: bytes) -> Dict:
         doc, _ = json.JSONDecoder().raw_decode(text)
     except json.JSONDecodeError as e:
         raise invalid(f"JSON Parse error: {e.msg} at offset: {e.pos}") from None
+    except RecursionError:
+        raise invalid("JSON Parse error: nested too deeply") from None
+    except ValueError as e:  # a number of thousands of digits
+        raise invalid(f"JSON Parse error: {str(e).splitlines()[0]}") from None
     if not isinstance(doc, dict):
         raise invalid(f"JSON Value: {_debug(doc)} Is not object")
     return doc

@@ -19,14 +19,15 @@ HTTP_STATUS = dict(ERROR_CODES)
 class ServingError(Exception):
     """An error as TF Serving reports it: a canonical code name and a message."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, http_status: int = 0):
         super().__init__(message)
         self.code = code
         self.message = message
+        self._http_status = http_status  # 0: TF Serving's for the code
 
     @property
     def http_status(self) -> int:
-        return HTTP_STATUS.get(self.code, 500)
+        return self._http_status or HTTP_STATUS.get(self.code, 500)
 
 
 def invalid(message: str) -> ServingError:

@@ -12,14 +12,18 @@ One addition, which TF Serving clients ignore: a `:predict` answer carries the v
 computed it in the `X-Model-Version` header (the page shows it).
 """
 
+import asyncio
 import json
 import logging
 import re
 import urllib.parse
 from typing import Dict, Optional, Tuple
 
-from aiohttp import web
+import aiohttp
+from aiohttp import http_exceptions, web
+from aiohttp.web_protocol import RequestPayloadError
 
+from pipeline.serving import limits
 from pipeline.serving.batching import Batcher
 from pipeline.serving.codec import parse_json, request_tensors, response_json, signature_name
 from pipeline.serving.errors import ServingError, invalid
@@ -45,7 +49,7 @@ def parse_path(method: str, path: str) -> Tuple[Optional[ModelSpec], str]:
     if not match:
         return None, ""
     name, version, label, call = match.groups()
-    if version is not None and int(version) >= 2 ** 63:
+    if version is not None and (len(version) > 19 or int(version) >= 2 ** 63):
         raise invalid(f"Failed to convert version: {version} to numeric.")
     spec = ModelSpec(urllib.parse.unquote(name or ""), int(version) if version else None,
                      urllib.parse.unquote(label) if label else None)
@@ -57,9 +61,10 @@ def parse_path(method: str, path: str) -> Tuple[Optional[ModelSpec], str]:
 class RestApi:
     """TF Serving's HttpRestApiHandler over a ModelManager and a Batcher."""
 
-    def __init__(self, manager: ModelManager, batcher: Batcher):
+    def __init__(self, manager: ModelManager, batcher: Batcher, max_rows: int = 256, max_pixels: int = 50_000_000):
         self.manager = manager
         self.batcher = batcher
+        self.max_rows, self.max_pixels = max_rows, max_pixels
 
     async def process(self, method: str, path: str, body: bytes) -> Tuple[Dict, Dict[str, str]]:
         """The response body and extra headers of one request; raises ServingError."""
@@ -73,12 +78,17 @@ class RestApi:
         if call == "metadata":
             return self.manager.metadata(spec), {}
         doc = parse_json(body)
+        limits.check_rows(doc, self.max_rows)  # before any value is decoded: in milliseconds
         name = signature_name(doc)
         servable = self.manager.servable(spec)
         signature = servable.signature(name)
         if call != "predict":
             raise self._classify_or_regress_error(call, signature)
-        inputs, row_format = request_tensors(doc, signature.inputs)
+        try:
+            inputs, row_format = request_tensors(doc, signature.inputs)
+        except RecursionError:
+            raise invalid("JSON Value: nested too deeply for a tensor") from None
+        limits.check_pixels(inputs, self.max_pixels)  # before the model decodes one
         outputs = await self.batcher.predict(servable, signature, inputs)
         return response_json(outputs, row_format), {VERSION_HEADER: str(servable.version)}
 
@@ -98,30 +108,47 @@ def json_response(body: Dict, status: int = 200, headers: Optional[Dict[str, str
                         content_type="application/json")
 
 
-def json_response(body: Dict, status: int = 200, headers: Optional[Dict[str, str]] = None) -> web.Response:
-    return web.Response(body=json.dumps(body, indent=1).encode(), status=status, headers=headers,
-                        content_type="application/json")
-
-
 def error_response(error: ServingError) -> web.Response:
     """The one mapping from an error to what the client gets: TF Serving's body and status."""
     return json_response({"error": error.message}, status=error.http_status)
 
 
 REST_API = web.AppKey("rest_api", RestApi)
+BODY_TIMEOUT = web.AppKey("body_timeout_s", float)
+GUARDS = web.AppKey("guards", list)  # the listening sites' ConnectionGuards (limits.py)
 
 
 async def rest_handler(request: web.Request) -> web.Response:
     try:
-        body = await request.read()
+        body = await asyncio.wait_for(request.read(), request.app[BODY_TIMEOUT])
     except web.HTTPRequestEntityTooLarge as e:
         return json_response({"error": f"Request body too large: {e.text}"}, status=413)
+    except asyncio.TimeoutError:
+        return json_response({"error": f"Request body not received within {request.app[BODY_TIMEOUT]:g} s"},
+                             status=408, headers={"Connection": "close"})
+    except (ConnectionError, aiohttp.ClientError, http_exceptions.HttpProcessingError, RequestPayloadError) as e:
+        # A client that went away mid-body, or a body that is not what its headers say (gzip that is not).
+        log.debug("%s %s: the body could not be read (%s)", request.method, request.path, e)
+        return json_response({"error": f"Malformed request body: {type(e).__name__}"}, status=400,
+                             headers={"Connection": "close"})
     path = request.rel_url.raw_path
     try:
         result, headers = await request.app[REST_API].process(request.method, path, body)
     except ServingError as e:
         return error_response(e)
     return json_response(result, headers=headers)
+
+
+@web.middleware
+async def header_clock(request: web.Request, handler) -> web.StreamResponse:
+    """Tells the connection guards a request's headers are in, and when it has been answered."""
+    for guard in request.app[GUARDS]:
+        guard.request_started(request.protocol)
+    try:
+        return await handler(request)
+    finally:
+        for guard in request.app[GUARDS]:
+            guard.request_finished(request.protocol)
 
 
 @web.middleware
