@@ -146,3 +146,25 @@ def test_serve_bench_prints_every_level_beside_the_in_process_limit(tmp_path):
         # a rate or latency in the wrong unit, or computed over the wrong time.
         assert 0.4 * clients < level["per_s"] * level["p50_ms"] / 1000 < 2.5 * clients, (name, level)
     assert set(results["in_process"]) == {"1", "4"}
+
+
+@pytest.mark.slow
+def test_serve_abuse_bench_prints_both_runs_and_how_the_abuse_was_answered(tmp_path):
+    """On a small model and a few seconds: the figures are for bench/README.md, not for this test."""
+    import keras  # pylint: disable=import-outside-toplevel
+    from trainer import export  # pylint: disable=import-outside-toplevel
+    model = keras.Sequential([keras.Input((64, 64, 3)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(6, activation="softmax")])
+    export.export_serving_model(model, str(tmp_path / "serving" / "1"))
+    out = tmp_path / "abuse.json"
+    proc = _run("bench/serve_abuse.py", "--serving-dir", str(tmp_path / "serving"), "--clients", "2", "--seconds", "4",
+                "--skip-unlimited", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.startswith("CPU: ") and "p99 / alone" in proc.stdout
+    runs = json.load(open(out))["runs"]
+    assert set(runs) == {"alone", "beside an abusive client"}
+    for run in runs.values():
+        assert run["answers"] > 0 and 0 < run["p50_ms"] <= run["p99_ms"]
+    answered = runs["beside an abusive client"]["answered"]
+    assert answered.get("8000 rows: 400", 0) > 0 and answered.get("32 x 36 MP: 413", 0) > 0, answered
+    assert not [k for k in answered if k.startswith(("8000 rows", "32 x 36 MP")) and not k.endswith(("400", "413"))]

@@ -1,0 +1,157 @@
+"""Latency of well-behaved clients of `python -m pipeline.serve`, alone and beside one abusive client.
+
+    python bench/serve_abuse.py [--serving-dir DIR] [--clients 4] [--seconds 20]
+
+Three runs of `--seconds` each, on 127.0.0.1, each against a server process of its own:
+
+1. alone: `--clients` clients, each sending one photo per request (`serve_image_bytes`) and the
+   next when answered;
+2. beside an abusive client, with the server's limits (its defaults): the same clients, while one
+   more client sends, over and over, a request of 8000 tiny PNGs and one of 32 PNGs of 36
+   megapixels each, and holds 300 connections that send half a request's headers and stop;
+3. the same, with the limits lifted (as far as the flags go): what the limits are for.
+
+It prints p50 and p99 of the well-behaved clients' answers in each run, the ratio of each p99 to
+the first run's, and how the abusive requests were answered, with the CPU it ran on. Without
+`--serving-dir` it exports the seed's ResNet50, untrained (bench/serve.py).
+"""
+
+import argparse
+import asyncio
+import base64
+import collections
+import io
+import json
+import os
+import statistics
+import tempfile
+import time
+from typing import Dict, List
+
+from bench.machine import cpu_model
+from bench.serve import Server, a_photo, export_untrained
+
+NO_LIMITS = ("--max-request-rows", "100000000", "--max-request-pixels", str(10 ** 15), "--max-connections", "1000000",
+             "--header-timeout", "100000", "--body-timeout", "100000")
+
+
+def _png(size) -> bytes:
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    buf = io.BytesIO()
+    Image.new("RGB", size, (90, 120, 150)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _body(images: List[bytes]) -> bytes:
+    return json.dumps({"signature_name": "serve_image_bytes",
+                       "instances": [{"b64": base64.b64encode(i).decode()} for i in images]}).encode()
+
+
+async def _run(url: str, photo_body: bytes, clients: int, seconds: float, abusive: bool) -> Dict:
+    import aiohttp  # pylint: disable=import-outside-toplevel
+    latencies: List[float] = []
+    answered = collections.Counter()
+    stop = time.perf_counter() + seconds
+    many_rows = _body([_png((4, 4))] * 8000)
+    many_pixels = _body([_png((6000, 6000))] * 32)
+    host, port = url.split("//")[1].split("/")[0].split(":")
+
+    async def well_behaved(session):
+        while time.perf_counter() < stop:
+            start = time.perf_counter()
+            try:
+                async with session.post(url + ":predict", data=photo_body,
+                                        timeout=aiohttp.ClientTimeout(total=2 * seconds)) as response:
+                    await response.read()
+            except asyncio.TimeoutError:
+                answered["well-behaved: no answer within 2 runs' time"] += 1
+                continue
+            if response.status == 200:
+                latencies.append(time.perf_counter() - start)
+            answered[f"well-behaved: {response.status}"] += 1
+
+    async def abuser(session):
+        while time.perf_counter() < stop:
+            for name, body in (("8000 rows", many_rows), ("32 x 36 MP", many_pixels)):
+                try:
+                    async with session.post(url + ":predict", data=body) as response:
+                        await response.read()
+                        answered[f"{name}: {response.status}"] += 1
+                except aiohttp.ClientError as e:
+                    answered[f"{name}: {type(e).__name__}"] += 1
+
+    async def half_sent():
+        """Keeps up to 300 connections that send half a request's headers, reopening those closed."""
+        async def hold():
+            while time.perf_counter() < stop:
+                try:
+                    reader, writer = await asyncio.open_connection(host, int(port))
+                    writer.write(b"POST /v1/models/signs:predict HTTP/1.1\r\nHost: x\r\n")
+                    await writer.drain()
+                    data = await asyncio.wait_for(reader.read(1024), max(0.01, stop - time.perf_counter()))
+                    answered["half-sent: " + ("503" if data.startswith(b"HTTP/1.1 503") else "closed")] += 1
+                    writer.close()
+                except (asyncio.TimeoutError, OSError):
+                    answered["half-sent: held to the end"] += 1
+                    return
+        await asyncio.gather(*(hold() for _ in range(300)))
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        async with session.post(url + ":predict", data=photo_body) as response:  # warm-up
+            await response.read()
+        tasks = [well_behaved(session) for _ in range(clients)]
+        if abusive:
+            tasks += [abuser(session), half_sent()]
+        await asyncio.gather(*tasks)
+    ordered = sorted(latencies)
+    if not ordered:
+        raise RuntimeError(f"no well-behaved request was answered 200: {dict(answered)}")
+    return {"answers": len(ordered), "p50_ms": 1000 * statistics.median(ordered),
+            "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
+            "answered": dict(sorted(answered.items()))}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--serving-dir", default=None, help="a serving dir with a pushed model (default: an untrained export)")
+    p.add_argument("--clients", type=int, default=4, help="well-behaved clients")
+    p.add_argument("--seconds", type=float, default=20.0, help="seconds per run")
+    p.add_argument("--json", default=None, help="also write the results to this file")
+    p.add_argument("--skip-unlimited", action="store_true", help="leave out the run with the limits lifted")
+    args = p.parse_args(argv)
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        serving_dir = args.serving_dir
+        if serving_dir is None:
+            print("exporting the seed's ResNet50 (untrained) ...", flush=True)
+            serving_dir = export_untrained(tmp)
+        photo = _body([a_photo()])
+        results = {}
+        runs = [("alone", False, ()), ("beside an abusive client", True, ())]
+        if not args.skip_unlimited:
+            runs.append(("beside it, limits lifted", True, NO_LIMITS))
+        for name, abusive, flags in runs:
+            print(f"{name} ...", flush=True)
+            server = Server(serving_dir, *flags)
+            try:
+                results[name] = asyncio.run(_run(server.url, photo, args.clients, args.seconds, abusive))
+            finally:
+                server.stop()
+    alone = results["alone"]["p99_ms"]
+    print(f"\n{args.clients} well-behaved clients, one photo per request, {args.seconds:g} s per run")
+    print(f"{'run':<26} {'answers':>8} {'p50 ms':>8} {'p99 ms':>8} {'p99 / alone':>12}")
+    for name, r in results.items():
+        print(f"{name:<26} {r['answers']:>8} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['p99_ms'] / alone:>12.2f}")
+    for name, r in results.items():
+        if name != "alone":
+            print(f"{name}: " + ", ".join(f"{k} x{v}" for k, v in r["answered"].items()))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"cpu": cpu_model(), "clients": args.clients, "seconds": args.seconds, "runs": results}, f,
+                      indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
