@@ -9,7 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 from components.data import sources
-from components.push import kserve, tf_serving
+from components.push import canary, kserve, tf_serving
 from trainer import export
 
 
@@ -119,3 +119,32 @@ def test_every_exported_op_is_known_to_the_manifests_tf_serving(exported):
     assert {"DisableCopyOnRead", "Conv2D", "StatefulPartitionedCall"} <= ops
     assert sorted(ops - tf_serving.release_ops(runtime)) == []
     assert "DisableCopyOnRead" in ops - tf_serving.release_ops(tf_serving.KSERVE_DEFAULT_TF_SERVING)
+
+
+# -- The Pusher's canary: the export, loaded in a process of its own, answers as the model in memory -------
+
+def _small_model():
+    return keras.Sequential([keras.Input((64, 64, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(6, activation="softmax")])
+
+
+def test_an_export_answers_the_canary_request_as_the_model_in_memory(tmp_path):
+    model = _small_model()
+    export.export_serving_model(model, str(tmp_path / "Format-Serving"))
+    expected = canary.write_expected(str(tmp_path), lambda images: model(images, training=False).numpy())
+    assert canary.check(str(tmp_path / "Format-Serving"), expected) is None
+
+
+def test_a_candidate_that_answers_otherwise_or_not_at_all_is_named(tmp_path):
+    model = _small_model()
+    export.export_serving_model(model, str(tmp_path / "Format-Serving"))
+    other = _small_model()  # other weights: what an export that lost its trained weights answers
+    expected = canary.write_expected(str(tmp_path), lambda images: other(images, training=False).numpy())
+    assert canary.check(str(tmp_path / "Format-Serving"), expected).startswith(
+        "serving_default answers the canary request unlike the trained model (probabilities differ by up to ")
+    assert canary.check(str(tmp_path / "Format-Serving"), expected, timeout_s=0.01) == (
+        "it did not load and answer the canary request within 0.01 s")
+    variables = tmp_path / "Format-Serving" / "variables"
+    data = [p for p in variables.iterdir() if ".data-" in p.name][0]
+    data.write_bytes(data.read_bytes()[:10])
+    assert canary.check(str(tmp_path / "Format-Serving"), expected).startswith("its variables do not read")

@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from components.data import storage
+from components.push import canary
 from trainer import budget, checkpoints, export, input_pipeline
 from components.training.config import TrainConfig
 from trainer.model import ResNet50
@@ -220,9 +221,11 @@ def run_fn(fn_args) -> None:
     model, state, devices = train(config, fn_args.data_accessor, fn_args.train_files, fn_args.eval_files,
                                   schema, fn_args.model_run_dir, ckpt_dir)
 
-    export.export_serving_model(float32_copy(model, config) if devices.precision != "float32" else model,
-                                fn_args.serving_model_dir, max_pixels=config.max_image_pixels)
+    exported = float32_copy(model, config) if devices.precision != "float32" else model
+    export.export_serving_model(exported, fn_args.serving_model_dir, max_pixels=config.max_image_pixels)
     model_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
+    # The Pusher's canary request: what this model, in memory, answers (components/push/canary.py).
+    canary.write_expected(model_dir, lambda images: exported(images, training=False).numpy())
     with tf.io.gfile.GFile(os.path.join(model_dir, HISTORY_FILE), "w") as f:
         json.dump({"config": config.to_dict(), "devices": devices.describe(), "epochs": state.history,
                    "best_epoch": state.best_epoch, "exported_epoch": state.exported_epoch,

@@ -1,5 +1,6 @@
 """Pusher executor: blessed models only, as a new integer version in TF Serving layout."""
 
+import os
 from typing import Any, Dict, List
 
 from absl import logging
@@ -12,7 +13,7 @@ from tfx.utils import json_utils, proto_utils
 
 from components.data import storage
 from components.evaluation.evaluator import COMPARED_WITH_KEY
-from components.push import kserve, serving, tf_serving
+from components.push import canary, kserve, serving, tf_serving
 
 NOT_PUSHED_KEY = "not_pushed_reason"  # PushedModel custom property: why a blessed model was not pushed
 KSERVE_MANIFEST_KEY = "kserve_manifest"  # PushedModel custom property: the InferenceService written beside it
@@ -20,6 +21,9 @@ KSERVE_MANIFEST_KEY = "kserve_manifest"  # PushedModel custom property: the Infe
 
 class Executor(pusher_executor.Executor):
     """Pushes to `<base_directory>/<next version>` atomically; skips a model already serving.
+
+    The candidate is first loaded in a process of its own and must answer the Trainer's canary
+    request through each signature (`canary.check`); one that does not is not pushed, and says why.
 
     A blessing that says which version it was compared against (`compared_with_version`, from
     BaselineAwareEvaluator) is pushed only as the version right after it: if another run pushed
@@ -49,6 +53,14 @@ class Executor(pusher_executor.Executor):
             logging.info("Model %s is already serving as version %d; not pushed again.", model.uri, newest)
             self._MarkNotPushed(pushed)
             pushed.set_int_custom_property("already_serving_version", newest)
+            return
+        problem = canary.check(model_path, os.path.join(model.uri, canary.CANARY_FILE))
+        if problem:  # before a version is claimed: nothing ships that cannot be served
+            reason = f"the candidate does not serve: {problem}"
+            logging.warning("Not pushed: %s", reason)
+            print(f"Not pushed: {reason}", flush=True)
+            self._MarkNotPushed(pushed)
+            pushed.set_string_custom_property(NOT_PUSHED_KEY, reason)
             return
         blessing = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_BLESSING_KEY])
         after = blessing.get_int_custom_property(COMPARED_WITH_KEY) \

@@ -107,3 +107,37 @@ def test_a_push_to_a_store_leaves_its_kserve_manifest_in_the_version(where, mini
     assert manifest["metadata"]["name"] == "hands" and manifest["metadata"]["namespace"] == "ml"
     assert manifest["spec"]["predictor"]["model"]["storageUri"] == f"s3://mlpipeline/{tmp_path.name}/serving_model"
     assert manifest["metadata"]["annotations"]["signs-pipeline/version"] == "1"
+
+
+@pytest.mark.parametrize("damage, reason", [
+    ("answers otherwise", "the candidate does not serve: serving_default answers the canary request unlike the "
+                          "trained model (probabilities differ by up to "),
+    ("variables cut short", "the candidate does not serve: its variables do not read ("),
+])
+def test_a_blessed_candidate_that_does_not_serve_is_not_pushed_and_says_why(damage, reason, tmp_path):
+    """Nothing ships that cannot be served: the candidate is loaded in a process of its own first."""
+    # pylint: disable=import-outside-toplevel
+    import json
+    from google.protobuf import json_format
+    from tfx.proto import pusher_pb2
+    from tfx.types import standard_artifacts
+    from components.push import canary, pusher
+
+    serving_dir = str(tmp_path / "serving")
+    model, blessing, pushed = standard_artifacts.Model(), standard_artifacts.ModelBlessing(), standard_artifacts.PushedModel()
+    model.uri, blessing.uri, pushed.uri = _model_artifact(str(tmp_path / "m"), "v1"), str(tmp_path / "b"), str(tmp_path / "p")
+    blessing.set_int_custom_property("blessed", 1)
+    if damage == "answers otherwise":  # the test model answers softmax([0, 1, 0, 0, 0, 0]) to everything
+        canary.write_expected(model.uri, lambda images: [[1.0, 0, 0, 0, 0, 0]] * len(images))
+        assert json.load(open(os.path.join(model.uri, canary.CANARY_FILE)))["atol"] == 1e-3
+    else:
+        variables = os.path.join(model.uri, "Format-Serving", "variables")
+        data = [os.path.join(variables, n) for n in os.listdir(variables) if ".data-" in n][0]
+        with open(data, "r+b") as f:
+            f.truncate(3)
+    destination = pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_dir))
+    props = {"push_destination": json_format.MessageToJson(destination), "custom_config": "null"}
+    pusher.Executor().Do({"model": [model], "model_blessing": [blessing]}, {"pushed_model": [pushed]}, props)
+    custom = pushed.mlmd_artifact.custom_properties
+    assert custom["pushed"].int_value == 0 and custom["not_pushed_reason"].string_value.startswith(reason)
+    assert serving.list_versions(serving_dir) == []

@@ -1,24 +1,36 @@
-"""Small real SavedModels for the push and baseline tests: what TF Serving reads, in a second."""
+"""Small real SavedModels for the push, baseline and serving tests: what TF Serving reads, in a second."""
 
 import os
 
 
 def saved_model(path, factor: float = 1.0, payload: str = "") -> str:
-    """Writes a SavedModel with a `serve` graph (`y = x * factor`, x float32 (N, 3)) and a variables
-    checkpoint to `path`; `payload`, if given, goes into `assets/payload` (to make copies slower)."""
+    """Writes a SavedModel with a `serve` graph and a variables checkpoint to `path`, with the
+    pipeline's two signatures (`serving_default` on tf.Examples, `serve_image_bytes` on encoded
+    images), each answering every row with the same probabilities, softmax([0, factor, 0, 0, 0, 0]).
+    `payload`, if given, goes into `assets/payload` (to make copies slower)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    class Scale(tf.Module):
+    class Constant(tf.Module):
         def __init__(self):
             super().__init__()
-            self.w = tf.Variable(tf.fill([3], float(factor)))
+            self.logits = tf.Variable([0.0, float(factor), 0.0, 0.0, 0.0, 0.0])
 
-        @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32)])
-        def __call__(self, x):
-            return {"y": x * self.w}
+        def _answer(self, rows):
+            probabilities = tf.nn.softmax(tf.tile(self.logits[None], [tf.shape(rows)[0], 1]))
+            return probabilities
 
-    module = Scale()
-    tf.saved_model.save(module, str(path), signatures=module.__call__)
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def serving_default(self, examples):
+            return {"probabilities": self._answer(examples)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+        def serve_image_bytes(self, image_bytes):
+            probabilities = self._answer(image_bytes)
+            return {"probabilities": probabilities, "classes": tf.argmax(probabilities, axis=-1)}
+
+    module = Constant()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serving_default,
+                                                        "serve_image_bytes": module.serve_image_bytes})
     if payload:
         os.makedirs(os.path.join(path, "assets"), exist_ok=True)
         with open(os.path.join(path, "assets", "payload"), "w") as f:
