@@ -339,6 +339,15 @@ def test_dry_run_without_the_store_has_no_version_and_says_why(tmp_path):
     assert out.stderr.startswith(f"note: no version label: {SERVING_DIR} at http://127.0.0.1:9: ")
 
 
+def test_dry_run_never_shows_a_password_in_the_store_endpoint(tmp_path):
+    """`http://u:PASS@host` was printed."""
+    env = dict(os.environ, SIGNS_MINIO_ENDPOINT="http://signs:pa55word@127.0.0.1:9", AWS_ACCESS_KEY_ID="k",
+               AWS_SECRET_ACCESS_KEY="s")
+    for extra in ((), ("--credentials-setup",)):
+        out = _deploy("--serving-dir", SERVING_DIR, "--dry-run", "--namespace", NAMESPACE, *extra, env=env)
+        assert "pa55word" not in out.stdout + out.stderr and "Traceback" not in out.stderr
+
+
 def test_a_serving_dir_with_nothing_pushed_is_refused(pushed):
     out = _deploy("--serving-dir", "minio://mlpipeline/empty/serving_model", "--dry-run", env=pushed.env)
     assert (out.returncode, out.stdout) == (1, "error: minio://mlpipeline/empty/serving_model: no model pushed there yet; "
