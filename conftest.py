@@ -28,6 +28,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         group = item.nodeid.split("::")[0]
         install = item.callspec.params.get("install") if hasattr(item, "callspec") else None
-        if install:
-            group += f"[{install}]"
+        if install:  # no brackets: xdist reads a group name up to a closing "]" as part of the test's id
+            group += f"-{install}"
         item.add_marker(pytest.mark.xdist_group(group))

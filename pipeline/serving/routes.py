@@ -6,7 +6,8 @@ version policy and the batcher, and the one place an error becomes an HTTP answe
 - `POST /v1/models/<name>[/versions/<N>]:predict`: see `pipeline.serving.codec`;
 - errors are `{"error": "<message>"}` with the HTTP status TF Serving gives the error's code. A
   request for a method or path this API does not have is a "Malformed request" (400), as in TF
-  Serving; a request body over the size limit is 413 (TF Serving has none; we bound memory).
+  Serving; a request body over the size limit is 413 (TF Serving has none; we bound memory), and
+  so are the other limits of `limits.py` (rows 400, pixels 413, a body too slow 408).
 
 One addition, which TF Serving clients ignore: a `:predict` answer carries the version that
 computed it in the `X-Model-Version` header (the page shows it).
