@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="image pixels, as the headers declare them, in one request (default %(default)s)")
     limits.add_argument("--max-connections", type=_at_least(int, 1, what="an integer"), default=d.max_connections,
                         help="open connections; the next is answered 503 and closed (default %(default)s)")
+    limits.add_argument("--max-client-connections", type=_at_least(int, 1, what="an integer"),
+                        default=d.max_client_connections,
+                        help="open connections from one client address (default %(default)s)")
     limits.add_argument("--header-timeout", type=_at_least(float, 1e-3), default=d.header_timeout_s,
                         help="seconds a request's headers may take to arrive, and a kept-alive connection may "
                              "stay idle (default %(default)s)")
@@ -103,7 +106,9 @@ def main(argv=None) -> int:
                                          max_batch_size=args.max_batch_size, batch_timeout_ms=args.batch_timeout_ms,
                                          max_request_rows=args.max_request_rows,
                                          max_request_pixels=args.max_request_pixels,
-                                         max_connections=args.max_connections, header_timeout_s=args.header_timeout,
+                                         max_connections=args.max_connections,
+                                         max_client_connections=args.max_client_connections,
+                                         header_timeout_s=args.header_timeout,
                                          body_timeout_s=args.body_timeout))
     return asyncio.run(_serve_until_stopped(app, args.host, args.port, serving_dir, args.model_name))
 

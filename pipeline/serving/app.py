@@ -40,6 +40,7 @@ class Settings:
     max_request_rows: int = 256
     max_request_pixels: int = 50_000_000  # one 40-megapixel photo fits
     max_connections: int = 256
+    max_client_connections: int = 32  # from one client address
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
 
@@ -93,7 +94,8 @@ async def start(app: web.Application, host: str, port: int) -> Tuple[web.AppRunn
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     settings = app[SETTINGS]
-    site = limits.GuardedSite(runner, (settings.max_connections, settings.header_timeout_s), host, port)
+    site = limits.GuardedSite(runner, (settings.max_connections, settings.header_timeout_s,
+                                       settings.max_client_connections), host, port)
     try:
         await site.start()
     except OSError:

@@ -203,7 +203,7 @@ def test_predict_through_serving_default_with_serialized_examples(served, direct
      {"signature_name": "serve_image_bytes", "instances": [b64(b"not an image")]}, 400,
      "Unknown image file format. One of JPEG, PNG, GIF, BMP required."),
     ("POST", "v1/models/signs:predict",
-     {"signature_name": "serve_image_bytes", "instances": [b64(png_declaring(10000, 10000))]}, 400,
+     {"signature_name": "serve_image_bytes", "instances": [b64(png_declaring(7000, 7000))]}, 400,
      "the image declares more pixels than the limit of 40000000; not decoded"),
     ("POST", "v1/models/signs:predict", b'{"instances": ["' + b"x" * 2 ** 20 + b'"]}', 413,
      "Request body too large"),

@@ -3,8 +3,9 @@
 TF Serving bounds none of these on its REST port (its gRPC port has a message size limit); a
 server one client can exhaust is not one to put in front of users, so this one does:
 
-- at most `max_connections` open connections: the next is answered 503 in TF Serving's error
-  shape and closed, so a flood of idle connections cannot take every file descriptor;
+- at most `max_connections` open connections, and `max_client_connections` from one client
+  address: the next is answered 503 in TF Serving's error shape and closed, so a flood of idle
+  connections can neither take every file descriptor nor every slot from the other clients;
 - a request's headers must arrive within `header_timeout_s` of the connection opening (or of the
   previous answer on a kept-alive connection), its body within `body_timeout_s` of its headers
   (408); a half-sent request is not held;
@@ -14,6 +15,7 @@ server one client can exhaust is not one to put in front of users, so this one d
 """
 
 import asyncio
+import collections
 import json
 import struct
 from typing import Dict, Optional, Set
@@ -39,12 +41,16 @@ class _Guarded(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
-        if len(self.guard.open) >= self.guard.max_connections:
+        peer = transport.get_extra_info("peername")
+        self.client = peer[0] if isinstance(peer, tuple) else str(peer)
+        if len(self.guard.open) >= self.guard.max_connections or \
+                self.guard.per_client[self.client] >= self.guard.max_client_connections:
             transport.write(BUSY_RESPONSE)
             transport.close()
             return
         self.admitted = True
         self.guard.open.add(self)
+        self.guard.per_client[self.client] += 1
         self.guard.by_inner[id(self.inner)] = self
         self.inner.connection_made(transport)
         self.start_clock()
@@ -70,6 +76,9 @@ class _Guarded(asyncio.Protocol):
             return
         self.stop_clock()
         self.guard.open.discard(self)
+        self.guard.per_client[self.client] -= 1
+        if not self.guard.per_client[self.client]:
+            del self.guard.per_client[self.client]
         self.guard.by_inner.pop(id(self.inner), None)
         self.inner.connection_lost(exc)
 
@@ -85,11 +94,13 @@ class _Guarded(asyncio.Protocol):
 class ConnectionGuard:
     """Wraps aiohttp's protocol factory (`web.Server`) with the connection limit and the header clock."""
 
-    def __init__(self, factory, max_connections: int, header_timeout_s: float):
+    def __init__(self, factory, max_connections: int, header_timeout_s: float, max_client_connections: int = 0):
         self.factory = factory
         self.max_connections = max_connections
+        self.max_client_connections = max_client_connections or max_connections
         self.header_timeout_s = header_timeout_s
         self.open: Set[_Guarded] = set()
+        self.per_client: collections.Counter = collections.Counter()  # open connections by client address
         self.by_inner: Dict[int, _Guarded] = {}
 
     def __call__(self) -> asyncio.Protocol:
@@ -118,8 +129,8 @@ class GuardedSite(web.TCPSite):
 
     async def start(self) -> None:
         self._runner._reg_site(self)  # pylint: disable=protected-access  (BaseSite.start, without TCPSite's)
-        max_connections, header_timeout_s = self._guard_settings
-        self.guard = ConnectionGuard(self._runner.server, max_connections, header_timeout_s)
+        max_connections, header_timeout_s, max_client_connections = self._guard_settings
+        self.guard = ConnectionGuard(self._runner.server, max_connections, header_timeout_s, max_client_connections)
         self._server = await asyncio.get_running_loop().create_server(self.guard, self._host, self._port,
                                                                       backlog=self._backlog)
         self._bound_port = self._server.sockets[0].getsockname()[1]

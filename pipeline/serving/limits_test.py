@@ -89,9 +89,11 @@ def _read_all(sock):
     return b"".join(chunks)
 
 
-def test_connections_over_the_limit_are_answered_503_and_closed(server_with):
+@pytest.mark.parametrize("limit", [{"max_connections": 4}, {"max_connections": 100, "max_client_connections": 4}],
+                         ids=["all", "one-client"])
+def test_connections_over_the_limit_are_answered_503_and_closed(server_with, limit):
     """20k connections reached the file-descriptor limit and the status went unanswered for 20 s."""
-    server = server_with(max_connections=4, header_timeout_s=60)
+    server = server_with(header_timeout_s=60, **limit)
     held = [_connect(server.url) for _ in range(4)]
     time.sleep(0.3)  # the server has accepted them
     extra = _connect(server.url)
