@@ -149,7 +149,7 @@ class _ReadImages(beam.DoFn):
         try:
             for raw, where, default_source in sources.read_tfrecord_file(item):
                 yield from self._guard(lambda: [sources.parse_signs_example(  # pylint: disable=cell-var-from-loop
-                    raw, self._classes, where, default_source)])
+                    raw, self._classes, where, default_source, self._max_pixels)])
         except sources.SignsDataError as e:  # a corrupt file: the rest of it cannot be read
             yield from self._skip_or_raise(e)
 

@@ -26,6 +26,7 @@ MAX_IMAGE_PIXELS = 40_000_000
 MAX_IMAGE_FILE_BYTES = 256 * 2 ** 20
 MAX_FILE_BYTES = 16 * 2 ** 30
 MAX_H5_DECODED_BYTES = 64 * 2 ** 30
+MAX_SOURCE_BYTES = 1024 * 2 ** 30  # all the files of one image folder or TFRecord source
 
 # Source kinds ExampleGen reads (what `--data` points at).
 H5_PAIR = "h5_pair"  # a directory with train_signs.h5 and test_signs.h5: the train and eval splits
@@ -131,10 +132,21 @@ def read_h5_chunk(path: str, start: int, stop: int) -> Iterator[tuple[np.ndarray
         yield _to_signs_size(image), int(label), f"{name}[{start + i}]"
 
 
+def check_source_size(location: str) -> int:
+    """The bytes of every file under a source folder, after checking they are at most
+    MAX_SOURCE_BYTES in all (a folder of a few million photos is far below it)."""
+    total = sum(int(info.get("size") or 0) for info in storage.walk_files(location).values())
+    if total > MAX_SOURCE_BYTES:
+        raise SignsDataError(f"{location}: {total} bytes of files, more than the limit of {MAX_SOURCE_BYTES} "
+                             f"for one source; not read")
+    return total
+
+
 def list_image_folder(root: str, classes: Sequence[int]) -> list[tuple[str, int]]:
     """Lists (path, label) for every image under `root/<label>/`, for the labels in `classes`."""
     if not storage.isdir(root):
         raise SignsDataError(f"{root}: not a directory")
+    check_source_size(root)
     found = []
     for label in classes:
         folder = storage.join(root, str(label))
@@ -196,6 +208,10 @@ def list_tfrecord_files(pattern: str) -> list[str]:
     files = [p for p in storage.glob(pattern) if storage.isfile(p)]
     if not files:
         raise SignsDataError(f"{pattern}: no TFRecord files")
+    total = sum(check_file(p) for p in files)
+    if total > MAX_SOURCE_BYTES:
+        raise SignsDataError(f"{pattern}: {total} bytes of TFRecord files, more than the limit of "
+                             f"{MAX_SOURCE_BYTES} for one source; not read")
     return files
 
 
@@ -236,8 +252,8 @@ def tf_example(raw: bytes, where: str):
         raise SignsDataError(f"{where}: not a tf.Example ({e})") from e
 
 
-def parse_signs_example(raw: bytes, classes: Sequence[int], where: str,
-                        default_source: str) -> tuple[np.ndarray, int, str]:
+def parse_signs_example(raw: bytes, classes: Sequence[int], where: str, default_source: str,
+                        max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[np.ndarray, int, str]:
     """Reads one serialized tf.Example of our schema into (image, label, source id)."""
     feature = tf_example(raw, where).features.feature
     images = feature["image"].bytes_list.value if "image" in feature else []
@@ -250,7 +266,7 @@ def parse_signs_example(raw: bytes, classes: Sequence[int], where: str,
         raise SignsDataError(f"{where}: label {labels[0]} is not one of the classes {list(classes)}")
     sources = feature["source"].bytes_list.value if "source" in feature else []
     source = sources[0].decode("utf-8", "replace") if sources else default_source
-    return decode_image(images[0], where), int(labels[0]), source
+    return decode_image(images[0], where, max_pixels), int(labels[0]), source
 
 
 def _to_signs_size(image: np.ndarray) -> np.ndarray:

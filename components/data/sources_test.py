@@ -234,3 +234,23 @@ def test_an_image_file_over_the_size_limit_is_not_read(tmp_path, monkeypatch):
     path.write_bytes(sources.encode_png(_images(1)[0]))
     with pytest.raises(SignsDataError, match=r"big\.png: \d+ bytes, more than the limit of 1000 for one file; not read"):
         sources.read_image_file(str(path))
+
+
+def test_a_source_over_the_size_limit_is_not_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "MAX_SOURCE_BYTES", 2000)
+    for label in CLASSES:
+        os.makedirs(tmp_path / "photos" / str(label))
+        (tmp_path / "photos" / str(label) / "a.png").write_bytes(sources.encode_png(_images(1)[0]))
+    with pytest.raises(SignsDataError, match=r"photos: \d+ bytes of files, more than the limit of 2000 for one source"):
+        sources.list_image_folder(str(tmp_path / "photos"), CLASSES)
+
+
+def test_a_tfrecord_image_is_held_to_the_configured_pixel_limit(tmp_path):
+    """TFRecord sources used the default limit whatever --max-image-pixels said."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    feature = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[sources.encode_png(_images(1)[0])])),
+               "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[1]))}
+    raw = tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    assert sources.parse_signs_example(raw, CLASSES, "r[0]", "r[0]")[1] == 1
+    with pytest.raises(SignsDataError, match=r"r\[0\]: declares 64x64 pixels, more than the limit of 1000"):
+        sources.parse_signs_example(raw, CLASSES, "r[0]", "r[0]", max_pixels=1000)
