@@ -34,12 +34,12 @@ RUN_FLAGS := --time-budget-minutes 7
 run: setup
 	$(PY) pipeline/local_runner.py $(RUN_FLAGS) $(ARGS)
 
-# The suite runs on TEST_WORKERS processes (pytest-xdist), each test file whole on one of them (the
-# Kubeflow e2e file: each install; conftest.py), so a file's module fixtures are made once.
+# The suite runs on TEST_WORKERS processes (pytest-xdist), each test file whole on one of them, so a
+# file's module fixtures (a pipeline run its tests share) are made once.
 TEST_WORKERS ?= 2
 
 test: setup chromium
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 # The unit tier: what pytest.ini marks e2e (a whole TFX pipeline) or slow (30 s or more) is left out.
 unit: setup

@@ -19,15 +19,3 @@ def exported_model(tmp_path_factory):
                                     str(path))
     return str(path)
 
-
-def pytest_collection_modifyitems(config, items):
-    """For `make test`'s workers (`--dist loadgroup`): each test file runs whole on one worker, so its
-    module fixtures (a pipeline run shared by its tests) are made once; the Kubeflow end-to-end file
-    is split by install, each on a worker of its own (it is the longest file)."""
-    del config
-    for item in items:
-        group = item.nodeid.split("::")[0]
-        install = item.callspec.params.get("install") if hasattr(item, "callspec") else None
-        if install:  # no brackets: xdist reads a group name up to a closing "]" as part of the test's id
-            group += f"-{install}"
-        item.add_marker(pytest.mark.xdist_group(group))

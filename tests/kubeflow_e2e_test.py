@@ -4,7 +4,8 @@
 KFP's secrets, a multi-user profile's key prefixes), the driver and the launcher (executor inputs
 read back from ML Metadata, `executor-logs-0`, KFP's cache). This process's environment holds no
 store setting: the tasks get only what the package gives them. Each install is run twice: a push,
-then a run gated by it.
+then a run gated by it. The multi-user install runs the same tests from a file of its own
+(kubeflow_multiuser_e2e_test.py), so that `make test`'s workers run the two side by side.
 """
 
 import json
@@ -37,11 +38,10 @@ def _runner(*args):
     return proc
 
 
-@pytest.fixture(scope="module", params=sorted(INSTALLS))
-def install(request, tiny_h5, tmp_path_factory):
+def run_install(name, tiny_h5, tmp_path_factory):
     """Compiles for the install, then runs the package twice in one work dir (one store, one cache)."""
-    compile_flags, run_flags, root = INSTALLS[request.param]
-    tmp = tmp_path_factory.mktemp(request.param)
+    compile_flags, run_flags, root = INSTALLS[name]
+    tmp = tmp_path_factory.mktemp(name)
     package, work = str(tmp / "pipeline.yaml"), str(tmp / "work")
     # A training knob set when compiling (the parameter's default), others per run.
     compiled = _runner("compile", "--output", package, "--image", "registry.example/signs:test", "--learning-rate", "0.002",
@@ -53,6 +53,12 @@ def install(request, tiny_h5, tmp_path_factory):
     second = _runner("run-local", package, "--local-store", "--work-dir", work, *run_flags, *PARAMS)
     assert second.returncode == 0, second.stdout[-3000:]
     return {"first": first.stdout, "second": second.stdout, "work": work, "root": root, "package": package}
+
+
+@pytest.fixture(scope="module")
+def install(tiny_h5, tmp_path_factory):
+    """A single-user install (kubeflow_multiuser_e2e_test.py runs the same tests on a multi-user one)."""
+    return run_install("single-user", tiny_h5, tmp_path_factory)
 
 
 def _stored(install, uri):
