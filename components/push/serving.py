@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import socket
-import stat
 import tempfile
 import time
 import uuid
@@ -96,7 +95,7 @@ def model_problem(model_dir: str) -> Optional[str]:
         for name in names:
             path = os.path.join(folder, name)
             try:
-                regular = stat.S_ISREG(os.stat(path).st_mode)
+                regular = storage.file_kind(path)[0] == "file"
             except OSError as e:
                 return f"{os.path.relpath(path, model_dir)}: {e.strerror}"
             if not regular:
