@@ -1,22 +1,31 @@
-"""Accuracy on real hand signs, in-domain and cross-domain, each on photos no choice was made on.
+"""Accuracy on real hand signs, in-domain and cross-domain, on people no choice was made on.
 
-    python bench/accuracy.py [--data ../shared/data/sign-language-digits/Dataset] [--epochs 30]
-        [--test-percent 20] [--pipeline-root DIR] [-- more local_runner flags]
+    python bench/accuracy.py [--split dev|test] [--data ../shared/data/sign-language-digits/Dataset]
+        [--epochs N] [--pipeline-root DIR] [--score-only] [--json FILE] [-- more local_runner flags]
+    python bench/accuracy.py --table A.json B.json ...    # what each run moved, as a Markdown table
 
-It holds whole people out first (bench/domains.py groups the photos by person; `--test-percent`
-of the people, by a stable hash). Their photos of 0-5 are the test split: no training step, no
-early stop, no exported epoch and no blessing looks at them. The other people's photos go to
-`pipeline/local_runner.py`, run as a user runs it: ExampleGen holds out 20 % of them by a hash of
-each image's bytes, the validation split on which the Trainer stops early and picks the epoch it
-exports, and on which TFMA's Evaluator blesses. Then it classifies the test photos with the
-Trainer's exported model, through its raw-bytes serving signature:
+It holds whole people out first: bench/domains.py groups the photos by person and a stable hash
+puts each person in `dev` (20 %), `test` (20 %) or `train` (60 %). The train people's photos of
+0-5 go to `pipeline/local_runner.py`, run as a user runs it: ExampleGen holds out 20 % of them by
+a hash of each image's bytes, the validation split on which the Trainer stops early and picks the
+epoch it exports, and on which TFMA's Evaluator blesses. Then it classifies the held-out people's
+photos (`--split`: dev, where the settings are chosen; test, which only confirms them) with the
+exported model, through its raw-bytes serving signature:
 
-- in-domain: the test people's photos as they are;
-- cross-domain: the same photos under each shift of components/evaluation/shifts.py (another wall, white
-  balance, framing, camera and light, then all five), and 300 drawn hands of the synthetic set.
+- in-domain: the held-out people's photos as they are;
+- the phone proxy: the same photos as people photograph their own hands (turned, further away
+  with the forearm in frame, at an angle, in shadow, in another room), with no mask
+  (components/evaluation/shifts.py, PHONE_SHIFTS);
+- the pale-wall proxy: another wall, white balance, framing, camera, light, then all five (its
+  wall is found by the skin-and-pale-wall rule the Trainer's augmentation also rests on);
+- test-time augmentation: in-domain and phone with each photo's probabilities averaged with its
+  mirror image's;
+- 300 drawn hands of the synthetic set.
 
-It prints the validation accuracy (chosen on, for contrast), a table of the test accuracies, the
-training history in brief and the wall time with the CPU. `--json` writes the figures.
+Each figure has its 95 % Wilson interval. Both splits score the same training (the train people do
+not change), so `--score-only --split test` scores an earlier run's model on the test people.
+It prints the validation accuracy (chosen on, for contrast), the table, the training history in
+brief and the wall time with the CPU. `--json` writes the figures; `--table` sets runs side by side.
 """
 
 import argparse
@@ -29,14 +38,18 @@ import tempfile
 import time
 
 from bench import domains
-from components.evaluation import shifts
 from bench.machine import cpu_model
+from components.evaluation import intervals, shifts
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "sign-language-digits", "Dataset")
 CLASSES = range(6)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 DRAWN_HANDS = 300
+IN_DOMAIN = "in-domain"
+PHONE = "phone proxy"
+PALE_WALL = "pale-wall proxy"
+TTA = "flip TTA"
 
 
 def list_photos(data: str):
@@ -50,17 +63,18 @@ def list_photos(data: str):
     return photos
 
 
-def split_people(photos, test_percent: int):
-    """(train people's photos, test people's photos, people counts), classes 0-5 only."""
-    groups = domains.people(photos)
-    test = [g for g in groups if domains.is_test_person(g, test_percent)]
-    train = [g for g in groups if not domains.is_test_person(g, test_percent)]
-    keep = lambda gs: [(p, d) for g in gs for p, d in g if d in CLASSES]  # noqa: E731
-    return keep(train), keep(test), (len(train), len(test))
+def split_people(photos):
+    """{split: photos of 0-5 of its people}, and {split: number of people}, by `domains.split_of`."""
+    split, people = {}, {}
+    for group in domains.people(photos):
+        name = domains.split_of(group)
+        split.setdefault(name, []).extend((p, d) for p, d in group if d in CLASSES)
+        people[name] = people.get(name, 0) + 1
+    return split, people
 
 
 def classifier(model_dir: str, batch: int = 64):
-    """A function: list of encoded images -> predicted classes, through the model's raw-bytes signature."""
+    """A function: list of encoded images -> class probabilities (N, classes), through the raw-bytes signature."""
     import numpy as np  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from trainer.export import IMAGE_BYTES_SIGNATURE  # pylint: disable=import-outside-toplevel
@@ -68,77 +82,127 @@ def classifier(model_dir: str, batch: int = 64):
     signature = tf.saved_model.load(model_dir).signatures[IMAGE_BYTES_SIGNATURE]
 
     def classify(images):
-        out = [signature(image_bytes=tf.constant(images[i:i + batch]))["classes"].numpy()
+        out = [signature(image_bytes=tf.constant(images[i:i + batch]))["probabilities"].numpy()
                for i in range(0, len(images), batch)]
-        return np.concatenate(out) if out else np.zeros(0, np.int64)
+        return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
     return classify
 
 
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
+def _mirrored(image):
+    from PIL import ImageOps  # pylint: disable=import-outside-toplevel
+    return ImageOps.mirror(image)
 
 
-def test_accuracies(classify, test):
-    """{split name: (accuracy, images)} for the in-domain photos, each shift, and drawn hands."""
+def held_out_accuracies(classify, photos):
+    """{measure: {"correct", "n", "accuracy", "low", "high"}} on the held-out photos and drawn hands."""
     import numpy as np  # pylint: disable=import-outside-toplevel
+    from PIL import Image  # pylint: disable=import-outside-toplevel
     from components.data import synthetic  # pylint: disable=import-outside-toplevel
 
-    labels = np.array([d for _, d in test])
+    labels = np.array([d for _, d in photos])
+    originals = [Image.open(p).convert("RGB") for p, _ in photos]
+    keys = [os.path.basename(p) for p, _ in photos]
     results = {}
 
-    def score(name, images, truth):
-        results[name] = (float(np.mean(classify(images) == truth)), len(truth))
+    def score(name, images, truth, tta=False):
+        probabilities = classify([shifts.png_bytes(x) for x in images])
+        if tta:
+            probabilities = (probabilities + classify([shifts.png_bytes(_mirrored(x)) for x in images])) / 2
+        correct = int(np.sum(np.argmax(probabilities, axis=-1) == truth))
+        low, high = intervals.wilson(correct, len(truth))
+        results[name] = {"correct": correct, "n": len(truth), "accuracy": correct / max(1, len(truth)),
+                         "low": low, "high": high}
 
-    score("in-domain: held-out people", [_read(p) for p, _ in test], labels)
-    for shift in shifts.NAMES:
-        score(f"cross-domain: {shift}", [shifts.png_bytes(domains.shifted(p, shift)) for p, _ in test], labels)
+    score(IN_DOMAIN, originals, labels)
+    phone = {name: [shifts.phone_shifted(x, name, k) for x, k in zip(originals, keys)] for name in shifts.PHONE_NAMES}
+    for name, images in phone.items():
+        score(f"{PHONE}: {name}", images, labels)
+    for name in shifts.NAMES:
+        score(f"{PALE_WALL}: {name}", [shifts.shifted(x, name, k) for x, k in zip(originals, keys)], labels)
+    score(f"{TTA}: {IN_DOMAIN}", originals, labels, tta=True)
+    score(f"{TTA}: {PHONE}: {shifts.PHONE}", phone[shifts.PHONE], labels, tta=True)
     drawn, drawn_labels = synthetic.make_split(DRAWN_HANDS, 7)
-    from PIL import Image  # pylint: disable=import-outside-toplevel
-    score("cross-domain: drawn hands (synthetic)", [shifts.png_bytes(Image.fromarray(x)) for x in drawn],
-          drawn_labels)
+    score("drawn hands (synthetic)", [Image.fromarray(x) for x in drawn], drawn_labels)
     return results
+
+
+def _cell(figure) -> str:
+    return f"{figure['accuracy']:.3f} ({figure['low']:.2f}-{figure['high']:.2f})"
+
+
+def table(paths) -> str:
+    """A Markdown table of the runs in `paths` (their --json files), a column each, the first the baseline."""
+    runs = [json.load(open(p)) for p in paths]
+    labels = [r.get("label") or os.path.splitext(os.path.basename(p))[0] for r, p in zip(runs, paths)]
+    lines = ["| measure (95 % interval) | " + " | ".join(labels) + " |", "|---|" + "---|" * len(runs)]
+    for measure in runs[0]["held_out"]:
+        cells = []
+        for r in runs:
+            figure = r["held_out"].get(measure)
+            if figure is None:
+                cells.append("")
+                continue
+            delta = figure["accuracy"] - runs[0]["held_out"][measure]["accuracy"]
+            cells.append(_cell(figure) + (f" {delta:+.3f}" if r is not runs[0] else ""))
+        lines.append(f"| {measure} | " + " | ".join(cells) + " |")
+    lines.append("| validation accuracy (chosen on) | " + " | ".join(f"{r['validation']:.3f}" for r in runs) + " |")
+    lines.append("| epochs run (exported) | " + " | ".join(f"{r['epochs']} ({r['exported_epoch']})" for r in runs) + " |")
+    lines.append("| split, people | " + " | ".join(f"{r['split']}, {r['people'][r['split']]}" for r in runs) + " |")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default=DEFAULT_DATA, help="the sign-language-digits Dataset folder")
-    p.add_argument("--epochs", type=int, default=30, help="most training epochs (early stopping may end sooner)")
-    p.add_argument("--test-percent", type=int, default=20, help="share of the people held out for the test split")
+    p.add_argument("--split", default="dev", choices=("dev", "test"),
+                   help="the held-out people scored: dev (settings are chosen on it) or test (nothing is)")
+    p.add_argument("--epochs", type=int, default=None, help="most training epochs (default: the runner's)")
     p.add_argument("--pipeline-root", default=None, help="where the run goes (default: a new temporary folder)")
+    p.add_argument("--score-only", action="store_true",
+                   help="score the model of the run already under --pipeline-root; train nothing")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.add_argument("--label", default=None, help="the run's name in --table (default: the JSON file's)")
+    p.add_argument("--table", nargs="+", metavar="JSON", help="print these runs' figures side by side and stop")
     p.add_argument("runner_flags", nargs="*", help="more local_runner flags, after --")
     args = p.parse_args(argv)
+    if args.table:
+        print(table(args.table))
+        return 0
     if not os.path.isdir(args.data):
         print(f"error: {args.data}: no such folder (the shared photos are in ../shared/data)")
         return 2
-    photos = list_photos(args.data)
-    train, test, (n_train_people, n_test_people) = split_people(photos, args.test_percent)
-    if not train or not test:
-        print(f"error: {args.data}: no photos of 0-5 for {'training' if not train else 'the test split'} "
+    if args.score_only and not args.pipeline_root:
+        print("error: --score-only scores an earlier run: name its --pipeline-root")
+        return 2
+    splits, people = split_people(list_photos(args.data))
+    held_out, train = splits.get(args.split, []), splits.get("train", [])
+    if not train or not held_out:
+        print(f"error: {args.data}: no photos of 0-5 for {'training' if not train else 'the ' + args.split + ' split'} "
               f"(digit folders 0-9 of JPEG or PNG photos expected)")
         return 2
     from components.data import startup  # pylint: disable=import-outside-toplevel
     startup.enable()  # before TensorFlow is imported, here and in the runner
     root = args.pipeline_root or tempfile.mkdtemp(prefix="signs-accuracy-")
-    data = os.path.join(root, "train-people")  # what the pipeline may see: the other people's photos
-    shutil.rmtree(data, ignore_errors=True)
-    for path, digit in train:
-        os.makedirs(os.path.join(data, str(digit)), exist_ok=True)
-        shutil.copyfile(path, os.path.join(data, str(digit), os.path.basename(path)))
     print(f"CPU: {cpu_model()}, {len(os.sched_getaffinity(0))} cores")
-    print(f"people: {n_train_people} for training and validation ({len(train)} photos of 0-5), "
-          f"{n_test_people} held out for the test split ({len(test)} photos)")
-    cmd = [sys.executable, "pipeline/local_runner.py", "--data", data, "--classes", "0,1,2,3,4,5",
-           "--epochs", str(args.epochs), "--pipeline-root", root, *args.runner_flags]
-    print("running: " + " ".join(cmd), flush=True)
-    started = time.time()
-    proc = subprocess.run(cmd, cwd=REPO, check=False)
-    wall = time.time() - started
-    if proc.returncode:
-        print(f"error: the pipeline failed (exit {proc.returncode}); see the log under {root}/logs")
-        return proc.returncode
+    print(f"people: {people.get('train', 0)} for training and validation ({len(train)} photos of 0-5), "
+          f"{people.get(args.split, 0)} held out in the {args.split} split ({len(held_out)} photos)")
+    wall = None
+    if not args.score_only:
+        data = os.path.join(root, "train-people")  # what the pipeline may see: the train people's photos
+        shutil.rmtree(data, ignore_errors=True)
+        for path, digit in train:
+            os.makedirs(os.path.join(data, str(digit)), exist_ok=True)
+            shutil.copyfile(path, os.path.join(data, str(digit), os.path.basename(path)))
+        cmd = [sys.executable, "pipeline/local_runner.py", "--data", data, "--classes", "0,1,2,3,4,5",
+               "--pipeline-root", root, *(["--epochs", str(args.epochs)] if args.epochs else []), *args.runner_flags]
+        print("running: " + " ".join(cmd), flush=True)
+        started = time.time()
+        proc = subprocess.run(cmd, cwd=REPO, check=False)
+        wall = time.time() - started
+        if proc.returncode:
+            print(f"error: the pipeline failed (exit {proc.returncode}); see the log under {root}/logs")
+            return proc.returncode
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # this process's TensorFlow: no start-up log
     from components.report import runs  # pylint: disable=import-outside-toplevel
@@ -147,28 +211,31 @@ def main(argv=None) -> int:
     model = trainer.outputs["Model"]
     history = json.load(open(os.path.join(model.uri, "history.json")))
     epochs = history["epochs"]
-    results = test_accuracies(classifier(os.path.join(model.uri, "Format-Serving")), test)
+    results = held_out_accuracies(classifier(os.path.join(model.uri, "Format-Serving")), held_out)
 
     print()
     print(f"validation accuracy (TFMA, {report.example_count} photos of the training people; early stopping, "
           f"the exported epoch and the blessing were chosen on it): {report.accuracy:.4f}")
-    print("test accuracy (nothing was chosen on these):")
+    print(f"{args.split} split accuracy, 95 % Wilson intervals "
+          f"({'the settings are chosen on it' if args.split == 'dev' else 'nothing was chosen on it'}):")
     width = max(len(name) for name in results)
-    for name, (accuracy, n) in results.items():
-        print(f"  {name:<{width}}  {accuracy:.4f}  ({n} images)")
+    for name, figure in results.items():
+        print(f"  {name:<{width}}  {figure['accuracy']:.4f}  ({figure['low']:.2f}-{figure['high']:.2f}, "
+              f"{figure['correct']}/{figure['n']})")
     print(f"epochs: {len(epochs)} run, weights of epoch {history['exported_epoch']} exported"
           f"{', stopped early' if history['stopped_early'] else ''}; "
           f"train accuracy of the last epoch {epochs[-1].get('accuracy', float('nan')):.4f}")
     train_seconds = sum(e["seconds"] for e in epochs)
-    print(f"wall time: {wall:.0f} s for the whole pipeline ({trainer.seconds:.0f} s Trainer, "
-          f"{train_seconds:.0f} s in epochs)")
+    print((f"wall time: {wall:.0f} s for the whole pipeline; " if wall else "") +
+          f"{trainer.seconds:.0f} s Trainer, {train_seconds:.0f} s in epochs")
     print(f"artifacts: {root}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"cpu": cpu_model(), "validation": report.accuracy, "test": results,
-                       "people": [n_train_people, n_test_people], "epochs": len(epochs),
-                       "exported_epoch": history["exported_epoch"], "runner_flags": args.runner_flags,
-                       "wall_s": wall}, f, indent=1)
+            json.dump({"label": args.label, "cpu": cpu_model(), "split": args.split, "validation": report.accuracy,
+                       "held_out": results, "people": people, "epochs": len(epochs),
+                       "exported_epoch": history["exported_epoch"], "config": history.get("config"),
+                       "runner_flags": args.runner_flags, "wall_s": wall, "trainer_s": trainer.seconds,
+                       "epochs_s": train_seconds}, f, indent=1)
     return 0
 
 

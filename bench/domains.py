@@ -2,8 +2,13 @@
 
 The photos were taken by 218 people, each signing 0 to 9 in turn, so a person's photos carry
 consecutive numbers (`IMG_1118.JPG` is 0, `IMG_1119.JPG` 1, ...). `people` groups them back into
-those sessions, and `is_test_person` holds whole people out: a test photo's hand, skin and room
-are then never seen in training. The shifts the test photos are put through live in
+those sessions, and `split_of` holds whole people out: a held-out photo's hand, skin and room
+are then never seen in training. A stable hash puts each person in one of three splits:
+
+- `dev` (20 % of the people): where the training settings are chosen (and were, in every earlier
+  measurement of bench/README.md, whose "test split" these people were);
+- `test` (another 20 %): nothing is chosen on it; it confirms what `dev` chose;
+- `train` (the other 60 %): what the pipeline sees, for training and its own validation split. The shifts the test photos are put through live in
 `components/evaluation/shifts.py`, which the pipeline's Review uses too.
 """
 
@@ -39,9 +44,13 @@ def people(photos: Sequence[Tuple[str, int]]) -> List[List[Tuple[str, int]]]:
     return groups + [[(path, digit)] for _, path, digit in alone]
 
 
-def is_test_person(group: Sequence[Tuple[str, int]], percent: int) -> bool:
-    """Whether a person is held out: a stable hash of their first photo's name, below `percent` of 100."""
-    return zlib.crc32(os.path.basename(group[0][0]).encode()) % 100 < percent
+SPLITS = (("dev", 20), ("test", 40), ("train", 100))  # each split and the end of its share of 100
+
+
+def split_of(group: Sequence[Tuple[str, int]]) -> str:
+    """The split of a person: a stable hash of their first photo's name, into `SPLITS`' shares of 100."""
+    bucket = zlib.crc32(os.path.basename(group[0][0]).encode()) % 100
+    return next(name for name, end in SPLITS if bucket < end)
 
 
 def shifted(path: str, name: str) -> Image.Image:

@@ -1,6 +1,7 @@
 """bench/domains.py and the accuracy bench's splits: people held out whole."""
 
 import os
+import zlib
 
 from bench import accuracy, domains
 
@@ -16,11 +17,24 @@ def test_people_are_runs_of_rising_digits():
         ["IMG_0200.JPG", "IMG_0201.JPG"], ["hand.png"]]
 
 
-def test_the_test_split_is_whole_people_of_the_six_classes_and_stable():
-    photos = [(f"d/{d}/IMG_{1000 + 10 * person + d}.JPG", d) for person in range(200) for d in range(10)]
-    train, test, (n_train, n_test) = accuracy.split_people(photos, 20)
-    assert n_train + n_test == 200 and 25 <= n_test <= 55  # about 20 % of the people
-    assert len(train) + len(test) == 200 * 6 and {d for _, d in train + test} == set(range(6))
+def test_the_held_out_splits_are_whole_people_of_the_six_classes_and_stable():
+    photos = [(f"d/{d}/IMG_{1000 + 10 * person + d}.JPG", d) for person in range(300) for d in range(10)]
+    splits, people = accuracy.split_people(photos)
+    assert sum(people.values()) == 300 and set(people) == {"dev", "test", "train"}
+    assert 40 <= people["dev"] <= 80 and 40 <= people["test"] <= 80  # about 20 % of the people each
+    assert sum(len(s) for s in splits.values()) == 300 * 6
+    assert {d for s in splits.values() for _, d in s} == set(range(6))
     person = lambda path: (int(os.path.basename(path)[4:8]) - 1000) // 10  # noqa: E731
-    assert not {person(p) for p, _ in train} & {person(p) for p, _ in test}
-    assert accuracy.split_people(list(reversed(photos)), 20)[1] == test
+    who = {name: {person(p) for p, _ in s} for name, s in splits.items()}
+    assert not who["dev"] & who["test"] and not (who["dev"] | who["test"]) & who["train"]
+    assert accuracy.split_people(list(reversed(photos)))[0] == splits
+
+
+def test_the_train_people_are_the_same_whichever_split_is_scored():
+    """Both held-out splits score one training: the dev and test people are left out of it alike."""
+    photos = [(f"d/{d}/IMG_{1000 + 10 * person + d}.JPG", d) for person in range(100) for d in range(10)]
+    groups = domains.people(photos)
+    buckets = {domains.split_of(g) for g in groups}
+    assert buckets == {"dev", "test", "train"}
+    assert all(domains.split_of(g) == "train" for g in groups
+               if zlib.crc32(os.path.basename(g[0][0]).encode()) % 100 >= 40)

@@ -219,19 +219,27 @@ def test_review_scores_the_eval_images_shifted(good_then_worse):
     report = os.path.dirname(_report_path(good))
     shifted = json.load(open(os.path.join(report, "shifted_accuracy.json")))
     assert shifted["evaluated"] == 24  # write_separable_h5's n_test, under the Review's limit of 120
-    assert list(shifted["accuracy"]) == ["as they are", "background", "colour", "scale", "camera", "light", "all"]
+    assert list(shifted["accuracy"]) == ["as they are", "tilt", "distance", "angle", "shadow", "room", "phone",
+                                         "background", "colour", "scale", "camera", "light", "all"]
+    assert set(shifted["group"].values()) == {"", "phone proxy", "pale-wall proxy"}
     as_they_are = shifted["accuracy"]["as they are"]
+    for name, (low, high) in shifted["interval"].items():  # each figure inside its 95 % interval, n = 24
+        assert 0 <= low <= shifted["accuracy"][name] <= high <= 1 and high - low > 0.1, name
     summary = [l for l in good.stdout.splitlines() if l.startswith("shifted eval:  ")]
-    assert summary and f"as they are {as_they_are:.2f}" in summary[0] and "all " in summary[0]
+    low, high = shifted["interval"]["as they are"]
+    assert summary and f"as they are {as_they_are:.2f} ({low:.2f}-{high:.2f})" in summary[0]
+    assert "phone proxy " in summary[0] and "pale-wall proxy " in summary[0]
     eval_accuracy = float(re.search(r"eval accuracy: ([0-9.]+)", good.stdout).group(1))
     assert abs(as_they_are - eval_accuracy) < 1e-6  # the same images and model as TFMA's
     # The shifts change what the model sees: some must cost accuracy (which one depends on the training
     # run: a model that learnt these colours with a wide margin may shrug off a cast alone).
     assert min(v for k, v in shifted["accuracy"].items() if k != "as they are") < as_they_are
     page = open(_report_path(good)).read()
-    rows = re.findall(r"<tr><td>([a-z ]+)</td><td>([0-9.]+)</td><td><img src=\"data:image/png", page)
-    assert [(name, float(value)) for name, value in rows] == [
-        (name, round(value, 4)) for name, value in shifted["accuracy"].items()]
+    rows = re.findall(r"<tr><td>([a-z ]+)</td><td>([a-z -]*)</td><td>([0-9.]+)</td><td>([0-9.]+)-([0-9.]+)</td>"
+                      r"<td><img src=\"data:image/png", page)
+    assert [(name, group, float(value), float(low), float(high)) for name, group, value, low, high in rows] == [
+        (name, shifted["group"][name], round(value, 4), *(round(x, 2) for x in shifted["interval"][name]))
+        for name, value in shifted["accuracy"].items()]
 
 
 def _predict(root, *args):

@@ -79,3 +79,58 @@ def colour_cast(images: tf.Tensor, rng: tf.random.Generator, strength: float) ->
     """Scales each channel of each image by a gain drawn from [1 - strength, 1 + strength]."""
     gains = rng.uniform([tf.shape(images)[0], 1, 1, 3], 1.0 - strength, 1.0 + strength)
     return tf.clip_by_value(images * gains, 0.0, 1.0)
+
+
+def _beta(rng: tf.random.Generator, n, alpha: float) -> tf.Tensor:
+    """n draws of Beta(alpha, alpha), as X / (X + Y) of two Gamma(alpha) draws."""
+    seeds = rng.make_seeds(2)
+    x = tf.random.stateless_gamma([n], seeds[:, 0], alpha)
+    y = tf.random.stateless_gamma([n], seeds[:, 1], alpha)
+    return x / tf.maximum(x + y, 1e-12)
+
+
+def _partners(rng: tf.random.Generator, n) -> tf.Tensor:
+    """A random permutation of 0 .. n-1: the image each image is mixed with."""
+    return tf.argsort(rng.uniform([n]))
+
+
+def mixup(images: tf.Tensor, labels: tf.Tensor, rng: tf.random.Generator, alpha: float):
+    """Blends each image with another of the batch, and its one-hot label in the same share
+    (Zhang et al., 2018). The share is drawn from Beta(alpha, alpha), the larger part the image's own."""
+    n = tf.shape(images)[0]
+    share = _beta(rng, n, alpha)
+    share = tf.maximum(share, 1 - share)
+    other = _partners(rng, n)
+    images = images * share[:, None, None, None] + tf.gather(images, other) * (1 - share[:, None, None, None])
+    return images, labels * share[:, None] + tf.gather(labels, other) * (1 - share[:, None])
+
+
+def cutmix(images: tf.Tensor, labels: tf.Tensor, rng: tf.random.Generator, alpha: float):
+    """Pastes a box of another image of the batch into each image, and mixes the one-hot labels by
+    the box's area (Yun et al., 2019): the box covers 1 - Beta(alpha, alpha) of the frame, clipped
+    at the edges."""
+    shape = tf.shape(images)
+    n, h, w = shape[0], shape[1], shape[2]
+    side = tf.sqrt(1 - _beta(rng, n, alpha))
+    centre_y, centre_x = rng.uniform([n]) * tf.cast(h, tf.float32), rng.uniform([n]) * tf.cast(w, tf.float32)
+    half_h, half_w = side * tf.cast(h, tf.float32) / 2, side * tf.cast(w, tf.float32) / 2
+    rows = tf.cast(tf.range(h), tf.float32)[None, :, None] + 0.5
+    cols = tf.cast(tf.range(w), tf.float32)[None, None, :] + 0.5
+    inside = ((tf.abs(rows - centre_y[:, None, None]) < half_h[:, None, None])
+              & (tf.abs(cols - centre_x[:, None, None]) < half_w[:, None, None]))
+    box = tf.cast(inside, images.dtype)[..., None]
+    other = _partners(rng, n)
+    images = images * (1 - box) + tf.gather(images, other) * box
+    kept = 1 - tf.reduce_mean(box, axis=[1, 2, 3])
+    return images, labels * kept[:, None] + tf.gather(labels, other) * (1 - kept[:, None])
+
+
+def mix(images: tf.Tensor, labels: tf.Tensor, rng: tf.random.Generator, mixup_alpha: float, cutmix_alpha: float):
+    """mixup, cutmix, or (both set) one of the two for the whole batch, at even odds."""
+    if mixup_alpha and not cutmix_alpha:
+        return mixup(images, labels, rng, mixup_alpha)
+    if cutmix_alpha and not mixup_alpha:
+        return cutmix(images, labels, rng, cutmix_alpha)
+    blended, cut = mixup(images, labels, rng, mixup_alpha), cutmix(images, labels, rng, cutmix_alpha)
+    use_mixup = rng.uniform([]) < 0.5
+    return tf.where(use_mixup, blended[0], cut[0]), tf.where(use_mixup, blended[1], cut[1])

@@ -94,3 +94,47 @@ def test_a_real_photo_splits_into_hand_and_wall():
     assert mask[:4].mean() < 0.05  # the top rows are wall
     assert 0.15 < (mask > 0.5).mean() < 0.6  # a hand fills a good part of the frame
     assert mask[-2:].max() > 0.99 and mask[-2:].mean() > 0.2  # the wrist comes in at the bottom edge
+
+
+def _mixable(n=16):
+    """n flat images, image i filled with i / n, and their one-hot labels (class i % 6)."""
+    images = tf.reshape(tf.repeat(tf.range(n, dtype=tf.float32) / n, 8 * 8 * 3), [n, 8, 8, 3])
+    return images, tf.one_hot(tf.range(n) % 6, 6)
+
+
+def test_mixup_blends_images_and_labels_in_the_same_share():
+    images, labels = _mixable()
+    mixed, mixed_labels = augment.mixup(images, labels, tf.random.Generator.from_seed(0), 1.0)
+    mixed, mixed_labels = mixed.numpy(), mixed_labels.numpy()
+    np.testing.assert_allclose(mixed_labels.sum(1), 1, atol=1e-6)
+    own = mixed_labels[np.arange(16), np.arange(16) % 6]
+    assert (own >= 0.5 - 1e-6).all() and (own < 0.99).sum() >= 6  # the image's own label leads
+    for i in range(16):  # a flat image stays flat: share x its value + the rest x its partner's
+        assert np.ptp(mixed[i]) < 1e-6
+        partner_values = (mixed[i, 0, 0, 0] - own[i] * i / 16) / max(1 - own[i], 1e-6) * 16
+        if own[i] < 0.999:
+            assert abs(partner_values - round(partner_values)) < 1e-2
+
+
+def test_cutmix_mixes_labels_by_the_box_area():
+    images, labels = _mixable()
+    cut, cut_labels = augment.cutmix(images, labels, tf.random.Generator.from_seed(1), 1.0)
+    cut, cut_labels = cut.numpy(), cut_labels.numpy()
+    np.testing.assert_allclose(cut_labels.sum(1), 1, atol=1e-6)
+    for i in range(16):
+        kept = np.isclose(cut[i, ..., 0], i / 16).mean()  # pixels still the image's own
+        own = cut_labels[i, i % 6] if kept < 1 else 1.0
+        # Its own label's share is the area it kept (plus the partner's, where the partner is of its class).
+        assert own >= kept - 1e-6
+    assert (cut_labels.max(1) < 0.999).sum() >= 8
+
+
+def test_mix_with_both_takes_one_of_the_two_per_batch():
+    images, labels = _mixable()
+    rng = tf.random.Generator.from_seed(2)
+    kinds = set()
+    for _ in range(12):
+        mixed, _ = augment.mix(images, labels, rng, 0.4, 1.0)
+        flat = all(np.ptp(m) < 1e-6 for m in mixed.numpy())
+        kinds.add("mixup" if flat else "cutmix")  # cutmix leaves a box: not flat
+    assert kinds == {"mixup", "cutmix"}

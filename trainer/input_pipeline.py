@@ -92,11 +92,13 @@ def augmentation(config):
 
     A new wall first (`config.background`; the mask is found best on the untouched photo), then
     the Keras layers of `augmenter`, then a colour cast (`config.colour_cast`). With
-    `config.photo_augment` off, the photo augmentation's knobs count as 0.
+    `config.photo_augment` off, the photo augmentation's knobs count as 0. Last, mixup or cutmix
+    (`config.mixup`, `config.cutmix`), which need one-hot labels (`make_dataset` gives them).
     """
     config = config.augmentation()  # photo_augment "off": its knobs at 0
     layers = augmenter(config)
-    rng = tf.random.Generator.from_seed(config.seed) if config.background or config.colour_cast else None
+    mixing = config.mixup or config.cutmix
+    rng = tf.random.Generator.from_seed(config.seed) if config.background or config.colour_cast or mixing else None
 
     def augment(images, labels):
         if config.background:
@@ -105,6 +107,8 @@ def augmentation(config):
             images = tf.clip_by_value(layers(images, training=True), 0.0, 1.0)
         if config.colour_cast:
             images = augment_lib.colour_cast(images, rng, config.colour_cast)
+        if mixing:  # last: the pairs are mixed as the model will see them
+            images, labels = augment_lib.mix(images, labels, rng, config.mixup, config.cutmix)
         return images, labels
     return augment
 
@@ -145,7 +149,8 @@ def make_dataset(data_accessor, file_patterns: List[str], schema, batch_size: in
 
     Returns:
       A dataset of (float32 images (B, 64, 64, 3) in [0, 1], int64 labels (B,)), finite: one
-      epoch per iteration.
+      epoch per iteration; the labels are float32 one-hot (B, num_classes) where
+      `config.soft_labels()` (label smoothing, mixup or cutmix).
     """
     from tfx_bsl.public import tfxio  # pylint: disable=import-outside-toplevel
 
@@ -167,7 +172,11 @@ def make_dataset(data_accessor, file_patterns: List[str], schema, batch_size: in
         ds = ds.shuffle(buffer, seed=config.seed, reshuffle_each_iteration=True)
     # Whole train batches once the split has one (see `train_steps`); a smaller split is one batch.
     ds = ds.batch(batch_size, drop_remainder=training and (n_examples or 0) >= batch_size)
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=parallel)
+    if config.soft_labels():  # smoothed or mixed labels: one-hot, in both splits (the same metric)
+        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, tf.one_hot(y, config.num_classes)),
+                    num_parallel_calls=parallel)
+    else:
+        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=parallel)
     if training and config.augment:
         ds = ds.map(augmentation(config), num_parallel_calls=parallel)
     ds = ds.prefetch(tf.data.AUTOTUNE if autotune else 2)

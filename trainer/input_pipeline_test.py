@@ -166,3 +166,22 @@ def test_new_walls_and_colour_casts_run_in_the_input_pipeline(tmp_path):
 
 def test_count_records(records):
     assert input_pipeline.count_records([records]) == N
+
+
+def test_label_smoothing_and_mixing_get_one_hot_labels_in_both_splits(records):
+    for training in (False, True):
+        for changes in ({"label_smoothing": 0.1}, {"mixup": 0.4, "augment": True}):
+            batches = _batches(records, training, **changes)
+            y = np.concatenate([b[1] for b in batches])
+            assert y.shape[1:] == (6,) and y.dtype == np.float32, changes
+            np.testing.assert_allclose(y.sum(1), 1, atol=1e-5)
+            if not training or "label_smoothing" in changes:  # one-hot: the loss smooths them, not the data
+                assert set(np.unique(y)) <= {0.0, 1.0}
+    assert _batches(records, False)[0][1].ndim == 1  # without them, class numbers as before
+
+
+def test_mixup_blends_the_training_batches(records):
+    batches = _batches(records, True, mixup=1.0, flip=False, shift=0.0, rotation_degrees=0.0, zoom=0.0, zoom_out=0.0,
+                       brightness=0.0, contrast=0.0, hue=0.0, saturation=0.0, background=0.0, colour_cast=0.0)
+    y = np.concatenate([b[1] for b in batches])
+    assert (y.max(1) < 0.99).sum() >= 4  # most images now carry two labels

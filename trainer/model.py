@@ -1,7 +1,7 @@
 """The seed's ResNet50 (He et al., 2015), built from identity and convolutional blocks in Keras 3."""
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 # Keras's BatchNormalization default momentum is 0.99: its moving averages need ~500 steps to
 # forget their (0, 1) start, longer than a short CPU run. 0.9 converges in ~50 steps and does not
@@ -99,8 +99,28 @@ STAGES = (
 )
 
 
+@keras.saving.register_keras_serializable(package="signs")
+class PerImageStandardization(layers.Layer):
+    """Each image to zero mean and unit variance over its pixels and channels, as
+    `tf.image.per_image_standardization` does: (x - mean) / max(std, 1 / sqrt(pixels x channels)).
+
+    No weights. In float32 whatever the policy: a bfloat16 mean of 12,288 values loses digits.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+    def call(self, images):
+        images = ops.cast(images, "float32")
+        mean = ops.mean(images, axis=(1, 2, 3), keepdims=True)
+        std = ops.std(images, axis=(1, 2, 3), keepdims=True)
+        size = images.shape[1] * images.shape[2] * images.shape[3]
+        return (images - mean) / ops.maximum(std, 1.0 / size ** 0.5)
+
+
 def ResNet50(input_shape=(64, 64, 3), classes=6, bn_momentum=DEFAULT_BN_MOMENTUM,
-             zero_init_residual=True):
+             zero_init_residual=True, standardize=False):
     """The seed's ResNet50: 23,600,006 parameters at 64x64x3 with 6 classes.
 
     ZERO-PAD -> CONV1 -> BN -> RELU -> MAXPOOL -> stage 2 ... stage 5 -> AVGPOOL -> FLATTEN -> fc.
@@ -111,13 +131,16 @@ def ResNet50(input_shape=(64, 64, 3), classes=6, bn_momentum=DEFAULT_BN_MOMENTUM
       bn_momentum: momentum of every BatchNormalization layer's moving statistics.
       zero_init_residual: start each residual branch's last BatchNormalization scale at 0, so
         every block starts as its shortcut (see `_residual_bn`).
+      standardize: put each image to zero mean and unit variance first (`PerImageStandardization`,
+        no weights: the seed's layers and parameter count follow it unchanged).
 
     Returns:
       An uncompiled `keras.Model` named "ResNet50" whose output is softmax probabilities.
       The last layer is float32 even under a mixed-precision policy.
     """
     inputs = keras.Input(input_shape, name="image")
-    x = layers.ZeroPadding2D((3, 3), name="conv1_pad")(inputs)
+    x = PerImageStandardization(name="standardize")(inputs) if standardize else inputs
+    x = layers.ZeroPadding2D((3, 3), name="conv1_pad")(x)
     x = layers.Conv2D(64, 7, strides=2, name="conv1", kernel_initializer=keras.initializers.GlorotUniform(seed=0))(x)
     x = layers.BatchNormalization(axis=3, momentum=bn_momentum, name="bn_conv1")(x)
     x = layers.Activation("relu", name="conv1_relu")(x)

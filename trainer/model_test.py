@@ -138,3 +138,18 @@ def test_mixed_precision_build(policy, compute):
     probs = model(keras.random.uniform((2, 64, 64, 3), seed=1), training=False)
     assert keras.backend.standardize_dtype(probs.dtype) == "float32"
     assert model.get_layer("fc6").compute_dtype == "float32"
+
+
+def test_per_image_standardization_adds_no_weights_and_matches_tensorflow():
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from trainer.model import PerImageStandardization  # pylint: disable=import-outside-toplevel
+
+    standardized = ResNet50(input_shape=(64, 64, 3), classes=6, standardize=True)
+    assert standardized.count_params() == 23_600_006 and standardized.layers[1].name == "standardize"
+    images = np.random.default_rng(0).uniform(0, 1, (3, 64, 64, 3)).astype(np.float32)
+    images[2] = 0.5  # a flat image: divided by 1 / sqrt(pixels), not by a zero deviation
+    np.testing.assert_allclose(PerImageStandardization()(images),
+                               tf.image.per_image_standardization(images).numpy(), atol=1e-5)
+    # Exposure and contrast no longer count: a * image + b standardizes alike.
+    np.testing.assert_allclose(PerImageStandardization()(images[:2] * 0.6 + 0.2),
+                               PerImageStandardization()(images[:2]), atol=1e-4)

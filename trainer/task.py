@@ -121,7 +121,8 @@ def learning_rate(config: TrainConfig, steps_per_epoch: int, replicas: int = 1):
 def resnet50(config: TrainConfig) -> keras.Model:
     """The seed's ResNet50 at the Trainer's input shape, built with the config's model settings."""
     return ResNet50(input_shape=input_pipeline.IMAGE_SHAPE, classes=config.num_classes,
-                    bn_momentum=config.bn_momentum, zero_init_residual=config.zero_init_residual)
+                    bn_momentum=config.bn_momentum, zero_init_residual=config.zero_init_residual,
+                    standardize=config.standardize)
 
 
 def build_model(config: TrainConfig, devices: Devices, steps_per_epoch: int) -> keras.Model:
@@ -129,7 +130,12 @@ def build_model(config: TrainConfig, devices: Devices, steps_per_epoch: int) -> 
     model = resnet50(config)
     optimizer = FusedAdam(learning_rate(config, steps_per_epoch, devices.replicas),
                           weight_decay=config.weight_decay or None)
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+    if config.soft_labels():  # one-hot labels, smoothed or mixed (input_pipeline.make_dataset)
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+        metric = keras.metrics.CategoricalAccuracy(name="accuracy")
+    else:
+        loss, metric = "sparse_categorical_crossentropy", "accuracy"
+    model.compile(optimizer=optimizer, loss=loss, metrics=[metric],
                   jit_compile=devices.jit_compile, steps_per_execution=config.steps_per_execution)
     return model
 

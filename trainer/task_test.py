@@ -119,3 +119,26 @@ def test_dtype_policy_is_restored():
     with task.dtype_policy("mixed_bfloat16"):
         assert keras.config.dtype_policy().name == "mixed_bfloat16"
     assert keras.config.dtype_policy().name == before
+
+
+def test_smoothed_mixed_labels_and_standardized_images_train_and_serve(tmp_path):
+    """The Trainer's model with one-hot labels (label smoothing, mixup) and per-image standardization:
+    one step of fit, then the exported SavedModel answers through both signatures as the model does."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from trainer import export  # pylint: disable=import-outside-toplevel
+
+    config = TrainConfig(epochs=1, batch_size=4, label_smoothing=0.1, mixup=0.2, standardize=True, precision="float32")
+    assert config.soft_labels()
+    model = task.build_model(config, task.resolve_devices(config, gpus=0, amx_bf16=False), steps_per_epoch=1)
+    assert model.count_params() == 23_600_006 and model.loss.label_smoothing == 0.1
+    x = np.random.default_rng(0).uniform(0, 1, (4, 64, 64, 3)).astype(np.float32)
+    y = tf.one_hot([0, 1, 2, 3], 6)
+    history = model.fit(x, y, validation_data=(x, y), epochs=1, verbose=0).history
+    assert set(history) >= {"accuracy", "val_accuracy", "loss"}
+    export.export_serving_model(model, str(tmp_path / "serving"))
+    served = tf.saved_model.load(str(tmp_path / "serving"))
+    png = tf.io.encode_png(tf.cast(x[0] * 255, tf.uint8))
+    answer = served.signatures[task.export.IMAGE_BYTES_SIGNATURE](image_bytes=tf.stack([png]))["probabilities"]
+    expected = model(tf.cast(tf.io.decode_png(png), tf.float32)[None] / 255.0, training=False)
+    np.testing.assert_allclose(answer.numpy(), np.asarray(expected), atol=1e-4)

@@ -15,7 +15,20 @@ every run measures the same images:
 
 The Trainer's own augmentation (`trainer/augment.py`) finds the wall another way (chromaticity
 against the border's median), with other backgrounds, so a model is not scored on the very
-transform it trained on.
+transform it trained on. Both rest on one idea, a pale wall and a skin-coloured hand, so these
+shifts reward what that augmentation does.
+
+The **phone** shifts are the truer proxy: the ways photos people take of their own hands differ
+from a collection shot square-on in one room, made with no mask and no rule about walls or skin,
+only geometry and light on the whole photo (the wall goes on past the photo as its edge pixels
+repeated, so a wrist at the bottom edge goes on as a forearm):
+
+- `tilt`: the hand turned 20-45 degrees either way;
+- `distance`: the hand at 45-70 % of the frame, high in it, the forearm below;
+- `angle`: the phone not square to the hand (a perspective warp, corners moved up to 18 %);
+- `shadow`: a soft shadow across the photo (35-60 % darker past a blurred edge);
+- `room`: the photo at 70-85 % of the frame, its edges faded into another wall;
+- `phone`: tilt, distance, angle and shadow together.
 """
 
 import io
@@ -115,6 +128,84 @@ def shifted(image: Image.Image, name: str, key: str) -> Image.Image:
 
 
 NAMES = (*SHIFTS, ALL)  # every shift, then the five together
+
+
+def _edge_padded(image: Image.Image, pad: int) -> Image.Image:
+    return Image.fromarray(np.pad(np.asarray(image), ((pad, pad), (pad, pad), (0, 0)), mode="edge"))
+
+
+def tilt(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    w, h = image.size
+    angle = rng.uniform(20, 45) * (1 if rng.random() < 0.5 else -1)
+    pad = max(w, h) // 2
+    turned = _edge_padded(image, pad).rotate(angle, resample=Image.Resampling.BICUBIC)
+    return turned.crop((pad, pad, pad + w, pad + h))
+
+
+def distance(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    w, h = image.size
+    factor = rng.uniform(0.45, 0.7)
+    small = np.asarray(image.resize((max(1, int(w * factor)), max(1, int(h * factor))), Image.Resampling.LANCZOS))
+    left = int(rng.integers(0, w - small.shape[1] + 1))
+    top = int(rng.integers(0, (h - small.shape[0]) // 3 + 1))  # high in the frame: the forearm below
+    return Image.fromarray(np.pad(small, ((top, h - small.shape[0] - top), (left, w - small.shape[1] - left), (0, 0)),
+                                  mode="edge"))
+
+
+def angle(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    w, h = image.size
+    pad = max(w, h) // 2
+    big = _edge_padded(image, pad)
+    # Where each corner of the output comes from, in the padded photo: moved by up to 18 % of the side.
+    corners = np.array([(0, 0), (w, 0), (w, h), (0, h)], np.float64)
+    source = corners + pad + rng.uniform(-0.18, 0.18, (4, 2)) * (w, h)
+    a = []
+    for (x, y), (u, v) in zip(corners, source):
+        a.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        a.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+    coefficients = np.linalg.solve(np.array(a), source.reshape(-1))
+    return big.transform((w, h), Image.Transform.PERSPECTIVE, tuple(coefficients), Image.Resampling.BICUBIC)
+
+
+def shadow(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    w, h = image.size
+    theta = rng.uniform(0, 2 * np.pi)
+    y, x = np.mgrid[0:h, 0:w]
+    along = (x - w / 2) * np.cos(theta) + (y - h / 2) * np.sin(theta)  # distance along a random direction
+    edge = rng.uniform(-0.25, 0.25) * min(w, h)
+    softness = rng.uniform(0.05, 0.15) * min(w, h)
+    dark = 1 - rng.uniform(0.35, 0.6) / (1 + np.exp(-(along - edge) / softness))
+    return Image.fromarray(np.clip(np.asarray(image, np.float32) * dark[..., None], 0, 255).astype(np.uint8))
+
+
+def room(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    w, h = image.size
+    factor = rng.uniform(0.7, 0.85)
+    sw, sh = max(1, int(w * factor)), max(1, int(h * factor))
+    small = np.asarray(image.resize((sw, sh), Image.Resampling.LANCZOS), np.float32)
+    left, top = int(rng.integers(0, w - sw + 1)), int(rng.integers(0, h - sh + 1))
+    # The photo's edges fade into the other wall over 15 % of its side.
+    fade = max(1.0, 0.15 * min(sw, sh))
+    ramp = lambda n: np.clip(np.minimum(np.arange(n) + 0.5, n - np.arange(n) - 0.5) / fade, 0, 1)  # noqa: E731
+    alpha = (ramp(sh)[:, None] * ramp(sw)[None, :])[..., None]
+    out = _new_background(image.size, rng).copy()
+    out[top:top + sh, left:left + sw] = small * alpha + out[top:top + sh, left:left + sw] * (1 - alpha)
+    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+
+
+PHONE_SHIFTS: Dict[str, Callable[[Image.Image, np.random.Generator], Image.Image]] = {
+    "tilt": tilt, "distance": distance, "angle": angle, "shadow": shadow, "room": room}
+PHONE = "phone"
+PHONE_TOGETHER = ("tilt", "distance", "angle", "shadow")
+PHONE_NAMES = (*PHONE_SHIFTS, PHONE)  # the truer proxy: each phone shift, then four together
+
+
+def phone_shifted(image: Image.Image, name: str, key: str) -> Image.Image:
+    """`image` under the phone shift `name` (one of PHONE_SHIFTS, or PHONE for four together), seeded by `key`."""
+    image = image.convert("RGB")
+    for step in (PHONE_TOGETHER if name == PHONE else (name,)):
+        image = PHONE_SHIFTS[step](image, _rng(key, step))
+    return image
 
 
 def png_bytes(image: Image.Image) -> bytes:

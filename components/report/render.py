@@ -90,17 +90,30 @@ def _per_class_chart(per_class: Dict[int, Dict[str, Optional[float]]]):
     return fig
 
 
+GROUP_COLOURS = {"": "#34a853", "phone proxy": "#ea4335", "pale-wall proxy": "#4285f4"}
+
+
 def _shifted_chart(rows: List[Dict[str, Any]]):
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    fig, ax = plt.subplots(figsize=(5.5, 0.42 * len(rows) + 0.9))
-    names = [r["name"] for r in rows][::-1]
-    values = [r["accuracy"] for r in rows][::-1]
-    bars = ax.barh(names, values, color=["#4285f4"] * (len(rows) - 1) + ["#34a853"])
+    from matplotlib.patches import Patch  # pylint: disable=import-outside-toplevel
+    fig, ax = plt.subplots(figsize=(5.5, 0.32 * len(rows) + 1.2))
+    rows = rows[::-1]
+    names = [r["name"] for r in rows]
+    values = [r["accuracy"] for r in rows]
+    # The 95 % interval as an error bar, where the row has one (an older report's rows do not).
+    errors = [[max(0.0, r["accuracy"] - r.get("low", r["accuracy"])) for r in rows],
+              [max(0.0, r.get("high", r["accuracy"]) - r["accuracy"]) for r in rows]]
+    bars = ax.barh(names, values, xerr=errors, capsize=2, error_kw={"elinewidth": 0.8, "ecolor": "#555"},
+                   color=[GROUP_COLOURS.get(r.get("group", ""), "#4285f4") for r in rows])
     for bar, value in zip(bars, values):
-        ax.text(min(value, 0.86) + 0.01, bar.get_y() + bar.get_height() / 2, f"{value:.2f}", va="center", fontsize=9)
-    ax.set_xlim(0, 1), ax.set_xlabel("accuracy"), ax.grid(axis="x", alpha=0.3)
+        ax.text(0.01, bar.get_y() + bar.get_height() / 2, f"{value:.2f}", va="center", fontsize=8, color="white")
+    ax.set_xlim(0, 1), ax.set_xlabel("accuracy (bars: 95 % interval)"), ax.grid(axis="x", alpha=0.3)
     ax.axvline(1 / 6, color="#999", linestyle=":", linewidth=1)  # a guess among the six classes
+    groups = [g for g in GROUP_COLOURS if any(r.get("group", "") == g for r in rows)]
+    ax.legend(handles=[Patch(color=GROUP_COLOURS[g], label=g or "as they are") for g in groups],
+              loc="lower right", fontsize=8)
     ax.set_title("eval images as they are, and shifted")
+    fig.tight_layout()
     return fig
 
 
@@ -108,7 +121,9 @@ def _shifted_view(shifted: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     if not shifted["rows"]:
         return None
     return {"evaluated": shifted["evaluated"], "chart": _png(_shifted_chart(shifted["rows"])),
-            "rows": [dict(name=r["name"], accuracy=r["accuracy"], src=_data_uri(r["sample"])) for r in shifted["rows"]]}
+            "rows": [dict(name=r["name"], group=r.get("group", ""), accuracy=r["accuracy"],
+                          interval=f"{r['low']:.2f}-{r['high']:.2f}" if "low" in r else "",
+                          src=_data_uri(r["sample"])) for r in shifted["rows"]]}
 
 
 def number(value) -> str:

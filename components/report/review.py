@@ -16,6 +16,8 @@ from components.validation.data_checks import FINDINGS_FILE, DataFindings
 
 REPORT_FILE = "report.html"
 SHIFTED_FILE = "shifted_accuracy.json"  # accuracy on the eval images as they are and under each shift
+PHONE_PROXY = "phone proxy"  # the shifts of photos people take of their own hands (shifts.PHONE_SHIFTS)
+PALE_WALL_PROXY = "pale-wall proxy"  # the shifts built on the wall-and-skin rule (shifts.SHIFTS)
 
 
 class ReviewReport(Artifact):
@@ -53,14 +55,17 @@ def misclassified(model, examples_uri: str, limit: int) -> Dict[str, Any]:
 def shifted_accuracy(model, examples_uri: str, limit: int) -> Dict[str, Any]:
     """The loaded SavedModel's accuracy on the eval split's first `limit` images, as they are and under each shift.
 
-    The shifts (components/evaluation/shifts.py) bring what photos from elsewhere bring: another
-    wall, white balance, framing, camera and light, then all five. Each image is shifted from a
-    seed of its source name, so two runs on the same data score the same pictures. The model
-    reads them through its raw-bytes serving signature, as a user's photos reach it.
+    Two sets of shifts (components/evaluation/shifts.py): the phone proxy, the ways photos people
+    take of their own hands differ (turned, further away, at an angle, in shadow, in another
+    room; no mask), and the pale-wall proxy (another wall, white balance, framing, camera and
+    light, then all five). Each image is shifted from a seed of its source name, so two runs on
+    the same data score the same pictures. The model reads them through its raw-bytes serving
+    signature, as a user's photos reach it. Each accuracy comes with its 95 % Wilson interval.
 
     Returns:
-      {"evaluated": images, "rows": [{"name", "accuracy", "sample": PNG bytes of the first
-      image so shifted}]}, the first row the images as they are; no rows for an empty split.
+      {"evaluated": images, "rows": [{"name", "group", "accuracy", "correct", "n", "low", "high",
+      "sample": PNG bytes of the first image so shifted}]}, the first row the images as they are;
+      no rows for an empty split.
     """
     import io  # pylint: disable=import-outside-toplevel
 
@@ -68,7 +73,7 @@ def shifted_accuracy(model, examples_uri: str, limit: int) -> Dict[str, Any]:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from PIL import Image  # pylint: disable=import-outside-toplevel
 
-    from components.evaluation import shifts  # pylint: disable=import-outside-toplevel
+    from components.evaluation import intervals, shifts  # pylint: disable=import-outside-toplevel
     from components.training.config import IMAGE_BYTES_SIGNATURE  # pylint: disable=import-outside-toplevel
 
     pngs, labels, keys = [], [], []
@@ -81,13 +86,21 @@ def shifted_accuracy(model, examples_uri: str, limit: int) -> Dict[str, Any]:
     if not pngs:
         return {"evaluated": 0, "rows": []}
     classify = model.signatures[IMAGE_BYTES_SIGNATURE]
+    images = [Image.open(io.BytesIO(png)) for png in pngs]
+    sets = [("as they are", "", lambda image, key: image)]
+    sets += [(name, PHONE_PROXY, lambda image, key, name=name: shifts.phone_shifted(image, name, key))
+             for name in shifts.PHONE_NAMES]
+    sets += [(name, PALE_WALL_PROXY, lambda image, key, name=name: shifts.shifted(image, name, key))
+             for name in shifts.NAMES]
     rows = []
-    for name in ("as they are", *shifts.NAMES):
-        images = pngs if name == "as they are" else [
-            shifts.png_bytes(shifts.shifted(Image.open(io.BytesIO(png)), name, key)) for png, key in zip(pngs, keys)]
-        classes = np.concatenate([classify(image_bytes=tf.constant(images[i:i + 64]))["classes"].numpy()
-                                  for i in range(0, len(images), 64)])
-        rows.append({"name": name, "accuracy": float(np.mean(classes == np.array(labels))), "sample": images[0]})
+    for name, group, shift in sets:
+        encoded = pngs if not group else [shifts.png_bytes(shift(image, key)) for image, key in zip(images, keys)]
+        classes = np.concatenate([classify(image_bytes=tf.constant(encoded[i:i + 64]))["classes"].numpy()
+                                  for i in range(0, len(encoded), 64)])
+        correct = int(np.sum(classes == np.array(labels)))
+        low, high = intervals.wilson(correct, len(labels))
+        rows.append({"name": name, "group": group, "accuracy": correct / len(labels), "correct": correct,
+                     "n": len(labels), "low": low, "high": high, "sample": encoded[0]})
     return {"evaluated": len(pngs), "rows": rows}
 
 
@@ -150,7 +163,7 @@ def Review(examples: InputArtifact[Examples], findings: InputArtifact[DataFindin
       report: where report.html goes.
       max_misclassified: how many misclassified eval images the page shows at most.
       shifted_images: how many eval images are scored under each shift of
-        components/evaluation/shifts.py (each costs 7 predictions); 0 = none.
+        components/evaluation/shifts.py (each costs 13 predictions); 0 = none.
     """
     absent = baseline.get_int_custom_property(ABSENT)
     props = pushed_model.mlmd_artifact.custom_properties
@@ -168,8 +181,11 @@ def Review(examples: InputArtifact[Examples], findings: InputArtifact[DataFindin
                    pushed=pushed, max_misclassified=max_misclassified, shifted_images=shifted_images)
     os.makedirs(report.uri, exist_ok=True)
     with open(os.path.join(report.uri, SHIFTED_FILE), "w") as f:  # for the run summary
+        rows = facts["shifted"]["rows"]
         json.dump({"evaluated": facts["shifted"]["evaluated"],
-                   "accuracy": {row["name"]: row["accuracy"] for row in facts["shifted"]["rows"]}}, f, indent=1)
+                   "accuracy": {row["name"]: row["accuracy"] for row in rows},
+                   "interval": {row["name"]: [row["low"], row["high"]] for row in rows},
+                   "group": {row["name"]: row["group"] for row in rows}}, f, indent=1)
     with open(os.path.join(report.uri, REPORT_FILE), "w") as f:
         f.write(render.render(facts))
     report.set_string_custom_property("report_path", os.path.join(report.uri, REPORT_FILE))

@@ -159,6 +159,23 @@ def add_results(report: RunReport) -> None:
                                        "shifted_accuracy.json")  # components/report/review.py's SHIFTED_FILE
 
 
+# The shifted-eval figures the run summary names (the Review's page has every shift).
+SUMMARY_SHIFTS = (("as they are", "as they are"), ("phone", "phone proxy"), ("all", "pale-wall proxy"))
+
+
+def shifted_line(shifted: dict) -> str:
+    """The summary's line of the Review's shifted_accuracy.json: the eval images as they are, under the
+    phone proxy's shifts together and under the pale-wall proxy's five, each with its 95 % interval."""
+    accuracy, interval = shifted["accuracy"], shifted.get("interval")
+    if not interval:  # a report from before the intervals: every figure, bare
+        return ("shifted eval:  " + ", ".join(f"{name} {value:.2f}" for name, value in accuracy.items())
+                + f" ({shifted['evaluated']} eval images; see the review report)")
+    parts = [f"{label} {accuracy[name]:.2f} ({interval[name][0]:.2f}-{interval[name][1]:.2f})"
+             for name, label in SUMMARY_SHIFTS if name in accuracy]
+    return (f"shifted eval:  {', '.join(parts)} ({shifted['evaluated']} eval images, 95 % intervals; "
+            f"every shift in the review report)")
+
+
 def _artifact_json(report: RunReport, component: str, artifact_type: str, name: str):
     """(the parsed JSON file `name` in a component's output artifact, its path), or (None, None)."""
     run = report.component(component)
@@ -295,9 +312,7 @@ def render(report: Optional[RunReport], total_seconds: float, data_text: str,
         count = f" on {report.example_count} eval examples" if report.example_count else ""
         lines.append(f"eval accuracy: {report.accuracy:.4f}{count}")
     if report.shifted and report.shifted.get("accuracy"):
-        accuracy = report.shifted["accuracy"]
-        lines.append("shifted eval:  " + ", ".join(f"{name} {value:.2f}" for name, value in accuracy.items())
-                     + f" ({report.shifted['evaluated']} eval images; see the review report)")
+        lines.append(shifted_line(report.shifted))
     if report.blessed is not None:
         lines.append(f"blessed:       {'YES' if report.blessed else 'NO'}")
         for line in report.decision:

@@ -68,6 +68,15 @@ class TrainConfig:
                                     "gradient or texture (trainer/augment.py), 0 .. 1; 0 = none")
     colour_cast: float = _field(0.2, "largest random gain of each colour channel on its own, as a fraction "
                                      "(0.2: x0.8 .. x1.2; another white balance); 0 = none")
+    mixup: float = _field(0.0, "mixup: each training image blended with another, labels too, by a share "
+                               "drawn from Beta(a, a) with this a (0.2 typical); 0 = none")
+    cutmix: float = _field(0.0, "cutmix: a box of another training image pasted in, labels mixed by its area, "
+                                "drawn from Beta(a, a) with this a (1.0 typical); 0 = none; with mixup, "
+                                "each batch takes one of the two")
+    label_smoothing: float = _field(0.0, "share of each training label spread evenly over the classes "
+                                         "(0.1: the true class 0.9 + 0.1 / classes); 0 = none")
+    standardize: bool = _field(False, "put each image to zero mean and unit variance inside the model "
+                                      "(served too): a photo's exposure and contrast stop counting")
     early_stopping_patience: int = _field(
         6, "stop after this many epochs without a better eval accuracy; 0 = never stop early")
     time_budget_minutes: float = _field(
@@ -117,6 +126,11 @@ class TrainConfig:
         """These knobs with the values both runners derive: the head sized to the classes, and the
         checkpoints under the pipeline root (a path, or a gs://, s3://, minio:// URL)."""
         return self.replace(num_classes=max(classes) + 1, checkpoint_root=storage.join(pipeline_root, CHECKPOINTS))
+
+    def soft_labels(self) -> bool:
+        """Whether the Trainer's labels are one-hot (smoothed or mixed) rather than class numbers."""
+        config = self.augmentation()
+        return bool(config.label_smoothing or (config.augment and (config.mixup or config.cutmix)))
 
     def augmentation(self) -> "TrainConfig":
         """This config with the photo augmentation's knobs at 0 where `photo_augment` is off."""
