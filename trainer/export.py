@@ -152,26 +152,38 @@ def decode_image_bytes(encoded: tf.Tensor, max_pixels: int = MAX_IMAGE_PIXELS) -
     return tf.clip_by_value(image / 255.0, 0.0, 1.0)
 
 
-def export_serving_model(model: keras.Model, path: str, max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+def predictor(model: keras.Model, flip_average: bool = False):
+    """images -> probabilities: `model`, or with `flip_average` the mean of its answers for each image
+    and its mirror image (test-time augmentation: twice the computation)."""
+    if not flip_average:
+        return lambda images: model(images, training=False)
+    return lambda images: (model(images, training=False) + model(images[:, :, ::-1], training=False)) / 2
+
+
+def export_serving_model(model: keras.Model, path: str, max_pixels: int = MAX_IMAGE_PIXELS,
+                         flip_average: bool = False) -> None:
     """Writes `model` to `path` as a TF SavedModel with both signatures.
 
     Args:
       model: the Keras model (64x64x3 float32 in [0, 1] -> probabilities).
       path: the SavedModel directory.
       max_pixels: `serve_image_bytes` refuses an image whose header declares more pixels.
+      flip_average: both signatures answer with the mean of the model's probabilities for each
+        image and its mirror image (`predictor`); same inputs and outputs.
     """
     archive = keras.export.ExportArchive()
     archive.track(model)
+    predict = predictor(model, flip_average)
 
     def serve_examples(examples):
         parsed = tf.io.parse_example(examples, {"image": input_pipeline.FEATURES["image"]})
         images = input_pipeline.decode_png_batch(parsed["image"])
-        return {"probabilities": model(images, training=False)}
+        return {"probabilities": predict(images)}
 
     def serve_image_bytes(image_bytes):
         images = tf.map_fn(lambda encoded: decode_image_bytes(encoded, max_pixels), image_bytes,
                            fn_output_signature=tf.TensorSpec(input_pipeline.IMAGE_SHAPE, tf.float32))
-        probabilities = model(images, training=False)
+        probabilities = predict(images)
         return {"probabilities": probabilities, "classes": tf.argmax(probabilities, axis=-1)}
 
     archive.add_endpoint("serving_default", serve_examples,

@@ -148,3 +148,21 @@ def test_a_candidate_that_answers_otherwise_or_not_at_all_is_named(tmp_path):
     data = [p for p in variables.iterdir() if ".data-" in p.name][0]
     data.write_bytes(data.read_bytes()[:10])
     assert canary.check(str(tmp_path / "Format-Serving"), expected).startswith("its variables do not read")
+
+
+def test_a_flip_averaged_export_answers_the_mean_of_each_image_and_its_mirror(tmp_path):
+    """Test-time augmentation keeps both signatures' contract; the canary's expectation follows it."""
+    model = _small_model()
+    export.export_serving_model(model, str(tmp_path / "Format-Serving"), flip_average=True)
+    x = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3)).astype(np.uint8)
+    pngs = tf.stack([tf.io.encode_png(image) for image in x])
+    served = tf.saved_model.load(str(tmp_path / "Format-Serving"))
+    answer = served.signatures[export.IMAGE_BYTES_SIGNATURE](image_bytes=pngs)
+    images = x.astype(np.float32) / 255.0
+    mean = (model(images).numpy() + model(images[:, :, ::-1].copy()).numpy()) / 2
+    np.testing.assert_allclose(answer["probabilities"].numpy(), mean, atol=1e-5)
+    assert answer["classes"].numpy().tolist() == mean.argmax(-1).tolist()
+    assert np.abs(mean - model(images).numpy()).max() > 1e-4  # the mirror changed the answer
+    predict = export.predictor(model, flip_average=True)
+    expected = canary.write_expected(str(tmp_path), lambda batch: np.asarray(predict(batch)))
+    assert canary.check(str(tmp_path / "Format-Serving"), expected) is None

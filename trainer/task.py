@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional
 
 from absl import logging
 import keras
+import numpy as np
 import tensorflow as tf
 
 from components.data import storage
@@ -228,10 +229,12 @@ def run_fn(fn_args) -> None:
                                   schema, fn_args.model_run_dir, ckpt_dir)
 
     exported = float32_copy(model, config) if devices.precision != "float32" else model
-    export.export_serving_model(exported, fn_args.serving_model_dir, max_pixels=config.max_image_pixels)
+    export.export_serving_model(exported, fn_args.serving_model_dir, max_pixels=config.max_image_pixels,
+                                flip_average=config.flip_average)
     model_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
     # The Pusher's canary request: what this model, in memory, answers (components/push/canary.py).
-    canary.write_expected(model_dir, lambda images: exported(images, training=False).numpy())
+    predict = export.predictor(exported, config.flip_average)
+    canary.write_expected(model_dir, lambda images: np.asarray(predict(images)))
     with tf.io.gfile.GFile(os.path.join(model_dir, HISTORY_FILE), "w") as f:
         json.dump({"config": config.to_dict(), "devices": devices.describe(), "epochs": state.history,
                    "best_epoch": state.best_epoch, "exported_epoch": state.exported_epoch,

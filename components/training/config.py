@@ -77,6 +77,9 @@ class TrainConfig:
                                          "(0.1: the true class 0.9 + 0.1 / classes); 0 = none")
     standardize: bool = _field(False, "put each image to zero mean and unit variance inside the model "
                                       "(served too): a photo's exposure and contrast stop counting")
+    flip_average: bool = _field(False, "the exported model answers with the mean of its probabilities for "
+                                       "each image and its mirror image (test-time augmentation; twice "
+                                       "the computation per image)")
     early_stopping_patience: int = _field(
         6, "stop after this many epochs without a better eval accuracy; 0 = never stop early")
     time_budget_minutes: float = _field(
