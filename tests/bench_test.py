@@ -131,6 +131,26 @@ def test_accuracy_bench_names_a_missing_data_folder(tmp_path):
     assert proc.stdout.strip() == f"error: {tmp_path / 'nowhere'}: no such folder (the shared photos are in ../shared/data)"
 
 
+def _accuracy_json(path, label, in_domain, phone):
+    held_out = {name: {"correct": c, "n": 232, "accuracy": c / 232, "low": c / 232 - 0.05, "high": c / 232 + 0.04}
+                for name, c in (("in-domain", in_domain), ("phone proxy: phone", phone))}
+    path.write_text(json.dumps({"label": label, "split": "dev", "validation": 0.95, "held_out": held_out,
+                                "people": {"dev": 43, "test": 41, "train": 132}, "epochs": 30,
+                                "exported_epoch": 28}))
+    return str(path)
+
+
+def test_accuracy_bench_sets_runs_side_by_side_with_what_each_moved(tmp_path):
+    before = _accuracy_json(tmp_path / "a.json", "defaults", 200, 45)
+    after = _accuracy_json(tmp_path / "b.json", "+ turns", 210, 90)
+    proc = _run("bench/accuracy.py", "--table", before, after)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "| measure (95 % interval) | defaults | + turns |"
+    assert lines[3] == "| phone proxy: phone | 0.194 (0.14-0.23) | 0.388 (0.34-0.43) +0.194 |"
+    assert "| epochs run (exported) | 30 (28) | 30 (28) |" in lines
+
+
 @pytest.mark.slow
 def test_serve_bench_prints_every_level_beside_the_in_process_limit(tmp_path):
     out = tmp_path / "serve.json"
