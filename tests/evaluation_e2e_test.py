@@ -220,11 +220,12 @@ def test_review_scores_the_eval_images_shifted(good_then_worse):
     shifted = json.load(open(os.path.join(report, "shifted_accuracy.json")))
     assert shifted["evaluated"] == 24  # write_separable_h5's n_test, under the Review's limit of 120
     assert list(shifted["accuracy"]) == ["as they are", "tilt", "distance", "angle", "shadow", "room", "phone",
-                                         "background", "colour", "scale", "camera", "light", "all"]
+                                         "mean of the five", "background", "colour", "scale", "camera", "light", "all"]
     assert set(shifted["group"].values()) == {"", "phone proxy", "pale-wall proxy"}
     as_they_are = shifted["accuracy"]["as they are"]
     for name, (low, high) in shifted["interval"].items():  # each figure inside its 95 % interval, n = 24
-        assert 0 <= low <= shifted["accuracy"][name] <= high <= 1 and high - low > 0.1, name
+        assert 0 <= low <= shifted["accuracy"][name] <= high <= 1, name
+        assert high - low > 0.1 or name == "mean of the five", name  # Wilson's, on 24 images, is wide
     summary = [l for l in good.stdout.splitlines() if l.startswith("shifted eval:  ")]
     low, high = shifted["interval"]["as they are"]
     assert summary and f"as they are {as_they_are:.2f} ({low:.2f}-{high:.2f})" in summary[0]

@@ -4,8 +4,9 @@
 be told apart on them. The Review and `bench/accuracy.py` print each accuracy with its interval.
 """
 
-from typing import Tuple
+from typing import Sequence, Tuple
 
+import numpy as np
 from scipy import stats
 
 
@@ -25,3 +26,20 @@ def describe(correct: int, n: int) -> str:
     """'0.5917 (0.50-0.68, n=120)': the accuracy and its 95 % interval."""
     low, high = wilson(correct, n)
     return f"{correct / n if n else float('nan'):.4f} ({low:.2f}-{high:.2f}, n={n})"
+
+
+def bootstrap(scores: Sequence[float], confidence: float = 0.95, resamples: int = 2000,
+              seed: int = 0) -> Tuple[float, float]:
+    """The percentile bootstrap interval of the mean of per-image `scores`, resampling the images.
+
+    For a figure averaged over several shifts of the same images: each image's score is its share
+    right over the shifts, so the images, not the predictions, are what is resampled (the shifts
+    of one photo are not independent trials). (0, 1) for no images.
+    """
+    values = np.asarray(scores, np.float64)
+    if not len(values):
+        return 0.0, 1.0
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))

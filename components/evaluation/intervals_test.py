@@ -23,3 +23,15 @@ def test_wilson_intervals_match_the_formula(correct, n, low, high):
 def test_no_images_say_nothing():
     assert intervals.wilson(0, 0) == (0.0, 1.0)
     assert intervals.describe(71, 120) == "0.5917 (0.50-0.68, n=120)"
+
+
+def test_the_bootstrap_interval_resamples_images_and_holds_the_mean():
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    scores = np.repeat([0.0, 0.2, 0.6, 1.0], 58)  # 232 photos, each right on 0-5 of five shifts
+    low, high = intervals.bootstrap(scores)
+    assert low < scores.mean() < high and 0.05 < high - low < 0.12
+    assert intervals.bootstrap(scores) == (low, high)  # seeded
+    assert intervals.bootstrap(np.ones(10)) == (1.0, 1.0) and intervals.bootstrap([]) == (0.0, 1.0)
+    # Wider than pretending the 5 x 232 predictions were independent trials.
+    wide = intervals.wilson(int(scores.sum() * 5), 5 * 232)
+    assert high - low > wide[1] - wide[0]

@@ -160,12 +160,12 @@ def add_results(report: RunReport) -> None:
 
 
 # The shifted-eval figures the run summary names (the Review's page has every shift).
-SUMMARY_SHIFTS = (("as they are", "as they are"), ("phone", "phone proxy"), ("all", "pale-wall proxy"))
+SUMMARY_SHIFTS = (("as they are", "as they are"), ("mean of the five", "phone proxy"), ("all", "pale-wall proxy"))
 
 
 def shifted_line(shifted: dict) -> str:
-    """The summary's line of the Review's shifted_accuracy.json: the eval images as they are, under the
-    phone proxy's shifts together and under the pale-wall proxy's five, each with its 95 % interval."""
+    """The summary's line of the Review's shifted_accuracy.json: the eval images as they are, the phone
+    proxy's mean over its five shifts and the pale-wall proxy's five together, each with its 95 % interval."""
     accuracy, interval = shifted["accuracy"], shifted.get("interval")
     if not interval:  # a report from before the intervals: every figure, bare
         return ("shifted eval:  " + ", ".join(f"{name} {value:.2f}" for name, value in accuracy.items())
