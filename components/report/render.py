@@ -106,7 +106,9 @@ def _shifted_chart(rows: List[Dict[str, Any]]):
     bars = ax.barh(names, values, xerr=errors, capsize=2, error_kw={"elinewidth": 0.8, "ecolor": "#555"},
                    color=[GROUP_COLOURS.get(r.get("group", ""), "#4285f4") for r in rows])
     for bar, value in zip(bars, values):
-        ax.text(0.01, bar.get_y() + bar.get_height() / 2, f"{value:.2f}", va="center", fontsize=8, color="white")
+        inside = value >= 0.1  # on the bar in white, or past a short bar in black
+        ax.text(0.01 if inside else value + 0.01, bar.get_y() + bar.get_height() / 2, f"{value:.2f}", va="center",
+                fontsize=8, color="white" if inside else "black")
     ax.set_xlim(0, 1), ax.set_xlabel("accuracy (bars: 95 % interval)"), ax.grid(axis="x", alpha=0.3)
     ax.axvline(1 / 6, color="#999", linestyle=":", linewidth=1)  # a guess among the six classes
     groups = [g for g in GROUP_COLOURS if any(r.get("group", "") == g for r in rows)]
