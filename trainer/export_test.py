@@ -152,7 +152,9 @@ def test_a_candidate_that_answers_otherwise_or_not_at_all_is_named(tmp_path):
 
 def test_a_flip_averaged_export_answers_the_mean_of_each_image_and_its_mirror(tmp_path):
     """Test-time augmentation keeps both signatures' contract; the canary's expectation follows it."""
-    model = _small_model()
+    init = keras.initializers.GlorotUniform(seed=0)
+    model = keras.Sequential([keras.Input((64, 64, 3)), keras.layers.Conv2D(4, 3, strides=4, kernel_initializer=init),
+                              keras.layers.Flatten(), keras.layers.Dense(6, activation="softmax", kernel_initializer=init)])
     export.export_serving_model(model, str(tmp_path / "Format-Serving"), flip_average=True)
     x = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3)).astype(np.uint8)
     pngs = tf.stack([tf.io.encode_png(image) for image in x])
@@ -162,7 +164,7 @@ def test_a_flip_averaged_export_answers_the_mean_of_each_image_and_its_mirror(tm
     mean = (model(images).numpy() + model(images[:, :, ::-1].copy()).numpy()) / 2
     np.testing.assert_allclose(answer["probabilities"].numpy(), mean, atol=1e-5)
     assert answer["classes"].numpy().tolist() == mean.argmax(-1).tolist()
-    assert np.abs(mean - model(images).numpy()).max() > 1e-4  # the mirror changed the answer
+    assert np.abs(mean - model(images).numpy()).max() > 1e-3  # the mirror changed the answer (no pooling)
     predict = export.predictor(model, flip_average=True)
     expected = canary.write_expected(str(tmp_path), lambda batch: np.asarray(predict(batch)))
     assert canary.check(str(tmp_path / "Format-Serving"), expected) is None
