@@ -38,3 +38,37 @@ def test_the_train_people_are_the_same_whichever_split_is_scored():
     assert buckets == {"dev", "test", "train"}
     assert all(domains.split_of(g) == "train" for g in groups
                if zlib.crc32(os.path.basename(g[0][0]).encode()) % 100 >= 40)
+
+
+def test_the_bench_scores_real_held_out_photos_under_every_shift_with_intervals(shared_photos):
+    """held_out_accuracies on 12 real dev photos, with a stand-in classifier that reads the label off a
+    photo it has seen as it is and guesses 0 on anything changed: every measure, each inside its interval,
+    and the mean of the five phone shifts the mean of their figures."""
+    import io  # pylint: disable=import-outside-toplevel
+
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+
+    from components.evaluation import shifts  # pylint: disable=import-outside-toplevel
+
+    splits, _ = accuracy.split_people(accuracy.list_photos(shared_photos))
+    dev = splits["dev"][:12]
+    known = {np.asarray(Image.open(p).convert("RGB")).tobytes(): d for p, d in dev}
+
+    def classify(images):
+        out = np.zeros((len(images), 6), np.float32)
+        for i, png in enumerate(images):
+            out[i, known.get(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).tobytes(), 0)] = 1
+        return out
+
+    results = accuracy.held_out_accuracies(classify, dev)
+    labels = np.array([d for _, d in dev])
+    assert results["in-domain"]["accuracy"] == 1.0 and results["in-domain"]["n"] == 12
+    for name in shifts.PHONE_NAMES:  # a changed photo is unknown: right only where the truth is 0
+        assert results[f"phone proxy: {name}"]["accuracy"] == np.mean(labels == 0), name
+    five = [results[f"phone proxy: {name}"]["accuracy"] for name in shifts.PHONE_SHIFTS]
+    assert results["phone proxy: mean of the five"]["accuracy"] == np.mean(five)
+    assert {f"pale-wall proxy: {n}" for n in shifts.NAMES} <= set(results)
+    assert results["flip TTA: in-domain"]["n"] == 12 and results["drawn hands (synthetic)"]["n"] == accuracy.DRAWN_HANDS
+    for name, figure in results.items():
+        assert figure["low"] <= figure["accuracy"] <= figure["high"], name
