@@ -69,7 +69,7 @@ def test_runtime_parameters_with_defaults(spec):
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["data_root"] == {"parameterType": "STRING", "defaultValue": "gs://bucket/signs/data", "isOptional": True}
     assert params["data_fingerprint"] == {"parameterType": "STRING", "defaultValue": "", "isOptional": True}
-    assert params["epochs"]["parameterType"] == "NUMBER_INTEGER" and params["epochs"]["defaultValue"] == 10
+    assert params["epochs"]["parameterType"] == "NUMBER_INTEGER" and params["epochs"]["defaultValue"] == 30
     assert params["min_accuracy"]["defaultValue"] == 0.9 and params["min_improvement"]["defaultValue"] == 0.0
     tasks = spec["root"]["dag"]["tasks"]
     assert tasks["ExampleGen"]["inputs"]["parameters"]["input_base"] == {"componentInputParameter": "data_root"}

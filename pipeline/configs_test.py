@@ -13,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_defaults():
     c = configs.parse([])
-    assert c.data is None and c.train.epochs == 10 and c.train.batch_size == 32
+    assert c.data is None and c.train.epochs == 30 and c.train.batch_size == 32
     assert c.min_accuracy == 0.9 and c.classes == (0, 1, 2, 3, 4, 5)
     assert c.pipeline_root == os.path.abspath("pipeline_output")
     assert c.push_dir == os.path.join(c.pipeline_root, "serving_model")
