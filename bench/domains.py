@@ -3,23 +3,19 @@
 The photos were taken by 218 people, each signing 0 to 9 in turn, so a person's photos carry
 consecutive numbers (`IMG_1118.JPG` is 0, `IMG_1119.JPG` 1, ...). `people` groups them back into
 those sessions, and `split_of` holds whole people out: a held-out photo's hand, skin and room
-are then never seen in training. A stable hash puts each person in one of three splits:
+are then never seen in training (the shifts they are scored under live in
+`components/evaluation/shifts.py`). A stable hash puts each person in one of three splits:
 
 - `dev` (20 % of the people): where the training settings are chosen (and were, in every earlier
   measurement of bench/README.md, whose "test split" these people were);
 - `test` (another 20 %): nothing is chosen on it; it confirms what `dev` chose;
-- `train` (the other 60 %): what the pipeline sees, for training and its own validation split. The shifts the test photos are put through live in
-`components/evaluation/shifts.py`, which the pipeline's Review uses too.
+- `train` (the other 60 %): what the pipeline sees, for training and its own validation split.
 """
 
 import os
 import re
 import zlib
 from typing import List, Sequence, Tuple
-
-from PIL import Image
-
-from components.evaluation import shifts
 
 PHOTO_NUMBER = re.compile(r"(\d+)\.[A-Za-z]+$")
 
@@ -51,8 +47,3 @@ def split_of(group: Sequence[Tuple[str, int]]) -> str:
     """The split of a person: a stable hash of their first photo's name, into `SPLITS`' shares of 100."""
     bucket = zlib.crc32(os.path.basename(group[0][0]).encode()) % 100
     return next(name for name, end in SPLITS if bucket < end)
-
-
-def shifted(path: str, name: str) -> Image.Image:
-    """The photo at `path` under the shift `name`, seeded by its file name."""
-    return shifts.shifted(Image.open(path), name, os.path.basename(path))

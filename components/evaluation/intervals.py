@@ -22,12 +22,6 @@ def wilson(correct: int, n: int, confidence: float = 0.95) -> Tuple[float, float
     return float(interval.low), float(interval.high)
 
 
-def describe(correct: int, n: int) -> str:
-    """'0.5917 (0.50-0.68, n=120)': the accuracy and its 95 % interval."""
-    low, high = wilson(correct, n)
-    return f"{correct / n if n else float('nan'):.4f} ({low:.2f}-{high:.2f}, n={n})"
-
-
 def bootstrap(scores: Sequence[float], confidence: float = 0.95, resamples: int = 2000,
               seed: int = 0) -> Tuple[float, float]:
     """The percentile bootstrap interval of the mean of per-image `scores`, resampling the images.

@@ -22,7 +22,6 @@ def test_wilson_intervals_match_the_formula(correct, n, low, high):
 
 def test_no_images_say_nothing():
     assert intervals.wilson(0, 0) == (0.0, 1.0)
-    assert intervals.describe(71, 120) == "0.5917 (0.50-0.68, n=120)"
 
 
 def test_the_bootstrap_interval_resamples_images_and_holds_the_mean():

@@ -212,3 +212,47 @@ def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
+
+
+PHONE_PROXY = "phone proxy"  # the group of PHONE_SHIFTS' rows
+PALE_WALL_PROXY = "pale-wall proxy"  # the group of SHIFTS' rows
+PHONE_MEAN = "mean of the five"  # the phone proxy's headline row: each image's share right over its five shifts
+
+
+def score(classify: Callable, images, keys, labels, encoded=None):
+    """Accuracy on `images` as they are, under each phone shift, their mean, and each pale-wall shift.
+
+    Args:
+      classify: list of encoded images -> predicted classes (a model's raw-bytes signature).
+      images: PIL images; keys: a seed for each (its file name); labels: the true classes.
+      encoded: the images' own encodings for the row "as they are" (default: PNG of `images`).
+
+    Returns:
+      A list of rows {"name", "group" ("" for the images as they are), "correct", "n", "accuracy",
+      "low", "high" (the 95 % interval: Wilson's, or a percentile bootstrap over the images for the
+      mean of the five), "sample" (the first image so shifted, encoded)}.
+    """
+    from components.evaluation import intervals  # pylint: disable=import-outside-toplevel
+
+    labels = np.asarray(labels)
+    sets = [("as they are", "", None)]
+    sets += [(name, PHONE_PROXY, lambda image, key, name=name: phone_shifted(image, name, key)) for name in PHONE_NAMES]
+    sets += [(name, PALE_WALL_PROXY, lambda image, key, name=name: shifted(image, name, key)) for name in NAMES]
+    rows, right = [], {}
+
+    def row(name, group, correct, low_high, sample):
+        return {"name": name, "group": group, "correct": correct, "n": len(labels),
+                "accuracy": correct / max(1, len(labels)), "low": low_high[0], "high": low_high[1], "sample": sample}
+
+    for name, group, shift in sets:
+        if shift is None:
+            batch = list(encoded) if encoded is not None else [png_bytes(image) for image in images]
+        else:
+            batch = [png_bytes(shift(image, key)) for image, key in zip(images, keys)]
+        right[name] = np.asarray(classify(batch)) == labels
+        correct = int(np.sum(right[name]))
+        rows.append(row(name, group, correct, intervals.wilson(correct, len(labels)), batch[0]))
+        if name == PHONE:
+            per_image = np.mean([right[n] for n in PHONE_SHIFTS], axis=0)
+            rows.append(row(PHONE_MEAN, group, float(per_image.sum()), intervals.bootstrap(per_image), batch[0]))
+    return rows

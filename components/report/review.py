@@ -16,9 +16,6 @@ from components.validation.data_checks import FINDINGS_FILE, DataFindings
 
 REPORT_FILE = "report.html"
 SHIFTED_FILE = "shifted_accuracy.json"  # accuracy on the eval images as they are and under each shift
-PHONE_PROXY = "phone proxy"  # the shifts of photos people take of their own hands (shifts.PHONE_SHIFTS)
-PHONE_MEAN = "mean of the five"  # the phone proxy's headline row: the mean over its five shifts
-PALE_WALL_PROXY = "pale-wall proxy"  # the shifts built on the wall-and-skin rule (shifts.SHIFTS)
 
 
 class ReviewReport(Artifact):
@@ -75,7 +72,7 @@ def shifted_accuracy(model, examples_uri: str, limit: int) -> Dict[str, Any]:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from PIL import Image  # pylint: disable=import-outside-toplevel
 
-    from components.evaluation import intervals, shifts  # pylint: disable=import-outside-toplevel
+    from components.evaluation import shifts  # pylint: disable=import-outside-toplevel
     from components.training.config import IMAGE_BYTES_SIGNATURE  # pylint: disable=import-outside-toplevel
 
     pngs, labels, keys = [], [], []
@@ -87,29 +84,12 @@ def shifted_accuracy(model, examples_uri: str, limit: int) -> Dict[str, Any]:
         keys.append(f["source"].bytes_list.value[0].decode() if "source" in f else str(len(keys)))
     if not pngs:
         return {"evaluated": 0, "rows": []}
-    classify = model.signatures[IMAGE_BYTES_SIGNATURE]
-    images = [Image.open(io.BytesIO(png)) for png in pngs]
-    sets = [("as they are", "", lambda image, key: image)]
-    sets += [(name, PHONE_PROXY, lambda image, key, name=name: shifts.phone_shifted(image, name, key))
-             for name in shifts.PHONE_NAMES]
-    sets += [(name, PALE_WALL_PROXY, lambda image, key, name=name: shifts.shifted(image, name, key))
-             for name in shifts.NAMES]
-    rows, right = [], {}
-    for name, group, shift in sets:
-        encoded = pngs if not group else [shifts.png_bytes(shift(image, key)) for image, key in zip(images, keys)]
-        classes = np.concatenate([classify(image_bytes=tf.constant(encoded[i:i + 64]))["classes"].numpy()
-                                  for i in range(0, len(encoded), 64)])
-        right[name] = classes == np.array(labels)
-        correct = int(np.sum(right[name]))
-        low, high = intervals.wilson(correct, len(labels))
-        rows.append({"name": name, "group": group, "accuracy": correct / len(labels), "correct": correct,
-                     "n": len(labels), "low": low, "high": high, "sample": encoded[0]})
-        if name == shifts.PHONE:  # then the phone proxy's headline: each image's share right over its five shifts
-            per_image = np.mean([right[n] for n in shifts.PHONE_SHIFTS], axis=0)
-            low, high = intervals.bootstrap(per_image)
-            rows.append({"name": PHONE_MEAN, "group": group, "accuracy": float(per_image.mean()),
-                         "correct": float(per_image.sum()), "n": len(labels), "low": low, "high": high,
-                         "sample": encoded[0]})
+    signature = model.signatures[IMAGE_BYTES_SIGNATURE]
+
+    def classify(encoded):
+        return np.concatenate([signature(image_bytes=tf.constant(encoded[i:i + 64]))["classes"].numpy()
+                               for i in range(0, len(encoded), 64)])
+    rows = shifts.score(classify, [Image.open(io.BytesIO(png)) for png in pngs], keys, labels, encoded=pngs)
     return {"evaluated": len(pngs), "rows": rows}
 
 
