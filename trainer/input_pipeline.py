@@ -172,11 +172,9 @@ def make_dataset(data_accessor, file_patterns: List[str], schema, batch_size: in
         ds = ds.shuffle(buffer, seed=config.seed, reshuffle_each_iteration=True)
     # Whole train batches once the split has one (see `train_steps`); a smaller split is one batch.
     ds = ds.batch(batch_size, drop_remainder=training and (n_examples or 0) >= batch_size)
-    if config.soft_labels():  # smoothed or mixed labels: one-hot, in both splits (the same metric)
-        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, tf.one_hot(y, config.num_classes)),
-                    num_parallel_calls=parallel)
-    else:
-        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y), num_parallel_calls=parallel)
+    one_hot = config.soft_labels()  # smoothed or mixed labels: one-hot, in both splits (the same metric)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, tf.one_hot(y, config.num_classes) if one_hot else y),
+                num_parallel_calls=parallel)
     if training and config.augment:
         ds = ds.map(augmentation(config), num_parallel_calls=parallel)
     ds = ds.prefetch(tf.data.AUTOTUNE if autotune else 2)

@@ -135,8 +135,7 @@ class TrainConfig:
 
     def soft_labels(self) -> bool:
         """Whether the Trainer's labels are one-hot (smoothed or mixed) rather than class numbers."""
-        config = self.augmentation()
-        return bool(config.label_smoothing or (config.augment and (config.mixup or config.cutmix)))
+        return bool(self.label_smoothing or (self.augment and (self.mixup or self.cutmix)))
 
     def augmentation(self) -> "TrainConfig":
         """This config with the photo augmentation's knobs at 0 where `photo_augment` is off."""
