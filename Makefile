@@ -12,7 +12,7 @@ ARGS    ?=
 .PHONY: setup run test unit lock clean help chromium
 
 help:
-	@echo "make run   ARGS='--epochs 8 ...'  run the whole pipeline locally (python pipeline/local_runner.py $(RUN_FLAGS))"
+	@echo "make run   ARGS='--epochs 8 ...'  run the whole pipeline locally (python pipeline/local_runner.py ARGS)"
 	@echo "make test                         run the test suite"
 	@echo "make unit                         run the fast tests: no whole-pipeline run (e2e), no slow test"
 	@echo "make lock                         re-resolve requirements*.in into requirements*.lock"
@@ -27,13 +27,8 @@ $(STAMP): requirements.lock setup.py
 	$(UV) pip install --python $(PY) --no-deps -e .
 	touch $@
 
-# On the synthetic set (no --data), `make run` trains for at most 7 minutes: about 10 epochs on a
-# 2-core CPU with AMX, about 5 on a 2-core AVX2 CPU, so the whole run takes under 10 minutes there.
-# ARGS='--time-budget-minutes 0' lifts it. Your own data (--data) gets the default epochs in full.
-RUN_FLAGS := $(if $(findstring --data,$(ARGS)),,--time-budget-minutes 7)
-
 run: setup
-	$(PY) pipeline/local_runner.py $(RUN_FLAGS) $(ARGS)
+	$(PY) pipeline/local_runner.py $(ARGS)
 
 # The suite runs on TEST_WORKERS processes (pytest-xdist), each test file whole on one of them, so a
 # file's module fixtures (a pipeline run its tests share) are made once.

@@ -1,12 +1,16 @@
 """Times `make run` from a fresh clone, as a new user runs it: set-up, then each component.
 
-    python bench/make_run.py [--workdir /tmp/signs-make-run] [--keep] [--as-avx2] [-- runner flags ...]
+    python bench/make_run.py [--workdir DIR] [--keep] [--as-avx2] [--busy N] [--runs K] [-- runner flags ...]
 
 It clones this repository's committed HEAD into a new directory, runs `make setup` (the virtual
 environment; uv's download cache is whatever this machine has), then `make run` with the flags
 after `--` (none: the defaults a user gets), and reads the run summary `make run` prints at its
 end. It prints the CPU model, the set-up time, each component's time from the summary, the Trainer's
 epochs, the eval accuracy, the blessing and the push, and the total from `git clone` to the end.
+
+`--busy N` starts N busy programs (`python -c 'while True: pass'`) before the clone and stops them
+after the run, as a user's machine with other work on it. `--runs K` repeats the whole thing K
+times, each from a fresh clone, and ends with one line per run.
 """
 
 import argparse
@@ -52,6 +56,11 @@ def parse_summary(lines):
     return components, facts
 
 
+def start_busy(n: int):
+    """N processes that each keep a core busy, as other programs on a user's machine do."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     runner_args = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -62,17 +71,44 @@ def main(argv=None) -> int:
                    help="on a CPU with AVX-512 or AMX, run as a CPU with AVX2 alone runs: oneDNN held to "
                         "its AVX2 code (ONEDNN_MAX_CPU_ISA=AVX2) and the Trainer in float32 (--precision "
                         "float32, its choice on a CPU without AMX)")
+    p.add_argument("--busy", type=int, default=0, help="busy programs to run beside it (one core each)")
+    p.add_argument("--runs", type=int, default=1, help="fresh clones to run, one after the other")
     args = p.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    if args.runs < 1 or args.busy < 0:
+        p.error("--runs must be 1 or more and --busy 0 or more")
     if args.as_avx2:
         os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"  # every process make starts inherits it
         runner_args = ["--precision", "float32", *runner_args]
 
-    workdir = args.workdir or tempfile.mkdtemp(prefix="signs-make-run-")
+    results = []
+    for run in range(args.runs):
+        if args.runs > 1:
+            print(f"\n--- run {run + 1} of {args.runs} ---", flush=True)
+        busy = start_busy(args.busy)
+        try:
+            results.append(one_run(args, runner_args, run))
+        finally:
+            for proc in busy:
+                proc.kill()
+                proc.wait()
+    if args.runs > 1:
+        print(f"\n{args.runs} runs, CPU: {cpu_model()}, {os.cpu_count()} cores, busy programs beside it: {args.busy}"
+              f"{'; as an AVX2 CPU (ONEDNN_MAX_CPU_ISA=AVX2, float32)' if args.as_avx2 else ''}")
+        for n, (total_s, facts) in enumerate(results, 1):
+            print(f"run {n}: {total_s / 60:.1f} min; training: {facts.get('training', '?')}; eval accuracy "
+                  f"{facts.get('eval accuracy', '?')}; blessed {facts.get('blessed', '?')}")
+    return 0 if all(facts.get("blessed") == "YES" for _, facts in results) else 1
+
+
+def one_run(args, runner_args, run: int):
+    """One fresh clone, `make setup` and `make run`; returns (seconds from the clone, the summary's facts)."""
+    workdir = os.path.join(args.workdir, f"run-{run + 1}") if args.workdir else tempfile.mkdtemp(prefix="signs-make-run-")
     clone = os.path.join(workdir, "signs-pipeline")
     if os.path.exists(clone):
         sys.exit(f"error: {clone} exists; name an empty --workdir")
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores"
-          f"{'; as an AVX2 CPU (ONEDNN_MAX_CPU_ISA=AVX2, float32)' if args.as_avx2 else ''}", flush=True)
+          f"{'; as an AVX2 CPU (ONEDNN_MAX_CPU_ISA=AVX2, float32)' if args.as_avx2 else ''}"
+          f"; busy programs beside it: {args.busy}", flush=True)
     started = time.perf_counter()
     log = []
     subprocess.run(["git", "clone", "-q", REPO, clone], check=True)
@@ -100,9 +136,9 @@ def main(argv=None) -> int:
         print(f"Trainer epochs run: {epochs[-1].split()[1]}")
     for key in ("training", "eval accuracy", "shifted eval", "blessed", "pushed model"):
         print(f"{key}: {facts.get(key, '(not in the summary)')}")
-    if not args.keep and not args.workdir:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0 if facts.get("blessed") == "YES" else 1
+    if not args.keep:
+        shutil.rmtree(workdir if not args.workdir else clone, ignore_errors=True)
+    return total_s, facts
 
 
 if __name__ == "__main__":

@@ -119,7 +119,7 @@ def run_arm(arm: str, pattern: str, n: int, epochs: int, changes: dict) -> dict:
             images.append(input_pipeline.decode_png_batch(parsed["image"]).numpy())
             labels.append(parsed["label"].numpy())
         x, y = np.concatenate(images), np.concatenate(labels)
-        model = ResNet50(classes=6)
+        model = ResNet50(classes=6, fused_bn=False)  # the seed's layers, Keras's own batch norm
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"], jit_compile=False)
         model.fit(x, y, batch_size=config.batch_size, epochs=epochs, callbacks=[times], verbose=0)

@@ -13,11 +13,26 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_defaults():
     c = configs.parse([])
-    assert c.data is None and c.train.epochs == 30 and c.train.batch_size == 32
+    assert c.data is None and c.train.batch_size == 32
     assert c.min_accuracy == 0.9 and c.classes == (0, 1, 2, 3, 4, 5)
     assert c.pipeline_root == os.path.abspath("pipeline_output")
     assert c.push_dir == os.path.join(c.pipeline_root, "serving_model")
     assert c.metadata_path.endswith("pipeline_output/metadata.sqlite")
+
+
+def test_the_synthetic_demonstration_has_its_own_training_and_a_flag_still_wins(tmp_path):
+    demo = configs.parse([]).train
+    assert {k: getattr(demo, k) for k in configs.SYNTHETIC_TRAINING} == configs.SYNTHETIC_TRAINING
+    assert demo.epochs == 4 and not demo.augment and demo.time_budget_minutes == 5
+    given = configs.parse(["--epochs", "9", "--augment", "--time-budget-minutes", "0"]).train
+    assert (given.epochs, given.augment, given.time_budget_minutes, given.learning_rate) == (9, True, 0, 0.004)
+    own_data = configs.parse(["--data", str(tmp_path)]).train
+    assert (own_data.epochs, own_data.augment, own_data.time_budget_minutes) == (30, True, 0)
+
+
+def test_the_synthetic_set_lives_in_a_directory_of_its_drawing_version():
+    from components.data import synthetic  # pylint: disable=import-outside-toplevel
+    assert configs.parse([]).synthetic_dir.endswith(os.path.join("data", f"synthetic-v{synthetic.VERSION}"))
 
 
 def test_flags_map_onto_the_config(tmp_path):

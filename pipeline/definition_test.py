@@ -45,3 +45,16 @@ def test_kubeflow_parameters_stand_for_training_knobs():
     assert trainer["epochs"] is epochs and trainer["batch_size"] == 32
     with pytest.raises(ValueError, match="checkpoint_root: not a training knob"):
         _pipeline(train_parameters={"checkpoint_root": data_types.RuntimeParameter(name="c", ptype=str, default="")})
+
+
+def test_a_changed_training_flag_changes_the_trainers_inputs():
+    """What the summary of a run that was not blessed advises (more --epochs, a longer
+    --time-budget-minutes) reaches the Trainer's execution properties, which key TFX's cache: the
+    next run trains again rather than reusing the model."""
+    def trainer_properties(**changes):
+        config = TrainConfig(epochs=4, time_budget_minutes=5.0).replace(**changes).for_pipeline((0, 1, 2), "/r")
+        return _by_id(_pipeline(train_config=config))["Trainer"].exec_properties
+
+    before = trainer_properties()
+    assert trainer_properties(time_budget_minutes=10.0) != before and trainer_properties(epochs=8) != before
+    assert trainer_properties() == before

@@ -35,60 +35,129 @@ def test_the_compiled_train_step_sees_a_moved_end():
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
-@pytest.mark.parametrize("budget_s, elapsed, epoch_s, done, epochs, planned", [
-    (360, 130, 60, 1, 10, 4),    # 230 s left: 3 more whole epochs
-    (360, 130, 60, 1, 3, 3),     # never more than asked
-    (360, 400, 60, 5, 10, 5),    # over budget: stop with what is done
-    (360, 130, 0, 1, 10, 10),    # no estimate yet: keep what was asked
+@pytest.mark.parametrize("left_s, step_s, extra_s, into, per_epoch, fit", [
+    (100, 1.0, 10, 0, 100, 90),   # one epoch end (the plan's last): 90 steps + 10 s
+    (100, 1.0, 10, 0, 50, 80),    # 90 steps would cross the end at 50 as well: 80 + 2 x 10 s
+    (100, 1.0, 10, 0, 40, 80),    # 80 steps cross an epoch end at 40, and end at 80: two ends
+    (100, 1.0, 10, 30, 40, 70),   # 30 steps in: ends at 40, 80 and the plan's last, 100 (70 + 30)
+    (100, 2.0, 0, 0, 10, 50),     # nothing but steps
+    (5, 1.0, 10, 0, 10, 0),       # not even the validation fits
+    (100, 0.0, 10, 0, 10, 0),     # no step time yet: nothing planned here
 ])
-def test_epochs_that_fit(budget_s, elapsed, epoch_s, done, epochs, planned):
-    assert budget.epochs_that_fit(budget_s, elapsed, epoch_s, done, epochs) == planned
+def test_steps_that_fit(left_s, step_s, extra_s, into, per_epoch, fit):
+    assert budget.steps_that_fit(left_s, step_s, extra_s, into, per_epoch) == fit
 
 
-def _timer(budget_s, epochs, history, steps=10, eval_steps=3):
-    schedule = budget.WarmupCosine(1e-3, warmup_steps=steps, total_steps=epochs * steps)
-    state = types.SimpleNamespace(history=history)
-    timer = budget.TimeBudget(budget_s, epochs, steps, eval_steps, schedule, state)
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def _timer(monkeypatch, budget_s, epochs, steps=10, eval_steps=3, history=None, reserve=0.0, every=2):
+    clock = _Clock()
+    monkeypatch.setattr(budget.time, "perf_counter", clock)
+    schedule = budget.WarmupCosine(1e-3, warmup_steps=2, total_steps=epochs * steps)
+    state = types.SimpleNamespace(history=list(history or []))
+    timer = budget.TimeBudget(budget_s, epochs, steps, eval_steps, schedule, state, reserve=reserve,
+                              every=every, window=6)
     timer.set_model(types.SimpleNamespace(stop_training=False))
-    return timer, schedule
+    timer.on_train_begin()
+    return timer, schedule, clock
 
 
-def test_the_first_epoch_is_planned_from_its_later_steps(monkeypatch):
-    history = []
-    timer, schedule = _timer(budget_s=100, epochs=10, history=history)
-    clock = iter([0.0, 30.0] + [30.0 + 2.0 * i for i in range(1, 10)])  # a 30 s graph build, then 2 s steps
-    monkeypatch.setattr(budget.time, "perf_counter", lambda: next(clock))
+def _steps(timer, clock, n, step_s, first_s=None):
+    for i in range(n):
+        clock.now += first_s if (i == 0 and first_s is not None) else step_s
+        timer.on_train_batch_end(i)
+        if timer.model.stop_training:
+            return i + 1
+    return n
+
+
+def _end(schedule):
+    return float(keras.ops.convert_to_numpy(schedule.total_steps))
+
+
+def test_the_plan_counts_steps_past_the_graph_build(monkeypatch):
+    timer, schedule, clock = _timer(monkeypatch, budget_s=100, epochs=10)
     timer.on_epoch_begin(0)
-    for step in range(10):
-        timer.on_train_batch_end(step)
-    history.append({"epoch": 1, "seconds": 50.0})
+    clock.now += 30.0  # the first step builds the graph
+    timer.on_train_batch_end(0)
+    _steps(timer, clock, 7, 2.0)
+    # 44 s used, 2 s a step (the median), 3 eval steps at a third of a step: 2 s an epoch end.
+    # 56 s left: 24 more steps and 4 epoch ends (at 10, 20, 30 and the plan's last, 32) = 56 s.
+    assert timer.planned_steps == 32 and _end(schedule) == 32
+    assert not timer.model.stop_training
+
+
+def test_a_slower_neighbour_shortens_the_plan_and_a_faster_one_lengthens_it(monkeypatch):
+    timer, schedule, clock = _timer(monkeypatch, budget_s=200, epochs=10)
+    timer.on_epoch_begin(0)
+    _steps(timer, clock, 8, 1.0)
+    fast = timer.planned_steps
+    _steps(timer, clock, 8, 4.0)  # another program starts: steps take 4x as long
+    slow = timer.planned_steps
+    _steps(timer, clock, 8, 1.0)  # it stops again
+    assert slow < fast and timer.planned_steps > slow
+    assert _end(schedule) == timer.planned_steps
+
+
+def test_it_stops_at_the_planned_step_mid_epoch_and_says_so(monkeypatch, capsys):
+    timer, _, clock = _timer(monkeypatch, budget_s=21, epochs=10)
+    timer.on_epoch_begin(0)
+    ran = _steps(timer, clock, 10, 2.0)  # at step 6, 12 s used: 3 more steps and the validation fit
+    assert timer.model.stop_training and timer.stopped and ran < 10
+    assert timer.step == timer.planned_steps == ran
+    clock.now += 1.0
     timer.on_epoch_end(0)
-    # an epoch: 10 steps of 2 s + 3 eval steps at a third of that = 22 s; 50 s left: 2 more epochs
-    assert timer.planned == 3 and not timer.model.stop_training
-    assert float(keras.ops.convert_to_numpy(schedule.total_steps)) == 30
+    out = capsys.readouterr().out
+    assert f"Stopped at step {ran} of 100 (in epoch 1 of 10): the time budget of 0.35 min is spent" in out
 
 
-def test_it_stops_after_the_last_epoch_that_fits_and_says_so(capsys):
-    history = [{"epoch": 1, "seconds": 50.0}]
-    timer, _ = _timer(budget_s=100, epochs=10, history=history)
-    timer._fresh = False  # pylint: disable=protected-access  (epoch 1 ran; later epochs take their own time)
-    history.append({"epoch": 2, "seconds": 30.0})
-    timer.on_epoch_end(1)  # 80 s used, 30 s an epoch: nothing more fits
-    assert timer.model.stop_training and timer.stopped and timer.planned == 2
-    assert "Stopping after epoch 2 of 10: the time budget of" in capsys.readouterr().out
+def test_the_reserve_is_kept(monkeypatch):
+    plans = []
+    for reserve in (0.0, 0.2):
+        timer, _, clock = _timer(monkeypatch, budget_s=100, epochs=100, reserve=reserve)
+        timer.on_epoch_begin(0)
+        _steps(timer, clock, 8, 1.0)
+        plans.append(timer.planned_steps)
+    assert plans[1] < plans[0]
 
 
-def test_no_budget_changes_nothing():
-    history = [{"epoch": 1, "seconds": 5000.0}]
-    timer, schedule = _timer(budget_s=0, epochs=10, history=history)
+def test_an_epoch_end_is_timed_and_counted(monkeypatch):
+    timer, _, clock = _timer(monkeypatch, budget_s=1000, epochs=100)
+    timer.on_epoch_begin(0)
+    _steps(timer, clock, 10, 1.0)
+    clock.now += 20.0  # validation and checkpoint take 20 s
     timer.on_epoch_end(0)
-    assert not timer.model.stop_training and timer.planned == 10
-    assert float(keras.ops.convert_to_numpy(schedule.total_steps)) == 100
+    assert timer.epoch_extra_s(1.0) == pytest.approx(20.0)
 
 
-def test_the_last_asked_epoch_is_not_a_stop_for_time():
-    history = [{"epoch": 1, "seconds": 50.0}, {"epoch": 2, "seconds": 60.0}]
-    timer, _ = _timer(budget_s=100, epochs=2, history=history)
-    timer._fresh = False  # pylint: disable=protected-access
-    timer.on_epoch_end(1)
-    assert not timer.stopped
+def test_no_budget_changes_nothing(monkeypatch):
+    timer, schedule, clock = _timer(monkeypatch, budget_s=0, epochs=10)
+    timer.on_epoch_begin(0)
+    _steps(timer, clock, 10, 500.0)
+    timer.on_epoch_end(0)
+    assert not timer.model.stop_training and timer.planned_steps == 100 and _end(schedule) == 100
+
+
+def test_the_last_asked_step_is_not_a_stop_for_time(monkeypatch):
+    timer, _, clock = _timer(monkeypatch, budget_s=1000, epochs=2)
+    for epoch in range(2):
+        timer.on_epoch_begin(epoch)
+        _steps(timer, clock, 10, 1.0)
+        timer.on_epoch_end(epoch)
+    assert timer.step == 20 and not timer.stopped and not timer.model.stop_training
+
+
+def test_a_resumed_run_counts_its_earlier_epochs(monkeypatch):
+    timer, _, clock = _timer(monkeypatch, budget_s=100, epochs=10, history=[{"epoch": 1, "seconds": 60.0}])
+    assert timer.step == 10
+    timer.on_epoch_begin(1)
+    _steps(timer, clock, 8, 1.0)
+    # 68 s used of 100: 32 s left, 1 s a step, 1 s an epoch end: 18 steps past the 18 done, and
+    # 2 epoch ends (20 and 30) among them... at most up to the plan
+    assert 18 < timer.planned_steps < 18 + 32

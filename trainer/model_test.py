@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from trainer.model import DEFAULT_BN_MOMENTUM, STAGES, ResNet50
+from trainer.model import DEFAULT_BN_MOMENTUM, STAGES, BatchNormalization, ResNet50
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +153,43 @@ def test_per_image_standardization_adds_no_weights_and_matches_tensorflow():
     # Exposure and contrast no longer count: a * image + b standardizes alike.
     np.testing.assert_allclose(PerImageStandardization()(images[:2] * 0.6 + 0.2),
                                PerImageStandardization()(images[:2]), atol=1e-4)
+
+
+@pytest.mark.parametrize("policy, tolerance", [("float32", 1e-5), ("mixed_bfloat16", 3e-2)])
+def test_the_fused_batch_norm_computes_what_keras_computes(policy, tolerance):
+    """Forward in training and inference, the moving statistics and the gradients: TensorFlow's
+    fused kernel gives Keras's BatchNormalization's numbers (bfloat16 to its precision)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (8, 5, 5, 16)).astype("float32"))
+        ours, keras_own = BatchNormalization(axis=3, momentum=0.9), keras.layers.BatchNormalization(axis=3, momentum=0.9)
+        for layer in (ours, keras_own):
+            layer.build(x.shape)
+            layer.gamma.assign(np.linspace(0.5, 1.5, 16, dtype="float32"))
+            layer.beta.assign(np.linspace(-1, 1, 16, dtype="float32"))
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            outs = [layer(x, training=True) for layer in (ours, keras_own)]
+            losses = [tf.reduce_sum(tf.cast(o, "float32") * x) for o in outs]
+        assert outs[0].dtype == outs[1].dtype
+        close = lambda a, b: np.testing.assert_allclose(np.asarray(tf.cast(a, "float32")),  # noqa: E731
+                                                        np.asarray(tf.cast(b, "float32")), atol=tolerance, rtol=tolerance)
+        close(outs[0], outs[1])
+        close(ours.moving_mean.value, keras_own.moving_mean.value)
+        close(ours.moving_variance.value, keras_own.moving_variance.value)
+        close(tape.gradient(losses[0], x), tape.gradient(losses[1], x))
+        for name in ("gamma", "beta"):
+            close(tape.gradient(losses[0], getattr(ours, name).value), tape.gradient(losses[1], getattr(keras_own, name).value))
+        close(ours(x, training=False), keras_own(x, training=False))
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def test_the_seeds_own_batch_norm_gives_the_same_model():
+    plain = ResNet50(fused_bn=False)
+    assert plain.count_params() == 23_600_006
+    assert not any(type(l) is BatchNormalization for l in plain.layers)  # pylint: disable=unidiomatic-typecheck
+    assert sum(type(l) is BatchNormalization for l in ResNet50().layers) == 53  # pylint: disable=unidiomatic-typecheck

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from components.data import storage
 from components.push import canary
-from trainer import budget, checkpoints, export, input_pipeline
+from trainer import budget, calibration, checkpoints, export, input_pipeline
 from components.training.config import TrainConfig
 from trainer.model import ResNet50
 from trainer.optimizer import FusedAdam
@@ -30,6 +30,7 @@ HISTORY_FILE = "history.json"  # beside the SavedModel: config, devices, per-epo
 SUMMARY_FILE = "model_summary.txt"  # in the ModelRun artifact
 TENSORBOARD_DIR = "tensorboard"  # in the ModelRun artifact
 MONITOR = "val_accuracy"  # what early stopping and best-weights restore watch
+CALIBRATION_IMAGES = 256  # training images whose batch-norm statistics each validation uses
 
 
 @dataclasses.dataclass
@@ -166,6 +167,13 @@ def train(config: TrainConfig, data_accessor, train_files: List[str], eval_files
                                  config=config, n_examples=n_train, autotune=devices.input_autotune)
     eval_ds = input_pipeline.make_dataset(data_accessor, eval_files, schema, global_batch, training=False,
                                 config=config, n_examples=n_eval, autotune=devices.input_autotune)
+    # Un-augmented training images whose statistics each validation's batch norm uses (one replica).
+    calibration_images = None
+    if config.precise_bn and devices.replicas == 1:
+        calibration_ds = input_pipeline.make_dataset(
+            data_accessor, train_files, schema, min(CALIBRATION_IMAGES, n_train), training=False,
+            config=config.replace(label_smoothing=0.0, mixup=0.0, cutmix=0.0), n_examples=None, autotune=False)
+        calibration_images = next(iter(calibration_ds))[0]
 
     keras.utils.set_random_seed(config.seed)
     with dtype_policy(devices.precision), devices.strategy.scope():
@@ -179,6 +187,8 @@ def train(config: TrainConfig, data_accessor, train_files: List[str], eval_files
             config.time_budget_minutes * 60, config.epochs, steps_per_epoch, math.ceil(n_eval / global_batch),
             schedule if isinstance(schedule, budget.WarmupCosine) else None, state)
         callbacks: List[keras.callbacks.Callback] = [state, timer]
+        if calibration_images is not None:
+            callbacks.insert(0, calibration.PreciseBatchNorm(calibration_images))
         if config.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(os.path.join(model_run_dir, TENSORBOARD_DIR)))
         if config.epochs > initial_epoch and not state.stopped:
@@ -186,6 +196,7 @@ def train(config: TrainConfig, data_accessor, train_files: List[str], eval_files
                       callbacks=callbacks, verbose=2)
         state.finish(model)
     state.stopped_for_time = timer.stopped
+    state.steps = {"done": timer.step, "planned": timer.planned_steps, "asked": timer.asked_steps}
     return model, state, devices
 
 
@@ -240,6 +251,7 @@ def run_fn(fn_args) -> None:
                    "best_epoch": state.best_epoch, "exported_epoch": state.exported_epoch,
                    "stopped_early": state.stopped,
                    "stopped_for_time": getattr(state, "stopped_for_time", False),
+                   "steps": getattr(state, "steps", None),
                    "resumed_from_epoch": state.resumed_from}, f, indent=1)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, SUMMARY_FILE), "w") as f:

@@ -39,7 +39,13 @@ def training_outcome(history: Dict[str, Any]) -> str:
     asked = history.get("config", {}).get("epochs")
     if history.get("stopped_for_time") and asked:
         budget = history.get("config", {}).get("time_budget_minutes", 0)
-        text += f", stopped for time ({len(epochs)} of {asked} epochs fit the {budget:g}-minute budget)"
+        steps = history.get("steps") or {}
+        if steps.get("done") and steps.get("asked"):
+            share = asked * steps["done"] / steps["asked"]
+            text += (f", stopped for time ({steps['done']} of {steps['asked']} steps, {share:.1f} of {asked} "
+                     f"epochs, fit the {budget:g}-minute budget)")
+        else:
+            text += f", stopped for time ({len(epochs)} of {asked} epochs fit the {budget:g}-minute budget)"
     if history.get("exported_epoch"):
         best = " (best eval accuracy)" if history["exported_epoch"] == history.get("best_epoch") else ""
         text += f"; exported the weights of epoch {history['exported_epoch']}{best}"

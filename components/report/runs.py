@@ -43,6 +43,9 @@ class RunReport:
     findings: Optional[dict] = None  # DataChecks' findings.json
     findings_path: Optional[str] = None
     training: Optional[str] = None  # the Trainer's outcome: epochs, time, early stop or time budget
+    history: Optional[dict] = None  # the Trainer's history.json: config, epochs, the time budget's steps
+    failed: Sequence[str] = ()  # the accuracy thresholds the model failed: "value", "change"
+    bars: Optional[dict] = None  # the accuracy thresholds' bounds by kind
     shifted: Optional[dict] = None  # the Review's shifted_accuracy.json: {"evaluated", "accuracy": {name: value}}
 
     def component(self, name: str) -> Optional[ComponentRun]:
@@ -193,6 +196,7 @@ def _add_training(report: RunReport) -> None:
         from components.report import render as render_html  # pylint: disable=import-outside-toplevel
 
         report.training = render_html.training_outcome(history) or None
+        report.history = history
 
 
 def run_by_id(metadata_path: str, run_id: str,
@@ -233,6 +237,8 @@ def _add_evaluation(report: RunReport) -> None:
                 props = baseline.outputs["Model"].custom_properties
                 version = props["served_version"].int_value if "served_version" in props else None
             report.decision = results.decision_text(result, report.blessed, version)[1:]
+            report.failed = sorted({f["kind"] for f in result["failures"] if f["metric"] == results.ACCURACY})
+            report.bars = {t["kind"]: t["bound"] for t in result["thresholds"] if t["metric"] == results.ACCURACY}
     served = report.component("LatestServedModel")
     if served and "Model" in served.outputs:
         props = served.outputs["Model"].custom_properties
@@ -273,6 +279,42 @@ def render_findings(findings: dict, path: str) -> List[str]:
              f"  duplicates:  {within}, {dups['across_splits']} across splits"]
     lines.extend(f"  warning: {w}" for w in findings["warnings"])
     return lines
+
+
+def next_steps(report: RunReport) -> List[str]:
+    """What to run after a model that was not blessed, for each reason it was not.
+
+    Each step changes an input of the component that decides it, so the next run does that part
+    again instead of taking it from the cache: a training flag re-trains, a threshold flag re-runs
+    the Evaluator on the same model.
+    """
+    history = report.history or {}
+    config = history.get("config", {})
+    steps: List[str] = []
+    if "value" in report.failed or not report.failed:
+        if history.get("stopped_for_time"):
+            budget = config.get("time_budget_minutes", 0)
+            steps.append(f"Training stopped for time ({budget:g}-minute budget): give it more, e.g. "
+                         f"--time-budget-minutes {max(2 * budget, budget + 5):g} (0 lifts the budget); "
+                         "the Trainer then trains again.")
+        elif history.get("stopped_early"):
+            steps.append("Training stopped early: eval accuracy had stopped improving. More epochs will not "
+                         "help; more or cleaner data, or other training flags (--help lists them), may.")
+        elif config.get("epochs"):
+            steps.append(f"Training ran all {config['epochs']} epochs: ask for more, e.g. --epochs "
+                         f"{2 * config['epochs']}; the Trainer then trains again.")
+        bar = (report.bars or {}).get("value")
+        if bar is not None:
+            steps.append(f"The bar itself is --min-accuracy {bar:g}: lowering it re-runs only the Evaluator.")
+    if "change" in report.failed:
+        gain = (report.bars or {}).get("change", 0.0)
+        steps.append(f"It lost to the model now serving, scored on the same eval split: --min-improvement "
+                     f"{gain:g} decides by how much a new model must beat it. Train a better one (more --epochs, or "
+                     "more --time-budget-minutes where the budget stopped it), or lower --min-improvement to "
+                     "accept a smaller change (this re-runs only the Evaluator).")
+    steps.append("Running the same command again reuses this run's results from the cache; a changed flag "
+                 "re-runs what it feeds.")
+    return steps
 
 
 def render(report: Optional[RunReport], total_seconds: float, data_text: str,
@@ -325,6 +367,9 @@ def render(report: Optional[RunReport], total_seconds: float, data_text: str,
         lines.append(f"pushed model:  none: {report.not_pushed_reason}")
     elif report.blessed is False:
         lines.append("pushed model:  none (the model was not blessed; the serving directory is unchanged)")
+    if report.blessed is False:
+        lines.extend(f"next:          {line}" if i == 0 else f"               {line}"
+                     for i, line in enumerate(next_steps(report)))
     if report.report_path:
         lines.append(f"review report: {report.report_path}")
     if metadata is None:

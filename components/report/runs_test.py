@@ -160,3 +160,43 @@ def test_the_shifted_line_names_the_headline_figures_with_their_intervals():
     assert runs.shifted_line(shifted) == (
         "shifted eval:  as they are 0.99 (0.95-1.00), phone proxy 0.55 (0.46-0.64), pale-wall proxy 0.50 "
         "(0.41-0.59) (120 eval images, 95 % intervals; every shift in the review report)")
+
+
+# -- A model that was not blessed: what to run next, for each reason ---------------------------------
+
+def _not_blessed(failed, history, bars=None):
+    report = runs.RunReport("r3", [], blessed=False, failed=failed, history=history,
+                            bars=bars or {"value": 0.9, "change": 0.0})
+    lines = runs.render(report, 1, "d", "/root").splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("next:"))
+    end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith("    "))
+    return " ".join(l.split(":", 1)[1].strip() if i == start else l.strip()
+                    for i, l in enumerate(lines[start:end], start))
+
+
+def test_a_run_stopped_for_time_is_told_the_flag_that_gives_more():
+    text = _not_blessed(["value"], {"config": {"epochs": 30, "time_budget_minutes": 5}, "stopped_for_time": True})
+    assert "Training stopped for time (5-minute budget): give it more, e.g. --time-budget-minutes 10" in text
+    assert "--min-accuracy 0.9" in text and "reuses this run's results from the cache" in text
+    assert "--min-improvement" not in text
+
+
+def test_a_run_that_trained_all_its_epochs_is_told_to_ask_for_more():
+    text = _not_blessed(["value"], {"config": {"epochs": 4, "time_budget_minutes": 0}})
+    assert "Training ran all 4 epochs: ask for more, e.g. --epochs 8" in text
+
+
+def test_a_run_stopped_early_is_not_told_to_train_longer():
+    text = _not_blessed(["value"], {"config": {"epochs": 30}, "stopped_early": True})
+    assert "More epochs will not help" in text and "--epochs" not in text
+
+
+def test_a_model_that_lost_to_the_serving_one_is_told_what_decides_that():
+    text = _not_blessed(["change"], {"config": {"epochs": 4}}, bars={"value": 0.9, "change": 0.01})
+    assert "It lost to the model now serving" in text and "--min-improvement 0.01 decides" in text
+    assert "Training ran all" not in text and "--epochs 8" not in text
+
+
+def test_a_blessed_run_has_no_next_line():
+    report = runs.RunReport("r4", [], blessed=True)
+    assert not [l for l in runs.render(report, 1, "d", "/root").splitlines() if l.startswith("next:")]

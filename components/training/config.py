@@ -45,6 +45,9 @@ class TrainConfig:
     warmup_epochs: float = _field(1.0, "epochs of linear warm-up from 0 to the learning rate")
     weight_decay: float = _field(0.0, "decoupled weight decay of Adam (AdamW style); 0 = none")
     bn_momentum: float = _field(0.9, "BatchNormalization moving-average momentum, 0.9 .. 0.99")
+    precise_bn: bool = _field(True, "before each validation, set the batch-norm statistics to those of 256 "
+                                    "un-augmented training images (trainer/calibration.py): the epoch's eval "
+                                    "accuracy then scores its own weights; off: Keras's moving averages")
     zero_init_residual: bool = _field(True, "start each residual branch's last BatchNormalization scale "
                                             "at 0, so every block starts as its shortcut and the first "
                                             "epochs learn faster; off: the seed's start at 1")
@@ -86,8 +89,8 @@ class TrainConfig:
     early_stopping_patience: int = _field(
         6, "stop after this many epochs without a better eval accuracy; 0 = never stop early")
     time_budget_minutes: float = _field(
-        0.0, "minutes of training (epochs and their validation): the learning rate's decay is planned "
-             "to end with the last epoch that fits, and training stops there; 0 = no budget")
+        0.0, "minutes of training (steps, validation, checkpoints): the Trainer re-plans the steps that fit "
+             "as they run, ends the learning rate's decay on the last of them and stops there; 0 = no budget")
     restore_best_weights: bool = _field(True, "export the weights of the epoch with the best eval "
                                               "accuracy, not the last epoch's")
     shuffle_buffer: int = _field(4096, "examples shuffled together when the split is not cached "
