@@ -17,12 +17,20 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="session")
-def good_then_worse(tmp_path_factory):
+def separable_data(tmp_path_factory):
+    return write_separable_h5(str(tmp_path_factory.mktemp("separable")), n_train=72, n_test=24)
+
+
+def _common(data, root):
+    return ["--data", data, "--batch-size", "12", "--min-accuracy", "0", "--pipeline-root", root]
+
+
+@pytest.fixture(scope="session")
+def good_then_worse(tmp_path_factory, separable_data):
     """Run 1 trains 15 epochs on colour-coded classes (learnable in seconds) and is pushed;
     run 2 exports an untrained model (--epochs 0) and is judged against run 1's."""
-    data = write_separable_h5(str(tmp_path_factory.mktemp("separable")), n_train=72, n_test=24)
     root = str(tmp_path_factory.mktemp("eval_root"))
-    common = ["--data", data, "--batch-size", "12", "--min-accuracy", "0", "--pipeline-root", root]
+    common = _common(separable_data, root)
     good = run_pipeline(*common, "--epochs", "15")
     worse = run_pipeline(*common, "--epochs", "0")
     return root, good, worse
@@ -41,6 +49,8 @@ def test_worse_model_is_not_blessed_and_not_pushed(good_then_worse):
     assert worse.returncode == 0, worse.stdout[-3000:]
     assert "blessed:       NO" in worse.stdout
     assert "It lost to the serving model (version 1)" in worse.stdout
+    assert "next:          It lost to the model now serving, scored on the same eval split: --min-improvement 0 " \
+           "decides by how much a new model must beat it." in worse.stdout
     assert sorted(os.listdir(os.path.join(root, "serving_model"))) == ["1"]
     page = open(_report_path(worse)).read()
     assert "NOT BLESSED." in page and "It lost to the serving model (version 1)" in page
@@ -313,3 +323,15 @@ def test_the_served_signature_refuses_a_bomb_and_serves_a_photo(good_then_worse,
         Image.new("RGB", (300, 200), (200, 180, 160)).save(path, format=fmt)
         out = classify(image_bytes=tf.constant([path.read_bytes()]))
         assert out["probabilities"].shape == (1, 6), fmt
+
+
+def test_following_the_advice_reruns_what_it_feeds_and_not_from_the_cache(good_then_worse, separable_data):
+    """Last in this file (it pushes version 2): the worse run's advice, a lower --min-improvement,
+    re-runs the Evaluator on the same, cached, model, which now passes and is pushed."""
+    root, _, _ = good_then_worse
+    again = run_pipeline(*_common(separable_data, root), "--epochs", "0", "--min-improvement", "-1")
+    assert again.returncode == 0, again.stdout[-3000:]
+    [cached] = [l for l in again.stdout.splitlines() if "reused from cache (inputs unchanged): " in l]
+    assert "Trainer" in cached and "Evaluator" not in cached
+    assert "blessed:       YES" in again.stdout and "next:" not in again.stdout
+    assert sorted(os.listdir(os.path.join(root, "serving_model"))) == ["1", "2"]
