@@ -40,8 +40,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is impor
 GFLOP_PER_IMAGE = 1.85  # forward + backward of one 64x64 image through the seed's ResNet50
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# (name, environment, TrainConfig changes): the trainer arms of --sweep. "_autotune" is not a
-# TrainConfig field: it turns tf.data's autotuning on, as the Trainer has it on GPUs.
+# (name, environment, TrainConfig changes): the trainer arms of --sweep. "_autotune" and "_keras_bn"
+# are not TrainConfig fields: the first turns tf.data's autotuning on, as the Trainer has it on
+# GPUs; the second builds the model with Keras's own BatchNormalization instead of the fused one.
 SWEEP = (
     ("trainer, no augmentation", {}, {"augment": False}),
     ("trainer, tf.data autotune on", {}, {"_autotune": True}),
@@ -54,6 +55,8 @@ SWEEP = (
     ("trainer, batch 16", {}, {"batch_size": 16}),
     ("trainer, batch 128", {}, {"batch_size": 128}),
     ("trainer, mixed_bfloat16, batch 128", {}, {"precision": "mixed_bfloat16", "batch_size": 128}),
+    ("trainer, Keras's own batch norm", {}, {"_keras_bn": True}),
+    ("trainer, float32, Keras's own batch norm", {}, {"precision": "float32", "_keras_bn": True}),
 )
 
 
@@ -108,6 +111,9 @@ def run_arm(arm: str, pattern: str, n: int, epochs: int, changes: dict) -> dict:
 
     changes = dict(changes)
     autotune = changes.pop("_autotune", None)  # not a TrainConfig field: the bench's own switch
+    if changes.pop("_keras_bn", False):  # the bench's own switch: the model with Keras's BatchNormalization
+        from trainer import model as model_lib  # pylint: disable=import-outside-toplevel
+        model_lib.BatchNormalization = keras.layers.BatchNormalization
     config = TrainConfig(epochs=epochs).replace(**changes)
     keras.utils.set_random_seed(0)
     times = epoch_timer()

@@ -188,3 +188,15 @@ def test_serve_abuse_bench_prints_both_runs_and_how_the_abuse_was_answered(tmp_p
     answered = runs["beside an abusive client"]["answered"]
     assert answered.get("8000 rows: 400", 0) > 0 and answered.get("32 x 36 MP: 413", 0) > 0, answered
     assert not [k for k in answered if k.startswith(("8000 rows", "32 x 36 MP")) and not k.endswith(("400", "413"))]
+
+
+@pytest.mark.slow
+def test_short_training_prints_both_eval_figures_every_few_steps_and_the_confusion():
+    proc = _run("-m", "bench.short_training", "--epochs", "1", "--every", "1", "--train", "64", "--eval", "12",
+                "--set", "augment=false")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps = [l for l in proc.stdout.splitlines() if l.startswith("step ")]
+    assert [l.split(":")[0] for l in steps] == ["step    1", "step    2"]  # 64 images, batch 32: 2 steps
+    assert all("(moving statistics)" in l and "(measured)" in l for l in steps)
+    assert "confusion (rows: true class, columns: predicted):" in proc.stdout
+    assert "synthetic set v2" in proc.stdout
