@@ -142,7 +142,7 @@ class TimeBudget(keras.callbacks.Callback):
     # -- the plan ------------------------------------------------------------------------------
     def replan(self) -> None:
         step_s = self.step_s()
-        if not self.budget_s or not step_s:
+        if not self.budget_s or not step_s or self.step >= self.asked_steps:
             return
         left = self.budget_s * (1 - self.reserve) - self.elapsed_s()
         into_epoch = self.step % self.steps_per_epoch

@@ -161,3 +161,11 @@ def test_a_resumed_run_counts_its_earlier_epochs(monkeypatch):
     # 68 s used of 100: 32 s left, 1 s a step, 1 s an epoch end: 18 steps past the 18 done, and
     # 2 epoch ends (20 and 30) among them... at most up to the plan
     assert 18 < timer.planned_steps < 18 + 32
+
+
+def test_the_last_step_plans_nothing_more(monkeypatch, capsys):
+    timer, _, clock = _timer(monkeypatch, budget_s=1000, epochs=1, every=1)
+    timer.on_epoch_begin(0)
+    _steps(timer, clock, 10, 1.0)
+    timer.on_epoch_end(0)
+    assert timer.planned_steps == 10 and "11 of 10 steps" not in capsys.readouterr().out
