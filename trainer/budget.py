@@ -116,16 +116,9 @@ class TimeBudget(keras.callbacks.Callback):
         self._begun = 0.0  # when this process's training began
         self._before_s = 0.0  # seconds of the epochs done before this process (a resumed run)
         self._epoch_extra_s: Optional[float] = None  # an epoch end's measured cost
-        self._epoch_steps = 0
-        self._epoch_began = 0.0
         self._shown: Optional[int] = None  # the plan last printed
 
     # -- what is known -------------------------------------------------------------------------
-    @property
-    def planned_epochs(self) -> int:
-        """The epochs the plan reaches, a part epoch counted whole."""
-        return math.ceil(self.planned_steps / self.steps_per_epoch)
-
     def elapsed_s(self) -> float:
         return self._before_s + (time.perf_counter() - self._begun)
 
@@ -168,8 +161,7 @@ class TimeBudget(keras.callbacks.Callback):
         self.step = done * self.steps_per_epoch
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._last, self._epoch_steps = None, 0
-        self._epoch_began = time.perf_counter()
+        self._last = None
 
     def on_train_batch_end(self, batch, logs=None):
         now = time.perf_counter()
@@ -177,7 +169,6 @@ class TimeBudget(keras.callbacks.Callback):
             self._step_times.append(now - self._last)
         self._last = now
         self.step += 1
-        self._epoch_steps += 1
         if self.budget_s and self.step % self.every == 0:
             self.replan()
         if self.budget_s and self.step >= self.planned_steps and self.step < self.asked_steps:
@@ -187,8 +178,7 @@ class TimeBudget(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not self.budget_s:
             return
-        steps_s = self.step_s()
-        if steps_s and self._last is not None:
+        if self.step_s() and self._last is not None:
             # validation and checkpoint: what the epoch took beyond its steps
             self._epoch_extra_s = max(0.0, time.perf_counter() - self._last)
         if self.stopped:

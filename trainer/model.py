@@ -65,7 +65,7 @@ def _residual_bn(name, bn_momentum, zero_init_residual, fused_bn=True):
     are the seed's.
     """
     return _bn(fused_bn)(axis=3, momentum=bn_momentum, name=name,
-                                     gamma_initializer="zeros" if zero_init_residual else "ones")
+                         gamma_initializer="zeros" if zero_init_residual else "ones")
 
 
 def identity_block(x, f, filters, stage, block, bn_momentum=DEFAULT_BN_MOMENTUM,
