@@ -36,12 +36,26 @@ STAGING_PREFIX = ".staging-"  # a disk push copies into <serving_dir>/.staging-<
 SERVING_DIR = "serving_model"  # the serving dir's folder under a pipeline root, unless told otherwise
 
 
+MAX_VERSION = 2 ** 63 - 1  # TF Serving reads a version directory's name as an int64
+
+
+def parse_version(name: str) -> Optional[int]:
+    """The version a directory name stands for, or None: ASCII decimal digits within int64, as TF
+    Serving's file system source reads them (`safe_strto64`); `²`, `99999999999999999999` and
+    `1.5` are not versions. TF Serving also reads a sign, spaces and leading zeros; the Pusher
+    writes none of them, and a version is found at `version_dir`, so those are not versions here."""
+    if not name or len(name) > 19 or not all("0" <= c <= "9" for c in name) or (name[0] == "0" and name != "0"):
+        return None
+    version = int(name)
+    return version if version <= MAX_VERSION else None
+
+
 def list_versions(serving_dir: str) -> List[int]:
-    """Complete versions (integer directories holding saved_model.pb), oldest first."""
+    """Complete versions (version directories holding saved_model.pb), oldest first."""
     if not storage.isdir(serving_dir):
         return []
-    return sorted(int(name) for name in storage.listdir(serving_dir)
-                  if name.isdigit() and storage.exists(storage.join(serving_dir, name, SAVED_MODEL)))
+    return sorted(version for version in map(parse_version, storage.listdir(serving_dir))
+                  if version is not None and storage.exists(storage.join(serving_dir, str(version), SAVED_MODEL)))
 
 
 def newest_version(serving_dir: str) -> Optional[int]:
@@ -184,6 +198,7 @@ def push(model_dir: str, serving_dir: str, info: Dict, keep_last: int = 0, after
         if (newest_version(serving_dir) or 0) < after or any(version_problem(serving_dir, v) is None for v in newer):
             raise _conflict(serving_dir, after)
         claim = (newer[-1] if newer else after) + 1
+    _check_room(serving_dir, claim if claim is not None else (newest_version(serving_dir) or 0) + 1)
     if storage.is_remote(serving_dir):
         version = _push_to_store(model_dir, serving_dir, info, claim, after)
     else:
@@ -192,6 +207,13 @@ def push(model_dir: str, serving_dir: str, info: Dict, keep_last: int = 0, after
         for old in list_versions(serving_dir)[:-keep_last]:
             storage.remove(version_dir(serving_dir, old))
     return version
+
+
+def _check_room(serving_dir: str, version: int) -> None:
+    """Refuses a version TF Serving could not read (past int64), before anything is copied."""
+    if version > MAX_VERSION:
+        raise PushConflict(f"{serving_dir}: version {version - 1} is the largest TF Serving reads (int64); no "
+                           f"version can follow it: push to another serving dir")
 
 
 def _staging_name() -> str:
@@ -237,6 +259,7 @@ def _push_to_disk(model_dir: str, serving_dir: str, info: Dict, claim: Optional[
                 if claim is not None:
                     raise _conflict(serving_dir, after) from None
                 version += 1
+                _check_room(serving_dir, version)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -250,6 +273,7 @@ def _push_to_store(model_dir: str, serving_dir: str, info: Dict, claim: Optional
         if claim is not None:
             raise _conflict(serving_dir, after)
         version += 1
+        _check_room(serving_dir, version)
     target = version_dir(serving_dir, version)
     try:
         storage.upload_tree(model_dir, target, last=(SAVED_MODEL,))

@@ -42,6 +42,27 @@ def test_a_half_written_version_is_not_a_version(tmp_path):
     assert serving.list_versions(str(serving_dir)) == []
 
 
+def test_only_names_tf_serving_reads_as_int64_are_versions(tmp_path):
+    serving_dir = tmp_path / "serving"
+    names = ["3", "99999999999999999999", "\u00b2", "007", "1.5", "-4", " 5", "9223372036854775808"]
+    for name in names:
+        os.makedirs(serving_dir / name)
+        (serving_dir / name / serving.SAVED_MODEL).write_bytes(b"")
+    assert serving.list_versions(str(serving_dir)) == [3]
+    assert [serving.parse_version(n) for n in ("0", "9223372036854775807", "\u0663")] == [0, 2 ** 63 - 1, None]
+
+
+def test_no_version_is_pushed_past_int64(tmp_path):
+    model = _fake_model(tmp_path / "model")
+    serving_dir = tmp_path / "serving"
+    top = serving_dir / str(serving.MAX_VERSION)
+    os.makedirs(top)
+    (top / serving.SAVED_MODEL).write_bytes(b"")
+    with pytest.raises(serving.PushConflict, match="version 9223372036854775807 is the largest TF Serving reads"):
+        serving.push(model, str(serving_dir), {})
+    assert sorted(os.listdir(serving_dir)) == [str(serving.MAX_VERSION)]  # nothing staged is left behind
+
+
 def test_push_refuses_a_directory_without_a_saved_model(tmp_path):
     os.makedirs(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="no saved_model.pb"):
