@@ -116,9 +116,18 @@ def check_location(location: str, what: str) -> None:
         raise CompileError(f"{what} {location!r}: '.' and '..' are not allowed in an object-store path")
 
 
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?|\.[0-9]+")  # the numbers of the quantities taken here: no sign, exponent, inf
+
+
+def _number(text: str) -> float:
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError(f"not a plain decimal number: {text!r}")
+    return float(text)
+
+
 def cpu_cores(text: str) -> float:
     """A Kubernetes CPU quantity ('2', '0.5', '500m') in cores."""
-    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    return _number(text[:-1]) / 1000 if text.endswith("m") else _number(text)
 
 
 def _check_resources(config: CompileConfig) -> None:
@@ -178,6 +187,9 @@ def check(config: CompileConfig) -> None:
         if providers and kind not in providers:
             raise CompileError(f"--launcher-config: providers has no {kind} provider for the root {config.root} "
                                f"(it has {', '.join(sorted(providers))})")
+        for location in (config.root, config.default_data_root):
+            if "://" in location:
+                config.launcher.session(location).endpoint_url()  # refuses user info, or no host[:port]
         for secret, _ in config.launcher.secrets([config.root, config.default_data_root]):  # refuses an invalid provider
             if not _DNS_1123_SUBDOMAIN.fullmatch(secret):
                 raise CompileError(f"--launcher-config: secret {secret!r} is not a Kubernetes Secret name")
@@ -200,8 +212,8 @@ def _gigabytes(text: str) -> float:
     units = {"G": 1.0, "Gi": 1.073741824, "M": 1e-3, "Mi": 1.048576e-3}
     for suffix in sorted(units, key=len, reverse=True):
         if text.endswith(suffix):
-            return float(text[:-len(suffix)]) * units[suffix]
-    return float(text)
+            return _number(text[:-len(suffix)]) * units[suffix]
+    raise ValueError(f"no unit: {text!r}")
 
 
 def build(config: CompileConfig) -> Dict[str, Any]:
@@ -299,9 +311,15 @@ def write(spec: Dict[str, Any], path: str) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     pipeline_spec = {k: v for k, v in spec.items() if k != PLATFORM_KEY}
     documents = [pipeline_spec] + ([spec[PLATFORM_KEY]] if PLATFORM_KEY in spec else [])
-    with open(path, "w") as f:
-        f.write("# signs-pipeline: compiled by `python kubeflow/runner.py compile`\n")
-        yaml.safe_dump_all(documents, f, sort_keys=True)
+    partial = f"{path}.partial-{os.getpid()}"
+    try:
+        with open(partial, "w") as f:
+            f.write("# signs-pipeline: compiled by `python kubeflow/runner.py compile`\n")
+            yaml.safe_dump_all(documents, f, sort_keys=True)
+        os.replace(partial, path)  # whole or not at all: an interrupted compile leaves no truncated package
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
     return path
 
 

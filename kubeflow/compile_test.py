@@ -269,8 +269,28 @@ def _compile(*args):
      "error: --launcher-config: providers has no gs provider for the root gs://bucket/signs (it has s3)"),
     (["--launcher-config", "BAD"], "error: kfp-launcher providers.s3: invalid provider config: missing default credentials"),
     (["--launcher-config", "MISSING"], "error: MISSING: No such file or directory"),
-])
+    (["--launcher-config", "PASSWORD"], "error: PASSWORD: providers.s3 endpoint <user info>@s3.example:9000 carries "
+                                        "user:password@; give the keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                                        "(or a secret) instead"),
+    (["--launcher-config", "NEWLINE"], "error: NEWLINE: providers.s3 endpoint 'minio.x:9000\\nX-Injected: 1' is not "
+                                       "host[:port] (letters, digits, '.', '-'; no path, spaces or control characters)"),
+    (["--launcher-config", "LAUGHS"],
+     "error: LAUGHS: not a kfp-launcher ConfigMap (aliases (*name) are not accepted here)"),
+], ids=["namespace-root", "multi-user", "no-provider", "bad-provider", "missing", "password", "newline", "laughs"])
 def test_bad_store_settings_are_one_line(args, line, tmp_path):
+    """A password in a provider's endpoint was written into the package, then a 12-line traceback;
+    a newline was written in; 398 bytes of YAML aliases ran 120 s at 1 GB and left 8 KB of package."""
+    files = {"PASSWORD": "data:\n  providers: |\n    s3:\n      default: {endpoint: 'u:p/w @x@s3.example:9000', "
+                         "credentials: {fromEnv: true}}\n",
+             "NEWLINE": "data:\n  providers: |\n    s3:\n      default: {endpoint: \"minio.x:9000\\nX-Injected: 1\", "
+                        "credentials: {fromEnv: true}}\n",
+             "LAUGHS": "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                       "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    args = [str(tmp_path / a) if a in files else a for a in args]
+    line = line.replace("PASSWORD", str(tmp_path / "PASSWORD")).replace("NEWLINE", str(tmp_path / "NEWLINE")) \
+        .replace("LAUGHS", str(tmp_path / "LAUGHS"))
     cm = tmp_path / "cm.yaml"
     cm.write_text("data:\n  providers: |\n    s3:\n      default: {endpoint: 's3.example:9000', credentials: {fromEnv: true}}\n")
     bad = tmp_path / "bad.yaml"
@@ -280,6 +300,7 @@ def test_bad_store_settings_are_one_line(args, line, tmp_path):
         if "--pipeline-root" not in args else _compile("--output", str(tmp_path / "p.yaml"), *args)
     assert (out.returncode, out.stdout.strip()) == (2, line)
     assert not os.path.exists(tmp_path / "p.yaml") and "Traceback" not in out.stderr
+    assert "p/w" not in out.stdout + out.stderr and not [p for p in os.listdir(tmp_path) if "partial" in p]
 
 
 def test_an_s3_provider_reaches_every_task():
@@ -325,6 +346,9 @@ data:
      "error: --namespace 'Team A': not a Kubernetes name: an RFC 1123 label, lowercase letters, digits and '-', at most "
      "63 characters"),
     (["--memory", "1e99G"], "error: --memory '1e99G': expected a memory size up to 64Ti, e.g. 8G, 512Mi"),
+    (["--memory", "1e3G"], "error: --memory '1e3G': expected a memory size up to 64Ti, e.g. 8G, 512Mi"),
+    (["--trainer-memory", "inf"], "error: --trainer-memory 'inf': expected a memory size up to 64Ti, e.g. 8G, 512Mi"),
+    (["--cpu", "1e1"], "error: --cpu '1e1': expected CPU cores in (0, 1024], e.g. 2, 0.5 or 500m"),
     (["--trainer-cpu", "lots"], "error: --trainer-cpu 'lots': expected CPU cores in (0, 1024], e.g. 2, 0.5 or 500m"),
     (["--gpus", "-1"], "error: --gpus -1: expected 0 (CPU only) to 64"),
     (["--output", "DIR"], "error: --output DIR: a directory; name the file, e.g. DIR/pipeline.yaml"),

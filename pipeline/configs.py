@@ -8,10 +8,11 @@ import os
 from typing import Any, Dict, List, Optional, Tuple
 
 from components.push import serving
-from components.training.config import TrainConfig
+from components.training.config import TrainConfig, bounds_problem
 
 PIPELINE_NAME = "signs"
 ALL_CLASSES = tuple(range(10))  # `--classes all`: the ten digits of the sign-language-digits set
+MAX_LABEL = 999  # TrainConfig.num_classes is at most 1000
 
 
 def _field(default, help_text: str, kubeflow: Optional[str] = None, parse=None, choices=None, **flag):
@@ -56,7 +57,7 @@ class PipelineConfig:
     min_accuracy: float = _field(0.9, "eval accuracy a model needs to be blessed and pushed",
                                  kubeflow="runtime", parse="fraction")
     min_improvement: float = _field(0.0, "accuracy the model must gain over the model now serving (absolute; "
-                                         "0 = must not be worse)", kubeflow="runtime", parse="finite")
+                                         "0 = must not be worse)", kubeflow="runtime", parse="improvement")
     keep_last: int = _field(0, "versions to keep in the serving directory after a push (0 = all)",
                             kubeflow="compile", parse="non_negative")
     pipeline_root: str = _field("pipeline_output", "where artifacts and ML Metadata (metadata.sqlite) go")
@@ -142,6 +143,9 @@ def _classes(text: str) -> Tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"--classes takes comma-separated integers, got {text!r}") from e
     if not values or min(values) < 0:
         raise argparse.ArgumentTypeError(f"--classes takes non-negative labels, got {text!r}")
+    if max(values) > MAX_LABEL:
+        raise argparse.ArgumentTypeError(f"--classes {text}: labels go up to {MAX_LABEL} (the model has an output "
+                                         f"for each label up to the largest)")
     twice = sorted({v for v in values if values.count(v) > 1})
     if twice:
         raise argparse.ArgumentTypeError(f"--classes {text}: label {twice[0]} is given more than once")
@@ -152,6 +156,13 @@ def _finite(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
+def _improvement(text: str) -> float:
+    value = _finite(text)
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected an accuracy difference from -1 to 1, got {text}")
     return value
 
 
@@ -183,17 +194,20 @@ def _positive(text: str) -> int:
     return value
 
 
-_PARSERS = {"classes": _classes, "percent": _percent, "fraction": _fraction, "finite": _finite,
+_PARSERS = {"classes": _classes, "percent": _percent, "fraction": _fraction, "improvement": _improvement,
             "non_negative": _non_negative, "positive": _positive}
-# Integer knobs that must be at least 1; every other integer knob must be at least 0.
-_POSITIVE_INTS = ("batch_size", "shuffle_buffer", "steps_per_execution", "max_image_pixels")
 
 
-def _non_negative_float(text: str) -> float:
-    value = _finite(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
+def _bounded(field: dataclasses.Field, kind):
+    """An argparse type: a `kind` (int or float) within the field's bounds (`bounds_problem`)."""
+    def parse(text: str):
+        value = kind(text)
+        problem = bounds_problem(field, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem.rpartition(", got ")[0] + f", got {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse: "invalid int value: 'x'"
+    return parse
 
 
 def _flag(field: dataclasses.Field) -> Tuple[str, Dict[str, Any]]:
@@ -213,10 +227,8 @@ def _flag(field: dataclasses.Field) -> Tuple[str, Dict[str, Any]]:
         settings["choices"] = meta["choices"]
     elif kind is bool:
         settings["action"] = argparse.BooleanOptionalAction
-    elif kind is int:
-        settings["type"] = _positive if field.name in _POSITIVE_INTS else _non_negative
-    elif kind is float:
-        settings["type"] = _non_negative_float
+    elif kind in (int, float):
+        settings["type"] = _bounded(field, kind)
     return name, settings
 
 

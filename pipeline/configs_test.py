@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from components.training.config import TrainConfig
 from pipeline import configs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -136,17 +137,34 @@ def test_every_training_knob_has_a_flag(tmp_path):
 
 @pytest.mark.parametrize("argv, says", [
     (["--classes", "0,0"], "--classes 0,0: label 0 is given more than once"),
-    (["--learning-rate", "inf"], "expected a finite number, got inf"),
+    (["--learning-rate", "inf"], "--learning-rate: expected a number from 1e-07 to 1, got inf"),
     (["--min-improvement", "nan"], "expected a finite number, got nan"),
+    (["--min-improvement", "1e308"], "expected an accuracy difference from -1 to 1, got 1e308"),
     (["--min-accuracy", "nan"], "expected a finite number, got nan"),
+    (["--time-budget-minutes", "1e308"], "--time-budget-minutes: expected a number from 0 to 10080, got 1e308"),
+    (["--mixup", "1e308"], "--mixup: expected a number from 0 to 100, got 1e308"),
+    (["--label-smoothing", "5"], "--label-smoothing: expected a number from 0 to 0.99, got 5"),
+    (["--bn-momentum", "7"], "--bn-momentum: expected a number from 0 to 0.9999, got 7"),
+    (["--max-image-pixels", "99999999999999999999"],
+     "--max-image-pixels: expected a number from 1 to 1e+10, got 99999999999999999999"),
+    (["--classes", "0,1,99999999999"], "--classes 0,1,99999999999: labels go up to 999"),
 ])
-def test_duplicate_classes_and_non_finite_numbers_are_refused_in_two_lines(argv, says, capsys):
+def test_duplicate_classes_and_out_of_range_numbers_are_refused_in_two_lines(argv, says, capsys):
+    """Each knob has one range (TrainConfig's bounds), checked wherever it enters: flags here, KFP
+    runtime parameters through `check_value`, the Trainer's config when it is built."""
     with pytest.raises(SystemExit) as exit_info:
         configs.parse(argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and len(err) == 2
     assert err[0].startswith("usage: ") and err[0].endswith("(--help lists them)")
     assert says in err[1]
+
+
+def test_a_knob_out_of_its_range_is_refused_at_every_entry():
+    assert configs.check_value("mixup", "1e308") == "expected a number from 0 to 100, got 1e308"
+    assert configs.check_value("bn_momentum", "0.99") is None
+    with pytest.raises(ValueError, match="^label_smoothing: expected a number from 0 to 0.99, got 5$"):
+        TrainConfig.from_dict({"label_smoothing": 5.0})
 
 
 def _refused(argv, capsys):
