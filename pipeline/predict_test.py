@@ -53,7 +53,7 @@ def test_a_version_that_cannot_be_served_is_named_and_never_used(tmp_path):
 
 @pytest.mark.parametrize("endpoint, said", [
     ("http://127.0.0.1:9", "error: minio://mlpipeline/s at http://127.0.0.1:9: cannot connect"),
-    ("http://signs:s3cr3t-Pa55@127.0.0.1:9", "error: the store endpoint http://127.0.0.1:9 carries user:password@; "
+    ("http://signs:s3cr3t-Pa55@127.0.0.1:9", "error: the store endpoint http://<user info>@127.0.0.1:9 carries user:password@; "
                                              "give the keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a "
                                              "secret) instead"),
 ])

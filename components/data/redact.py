@@ -3,7 +3,7 @@
 import json
 import re
 import urllib.parse
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Tuple
 
 MARK = "<token>"
 
@@ -20,9 +20,49 @@ def redact(text: str, secrets: Iterable[Optional[str]]) -> str:
     return text
 
 
-_USERINFO = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@'\"]+@")
+# What an endpoint's host[:port] may hold: a DNS name or IPv4 address, or an IPv6 one in brackets.
+_HOST_PORT = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?/?")
 
 
-def without_userinfo(text: str) -> str:
-    """`text` with the `user:password@` part of every URL in it removed (`http://u:p@host` -> `http://host`)."""
-    return _USERINFO.sub(r"\1", text)
+def split_endpoint(endpoint: str) -> Tuple[str, str, str]:
+    """(scheme with its '://' or '', user info, the rest) of a store endpoint (`host:port` or a URL).
+
+    Read as a URL's authority is, but from the right: everything before the last '@' is user
+    info, so a password holding '@', '/' or a space is all of it (a pattern stopped at the first).
+    """
+    scheme, sep, rest = endpoint.partition("://")
+    if not sep:
+        scheme, rest = "", endpoint
+    userinfo, at, host = rest.rpartition("@")
+    return (scheme + sep if sep else ""), (userinfo if at else ""), host
+
+
+def endpoint_problem(endpoint: str) -> str:
+    """What is wrong with a store endpoint ('' if nothing): user info, or more than host[:port]
+    (a path, a space, a newline that would become a header)."""
+    _, userinfo, host = split_endpoint(endpoint)
+    if userinfo:
+        return ("carries user:password@; give the keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a secret) "
+                "instead")
+    if not _HOST_PORT.fullmatch(host):
+        return "is not host[:port] (letters, digits, '.', '-'; no path, spaces or control characters)"
+    return ""
+
+
+def endpoint_for_messages(endpoint: str) -> str:
+    """A store endpoint as a message may show it: without its user info, and a host that is not
+    one shown as a Python literal (a newline stays on its line)."""
+    scheme, userinfo, host = split_endpoint(endpoint)
+    shown = host if _HOST_PORT.fullmatch(host) else repr(host[:80])
+    return f"{scheme}{'<user info>@' if userinfo else ''}{shown}"
+
+
+def without_userinfo(text: str, endpoints: Iterable[Optional[str]]) -> str:
+    """`text` with the user info of each of these endpoints removed in every form (`redact`):
+    the endpoints are parsed, so the text needs no pattern to find their passwords."""
+    secrets = []
+    for endpoint in (e for e in endpoints if e):
+        _, userinfo, _ = split_endpoint(endpoint)
+        if userinfo:
+            secrets += [userinfo, userinfo.partition(":")[2]]
+    return redact(text, secrets)

@@ -102,8 +102,8 @@ def endpoint(location: str) -> str:
     if kind in ("minio", "s3"):
         try:
             return _SETTINGS.endpoint_url(location) or "the AWS SDK's endpoint"
-        except stores.StoreConfigError:  # one that carries a password
-            return redact.without_userinfo(_SETTINGS.session(location).endpoint)
+        except stores.StoreConfigError:  # one that carries a password, or is no host[:port]
+            return redact.endpoint_for_messages(_SETTINGS.session(location).endpoint)
     if kind == "gs":
         return _SETTINGS.gcs_endpoint or "Google Cloud Storage"
     return ""
@@ -174,7 +174,8 @@ def _errors(location: str):
         else:
             reason = str(e).splitlines()[0][:200] if str(e) else name
         where = f" at {endpoint(location)}" if is_remote(location) else ""
-        raise StorageError(redact.without_userinfo(f"{location}{where}: {reason}")) from None
+        endpoints = [_SETTINGS.session(location).endpoint] if is_remote(location) else []
+        raise StorageError(redact.without_userinfo(f"{location}{where}: {reason}", endpoints)) from None
 
 
 def exists(location: str) -> bool:

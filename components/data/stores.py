@@ -133,12 +133,12 @@ class Session:
         """The endpoint as a URL ('' for the SDK's own); `addresses` maps cluster hosts to reachable ones."""
         if not self.endpoint:
             return ""
+        problem = redact.endpoint_problem(self.endpoint)
+        if problem:  # botocore would refuse user info at the first request, with the password in its message
+            raise StoreConfigError(f"the store endpoint {redact.endpoint_for_messages(self.endpoint)} {problem}")
         scheme, sep, host = self.endpoint.partition("://")
         if not sep:
             scheme, host = ("http" if self.disable_ssl else "https"), self.endpoint
-        if "@" in host:  # botocore would refuse it at the first request, with the password in its message
-            raise StoreConfigError(f"the store endpoint {redact.without_userinfo(self.endpoint)} carries user:password@; "
-                                   f"give the keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a secret) instead")
         host = (addresses or {}).get(host.rstrip("/"), host.rstrip("/"))
         return f"{scheme}://{host}"
 
@@ -300,6 +300,26 @@ def _provider_params(provider: str, config: Dict[str, Any], bucket: str, prefix:
     return params
 
 
+class _NoAliasLoader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
+    """YAML without aliases: a ConfigMap needs none, and 398 bytes of nested ones (a "billion
+    laughs") expand to gigabytes."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted here",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+MAX_CONFIGMAP_BYTES = 1 << 20  # Kubernetes holds a ConfigMap to 1 MiB
+
+
+def _load_yaml(text: str):
+    if len(text) > MAX_CONFIGMAP_BYTES:
+        raise ValueError(f"{len(text)} characters; a ConfigMap holds at most {MAX_CONFIGMAP_BYTES} bytes")
+    return yaml.load(text, Loader=_NoAliasLoader)  # nosec: a SafeLoader
+
+
 def parse_configmap(text: str, source: str, kfp_release: str = DEFAULT_RELEASE) -> LauncherConfig:
     """A LauncherConfig from the `kfp-launcher` ConfigMap (`kubectl get cm kfp-launcher -o yaml`, or its data).
 
@@ -307,13 +327,13 @@ def parse_configmap(text: str, source: str, kfp_release: str = DEFAULT_RELEASE) 
       StoreConfigError: not YAML, or `providers` is not the launcher's schema; the message names `source`.
     """
     try:
-        document = yaml.safe_load(text) or {}
+        document = _load_yaml(text) or {}
         data = document.get("data", document) if isinstance(document, dict) else None
         if not isinstance(data, dict):
             raise ValueError("not a mapping")
         providers = data.get("providers")
         if isinstance(providers, str):
-            providers = yaml.safe_load(providers)
+            providers = _load_yaml(providers)
         if providers is not None and not isinstance(providers, dict):
             raise ValueError("providers is not a mapping")
     except (yaml.YAMLError, ValueError, AttributeError) as e:
@@ -321,6 +341,13 @@ def parse_configmap(text: str, source: str, kfp_release: str = DEFAULT_RELEASE) 
     unknown = sorted(set(providers or {}) - {"minio", "s3", "gs"})
     if unknown:
         raise StoreConfigError(f"{source}: providers has {unknown}; the launcher knows minio, s3 and gs")
+    for name, config in (providers or {}).items():
+        for entry in provider_entries(config):
+            endpoint = str(_get(entry, "endpoint", "") or "")
+            problem = endpoint and redact.endpoint_problem(endpoint)
+            if problem:  # refused here, before it is written into a package
+                raise StoreConfigError(f"{source}: providers.{name} endpoint {redact.endpoint_for_messages(endpoint)} "
+                                       f"{problem}")
     return LauncherConfig(release(kfp_release).name, providers, str(data.get("defaultPipelineRoot") or ""))
 
 
