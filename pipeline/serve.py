@@ -19,54 +19,73 @@ from aiohttp import web
 from components.data import storage
 from components.push import serving
 from pipeline import configs
-from pipeline.serving.app import Settings, make_app, start
+from pipeline.serving.app import MODEL_NAME, Settings, make_app, range_problem, start
 from components.data import startup
 
 
-def _at_least(kind, low, high=None, what="a number"):
-    """An argparse type: a `kind` (int or float) from `low` to `high`, saying what it got otherwise."""
+def _ranged(name: str, kind):
+    """An argparse type: a `kind` (int or float) within the range of the setting `name` (RANGES)."""
     def parse(text: str):
         value = kind(text)
-        if not low <= value <= (high if high is not None else value):
-            raise argparse.ArgumentTypeError(f"expected {what} >= {low}{f' and <= {high}' if high else ''}, got {text}")
+        problem = range_problem(name, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem.rpartition(", got ")[0] + f", got {text}")
         return value
     parse.__name__ = kind.__name__  # argparse: "invalid int value: 'x'"
     return parse
+
+
+def _model_name(text: str) -> str:
+    if not MODEL_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected letters, digits, '_', '.' and '-' (not first), as a "
+                                         f"URL path step /v1/models/<name> takes it")
+    return text
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     d = Settings()
     parser = configs.ShortUsageParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     configs.add_flags(parser, only=("pipeline_root", "serving_dir"))  # as the runners and predict take them
-    parser.add_argument("--port", type=_at_least(int, 0, 65535, "a port"), default=8501,
+    parser.add_argument("--port", type=_port, default=8501,
                         help="port to listen on (TF Serving's REST port is 8501; 0 picks a free one)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default %(default)s; 0.0.0.0: every interface)")
-    parser.add_argument("--model-name", default=d.model_name,
+    parser.add_argument("--model-name", type=_model_name, default=d.model_name,
                         help="the model's name in the URLs: /v1/models/<name> (default %(default)s)")
-    parser.add_argument("--poll-seconds", type=_at_least(float, 1e-3), default=d.poll_seconds,
+    parser.add_argument("--poll-seconds", type=_ranged("poll_seconds", float), default=d.poll_seconds,
                         help="how often to look for a newly pushed version, in seconds (default %(default)s)")
-    parser.add_argument("--max-batch-size", type=_at_least(int, 1, what="an integer"), default=d.max_batch_size,
+    parser.add_argument("--max-batch-size", type=_ranged("max_batch_size", int), default=d.max_batch_size,
                         help="rows a batch of concurrent predict requests collects at most (default %(default)s)")
-    parser.add_argument("--batch-timeout-ms", type=_at_least(float, 0), default=d.batch_timeout_ms,
+    parser.add_argument("--batch-timeout-ms", type=_ranged("batch_timeout_ms", float), default=d.batch_timeout_ms,
                         help="how long a batch waits for more requests, in milliseconds (default %(default)s)")
     limits = parser.add_argument_group("what one client can hold (a request over a limit gets TF Serving's "
                                        "error shape, 400, 408, 413 or 503, at once)")
-    limits.add_argument("--max-request-rows", type=_at_least(int, 1, what="an integer"), default=d.max_request_rows,
+    limits.add_argument("--max-request-rows", type=_ranged("max_request_rows", int), default=d.max_request_rows,
                         help="rows (images) in one request (default %(default)s)")
-    limits.add_argument("--max-request-pixels", type=_at_least(int, 1, what="an integer"),
+    limits.add_argument("--max-request-pixels", type=_ranged("max_request_pixels", int),
                         default=d.max_request_pixels,
                         help="image pixels, as the headers declare them, in one request (default %(default)s)")
-    limits.add_argument("--max-connections", type=_at_least(int, 1, what="an integer"), default=d.max_connections,
+    limits.add_argument("--max-connections", type=_ranged("max_connections", int), default=d.max_connections,
                         help="open connections; the next is answered 503 and closed (default %(default)s)")
-    limits.add_argument("--max-client-connections", type=_at_least(int, 1, what="an integer"),
+    limits.add_argument("--max-client-connections", type=_ranged("max_client_connections", int),
                         default=d.max_client_connections,
                         help="open connections from one client address (default %(default)s)")
-    limits.add_argument("--header-timeout", type=_at_least(float, 1e-3), default=d.header_timeout_s,
+    limits.add_argument("--header-timeout", type=_ranged("header_timeout_s", float), default=d.header_timeout_s,
                         help="seconds a request's headers may take to arrive, and a kept-alive connection may "
                              "stay idle (default %(default)s)")
-    limits.add_argument("--body-timeout", type=_at_least(float, 1e-3), default=d.body_timeout_s,
+    limits.add_argument("--body-timeout", type=_ranged("body_timeout_s", float), default=d.body_timeout_s,
                         help="seconds a request's body may take to arrive after its headers (default %(default)s)")
+    limits.add_argument("--min-data-rate", type=_ranged("min_data_rate", float), default=d.min_data_rate,
+                        help="when every connection is taken, the slowest sender below this many bytes a second "
+                             "(waited on a second or more) is dropped to make room; 0: none is (default "
+                             "%(default)s)")
     return parser
 
 
@@ -109,7 +128,7 @@ def main(argv=None) -> int:
                                          max_connections=args.max_connections,
                                          max_client_connections=args.max_client_connections,
                                          header_timeout_s=args.header_timeout,
-                                         body_timeout_s=args.body_timeout))
+                                         body_timeout_s=args.body_timeout, min_data_rate=args.min_data_rate))
     return asyncio.run(_serve_until_stopped(app, args.host, args.port, serving_dir, args.model_name))
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from components.push import serving
 from components.push.testing import saved_model
-from pipeline.serving import models
+from pipeline import serve
+from pipeline.serving import app as serving_app, models
 from pipeline.serving.testing import call, image_bytes, predict_one, start_serving, states, wait_for
 
 slow = pytest.mark.slow
@@ -92,7 +93,7 @@ def test_a_password_in_the_store_endpoint_stops_the_server_in_one_line_without_i
     out = subprocess.run([sys.executable, "-m", "pipeline.serve", "--serving-dir", "minio://mlpipeline/s", "--port", "0"],
                          capture_output=True, text=True, timeout=120, env=env, cwd=str(tmp_path))
     assert out.returncode == 2
-    assert out.stdout == ("error: the store endpoint http://127.0.0.1:9 carries user:password@; give the keys in "
+    assert out.stdout == ("error: the store endpoint http://<user info>@127.0.0.1:9 carries user:password@; give the keys in "
                           "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a secret) instead\n")
     assert "pa55word" not in out.stdout + out.stderr
 
@@ -119,3 +120,26 @@ def test_a_version_that_cannot_be_served_is_passed_over_then_served_once_whole(t
         assert dict(states(server.url))["1"] == "END"
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--model-name", "../x"], "argument --model-name: '../x': expected letters, digits"),
+    (["--model-name", ".."], "argument --model-name: '..': expected letters, digits"),
+    (["--body-timeout", "inf"], "argument --body-timeout: expected a number from 0.001 to 3600, got inf"),
+    (["--header-timeout", "nan"], "argument --header-timeout: expected a number from 0.001 to 3600, got nan"),
+    (["--max-request-pixels", "1e23"], "argument --max-request-pixels: invalid int value: '1e23'"),
+    (["--max-request-pixels", "100000000000000000000000"],
+     "argument --max-request-pixels: expected a number from 1 to 1e+10, got 100000000000000000000000"),
+    (["--port", "70000"], "argument --port: expected a port from 0 to 65535, got 70000"),
+])
+def test_a_flag_that_would_turn_a_limit_off_or_hide_the_model_is_refused(argv, says, capsys):
+    """Each was accepted: the name served at a path no request reaches, the limits silently off."""
+    with pytest.raises(SystemExit) as exit_info:
+        serve.build_parser().parse_args(argv)
+    assert exit_info.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_settings_from_code_take_the_same_ranges():
+    with pytest.raises(ValueError, match="^body_timeout_s: expected a number from 0.001 to 3600, got inf$"):
+        serving_app.Settings(body_timeout_s=float("inf"))
+    assert serving_app.Settings(model_name="signs-v2.1").model_name == "signs-v2.1"

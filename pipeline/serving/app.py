@@ -10,6 +10,7 @@
 import asyncio
 import dataclasses
 import os
+import re
 import threading
 from typing import Tuple
 
@@ -43,6 +44,48 @@ class Settings:
     max_client_connections: int = 32  # from one client address
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
+    # When every connection slot is taken, the slowest sender below this many bytes a second, that
+    # has kept the server waiting a second or more, is dropped to make room (limits.py); 0: none is.
+    min_data_rate: float = 16 * 1024
+
+    def __post_init__(self):
+        problem = settings_problem(self)
+        if problem:
+            raise ValueError(problem)
+
+
+# Each setting's range, both ends included: what `python -m pipeline.serve`'s flags take, and what
+# Settings takes from code. No limit can be turned off by a value (min_data_rate 0 only stops
+# dropping slow connections; the connection limits still hold).
+RANGES = {"poll_seconds": (1e-3, 3600.0), "max_batch_size": (1, 4096), "batch_timeout_ms": (0.0, 10_000.0),
+          "max_request_bytes": (1024, 2 ** 31), "max_request_rows": (1, 65_536),
+          "max_request_pixels": (1, 10_000_000_000), "max_connections": (1, 65_535),
+          "max_client_connections": (1, 65_535), "header_timeout_s": (1e-3, 3600.0), "body_timeout_s": (1e-3, 3600.0),
+          "min_data_rate": (0.0, 1e9)}
+# A model name a request can reach: /v1/models/<name> takes no '/' or ':' (routes.py), and '.' or
+# '..' alone would be a path step.
+MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def range_problem(name: str, value) -> str:
+    """What is wrong with `value` for the setting `name` (not finite, or out of its range); "" if nothing."""
+    low, high = RANGES[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:  # NaN too
+        return f"expected a number from {low:g} to {high:g}, got {value}"
+    return ""
+
+
+def settings_problem(settings: Settings) -> str:
+    if not MODEL_NAME.fullmatch(settings.model_name):
+        return (f"model_name {settings.model_name!r}: expected letters, digits, '_', '.' and '-' (not first), "
+                f"as a URL path step /v1/models/<name> takes it")
+    for name in RANGES:
+        problem = range_problem(name, getattr(settings, name))
+        if problem:
+            return f"{name}: {problem}"
+    return ""
+
+
 
 
 def page(model_name: str) -> str:
@@ -65,7 +108,7 @@ def make_app(serving_dir: str, settings: Settings = Settings()) -> web.Applicati
     app[MANAGER] = ModelManager(serving_dir, settings.model_name, settings.poll_seconds)
     app[BATCHER] = Batcher(settings.max_batch_size, settings.batch_timeout_ms / 1000)
     app[routes.REST_API] = routes.RestApi(app[MANAGER], app[BATCHER], settings.max_request_rows,
-                                          settings.max_request_pixels)
+                                          settings.max_request_pixels, max_bytes=settings.max_request_bytes)
     app[routes.BODY_TIMEOUT] = settings.body_timeout_s
     app[routes.GUARDS] = []
     text = page(settings.model_name)
@@ -87,15 +130,17 @@ async def _background_tasks(app: web.Application):
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     app[BATCHER].close()
+    app[routes.REST_API].decoder.close()
 
 
 async def start(app: web.Application, host: str, port: int) -> Tuple[web.AppRunner, str]:
     """Starts serving `app`; returns the runner (to clean up) and the URL (port 0: a free port)."""
-    runner = web.AppRunner(app, access_log=None)
+    # The handler inflates a compressed body itself, within the body limit (serving.decoding).
+    runner = web.AppRunner(app, access_log=None, auto_decompress=False)
     await runner.setup()
     settings = app[SETTINGS]
     site = limits.GuardedSite(runner, (settings.max_connections, settings.header_timeout_s,
-                                       settings.max_client_connections), host, port)
+                                       settings.max_client_connections, settings.min_data_rate), host, port)
     try:
         await site.start()
     except OSError:

@@ -14,6 +14,9 @@ import numpy as np
 from pipeline.serving.errors import ServingError, invalid
 
 
+MAX_RANK = 32  # dimensions of a tensor from JSON: numpy 1.x's limit (TF's is 254), far past any model's
+
+
 def _debug(value) -> str:
     """A JSON value in an error message, cut at 256 characters (json_tensor.cc, JsonValueToDebugString)."""
     return json.dumps(value, separators=(",", ":"))[:256]
@@ -65,6 +68,9 @@ def tensor_from_json(value, dtype) -> np.ndarray:
     probe = value
     while isinstance(probe, list):
         shape.append(len(probe))
+        if len(shape) > MAX_RANK:
+            raise invalid(f"JSON Value: lists nested more than {MAX_RANK} deep; a tensor has at most {MAX_RANK} "
+                          f"dimensions here")
         if not probe:
             break
         probe = probe[0]

@@ -25,6 +25,9 @@ class ServingError(Exception):
         self.message = message
         self._http_status = http_status  # 0: TF Serving's for the code
 
+    def __reduce__(self):  # whole across processes (serving.decoding's workers raise it)
+        return ServingError, (self.code, self.message, self._http_status)
+
     @property
     def http_status(self) -> int:
         return self._http_status or HTTP_STATUS.get(self.code, 500)

@@ -18,6 +18,7 @@ import asyncio
 import collections
 import json
 import struct
+import time
 from typing import Dict, Optional, Set
 
 import numpy as np
@@ -31,20 +32,24 @@ BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application
 
 
 class _Guarded(asyncio.Protocol):
-    """One connection: aiohttp's protocol inside, the connection limit and the header clock outside."""
+    """One connection: aiohttp's protocol inside; the connection limits, the header clock and the
+    data rate of what the client sends outside."""
 
     def __init__(self, guard: "ConnectionGuard", inner: asyncio.Protocol):
         self.guard, self.inner = guard, inner
         self.transport: Optional[asyncio.Transport] = None
         self.clock: Optional[asyncio.TimerHandle] = None
         self.admitted = False
+        # Waiting for the client (headers, body, or the next request) since `since`, with
+        # `received` bytes in that time; None while the server works on a request.
+        self.since: Optional[float] = None
+        self.received = 0
 
     def connection_made(self, transport):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.client = peer[0] if isinstance(peer, tuple) else str(peer)
-        if len(self.guard.open) >= self.guard.max_connections or \
-                self.guard.per_client[self.client] >= self.guard.max_client_connections:
+        if not self.guard.make_room(self.client):
             transport.write(BUSY_RESPONSE)
             transport.close()
             return
@@ -57,6 +62,7 @@ class _Guarded(asyncio.Protocol):
 
     def start_clock(self):
         self.stop_clock()
+        self.since, self.received = time.monotonic(), 0
         self.clock = asyncio.get_running_loop().call_later(self.guard.header_timeout_s, self.transport.abort)
 
     def stop_clock(self):
@@ -64,8 +70,15 @@ class _Guarded(asyncio.Protocol):
             self.clock.cancel()
             self.clock = None
 
+    def rate(self, now: float) -> float:
+        """Bytes a second the client has sent while the server waited for it; inf while it works."""
+        if self.since is None:
+            return float("inf")
+        return self.received / max(now - self.since, 1e-3)
+
     def data_received(self, data):
         if self.admitted:
+            self.received += len(data)
             self.inner.data_received(data)
 
     def eof_received(self):
@@ -92,25 +105,63 @@ class _Guarded(asyncio.Protocol):
 
 
 class ConnectionGuard:
-    """Wraps aiohttp's protocol factory (`web.Server`) with the connection limit and the header clock."""
+    """Wraps aiohttp's protocol factory (`web.Server`) with the connection limits, the header clock
+    and, under pressure, the minimum data rate.
 
-    def __init__(self, factory, max_connections: int, header_timeout_s: float, max_client_connections: int = 0):
+    When every slot is taken (or every slot of the newcomer's address), the connection that sends
+    slowest is dropped to make room, if it has kept the server waiting at least `grace_s` at less
+    than `min_rate` bytes a second: half-sent requests and idle kept-alive connections go first,
+    and a client that opens many and sends little cannot lock the others out. Connections whose
+    request the server is working on are never dropped.
+    """
+
+    def __init__(self, factory, max_connections: int, header_timeout_s: float, max_client_connections: int = 0,
+                 min_rate: float = 16 * 1024, grace_s: float = 1.0):
         self.factory = factory
         self.max_connections = max_connections
         self.max_client_connections = max_client_connections or max_connections
         self.header_timeout_s = header_timeout_s
+        self.min_rate, self.grace_s = min_rate, grace_s
         self.open: Set[_Guarded] = set()
         self.per_client: collections.Counter = collections.Counter()  # open connections by client address
         self.by_inner: Dict[int, _Guarded] = {}
+        self.dropped = 0  # slow connections dropped to make room
 
     def __call__(self) -> asyncio.Protocol:
         return _Guarded(self, self.factory())
 
+    def make_room(self, client: str) -> bool:
+        """Whether a new connection from `client` may be admitted, dropping the slowest one that
+        may be dropped if there is no room."""
+        if self.per_client[client] >= self.max_client_connections:
+            pool = [c for c in self.open if c.client == client]
+        elif len(self.open) >= self.max_connections:
+            pool = self.open
+        else:
+            return True
+        now = time.monotonic()
+        slow = [c for c in pool if c.since is not None and now - c.since >= self.grace_s and c.rate(now) < self.min_rate]
+        if not slow:
+            return False
+        victim = min(slow, key=lambda c: (c.rate(now), c.since))
+        victim.transport.abort()  # connection_lost frees its slot now
+        if victim in self.open:  # not every transport calls back at once
+            victim.connection_lost(None)
+            victim.admitted = False
+        self.dropped += 1
+        return True
+
     def request_started(self, protocol) -> None:
-        """The headers are in: stop the connection's header clock."""
+        """The headers are in: stop the connection's header clock (the body has its own)."""
         guarded = self.by_inner.get(id(protocol))
         if guarded is not None:
             guarded.stop_clock()
+
+    def body_received(self, protocol) -> None:
+        """The whole request is in: the server works on it, the client no longer keeps it waiting."""
+        guarded = self.by_inner.get(id(protocol))
+        if guarded is not None:
+            guarded.since = None
 
     def request_finished(self, protocol) -> None:
         """Answered: the next request on this connection has `header_timeout_s` to arrive."""
@@ -129,35 +180,54 @@ class GuardedSite(web.TCPSite):
 
     async def start(self) -> None:
         self._runner._reg_site(self)  # pylint: disable=protected-access  (BaseSite.start, without TCPSite's)
-        max_connections, header_timeout_s, max_client_connections = self._guard_settings
-        self.guard = ConnectionGuard(self._runner.server, max_connections, header_timeout_s, max_client_connections)
+        max_connections, header_timeout_s, max_client_connections, min_rate = self._guard_settings
+        self.guard = ConnectionGuard(self._runner.server, max_connections, header_timeout_s, max_client_connections,
+                                     min_rate)
         self._server = await asyncio.get_running_loop().create_server(self.guard, self._host, self._port,
                                                                       backlog=self._backlog)
         self._bound_port = self._server.sockets[0].getsockname()[1]
 
 
 _JPEG_SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers (not DHT, JPG, DAC)
+_JPEG_NO_LENGTH = {0x01, 0xD8, *range(0xD0, 0xD8)}  # TEM, SOI, RSTn: markers without a segment
+
+
+def _jpeg_pixels(data: bytes) -> int:
+    """The frame size of a JPEG, found as libjpeg finds it (jdmarker.c, `next_marker`): bytes
+    before a marker's 0xFF are skipped as junk (a warning there, not an error) and so are fill
+    0xFFs; each segment is passed over by its length. 0 where libjpeg would stop before a frame
+    (start of scan or end of image first, an unknown marker, a cut-off file)."""
+    pos, end = 2, len(data)
+    while True:
+        pos = data.find(b"\xff", pos)
+        while 0 <= pos < end and data[pos] == 0xFF:
+            pos += 1
+        if pos < 0 or pos >= end:
+            return 0
+        marker = data[pos]
+        pos += 1
+        if marker in _JPEG_SOF:
+            if pos + 7 > end:
+                return 0
+            height, width = struct.unpack(">HH", data[pos + 3:pos + 7])
+            return width * height
+        if marker in _JPEG_NO_LENGTH:
+            continue
+        if marker in (0x00, 0xD9, 0xDA) or pos + 2 > end:
+            return 0
+        pos += struct.unpack(">H", data[pos:pos + 2])[0]
 
 
 def declared_pixels(data: bytes) -> int:
-    """Width x height an encoded image's header declares, read as `trainer.export.declared_pixels`
-    reads it in the model (PNG IHDR, JPEG start of frame, GIF screen, BMP info header); 0 when no
-    header is recognised (the model's decoder then refuses it on its own)."""
+    """Width x height an encoded image's header declares, read as the model's decoders read it
+    (`trainer.export.declared_pixels`: PNG IHDR, JPEG start of frame as libjpeg finds it, GIF
+    screen, BMP info header); 0 when no header is recognised (the model's decoder then refuses it
+    on its own)."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
         width, height = struct.unpack(">II", data[16:24])
         return width * height
     if data[:3] == b"\xff\xd8\xff":
-        pos = 2
-        while pos + 9 <= len(data) and data[pos] == 0xFF:
-            marker = data[pos + 1]
-            if marker == 0xFF:  # fill byte
-                pos += 1
-                continue
-            if marker in _JPEG_SOF:
-                height, width = struct.unpack(">HH", data[pos + 5:pos + 9])
-                return width * height
-            pos += 2 + struct.unpack(">H", data[pos + 2:pos + 4])[0]
-        return 0
+        return _jpeg_pixels(data)
     if data[:4] == b"GIF8" and len(data) >= 10:
         width, height = struct.unpack("<HH", data[6:10])
         return width * height
@@ -165,6 +235,18 @@ def declared_pixels(data: bytes) -> int:
         width, height = struct.unpack("<ii", data[18:26])
         return abs(width * height)
     return 0
+
+
+def example_pixels(data: bytes) -> int:
+    """The pixels of every encoded image a serialized tf.Example holds (the `serving_default` rows:
+    the model decodes its `image` feature, whatever its size); 0 for what is no Example."""
+    from tensorflow.core.example import example_pb2  # pylint: disable=import-outside-toplevel  (serving loads TF)
+    try:
+        example = example_pb2.Example.FromString(data)
+    except Exception:  # pylint: disable=broad-except  (google.protobuf.message.DecodeError; the model refuses it too)
+        return 0
+    return sum(declared_pixels(value) for feature in example.features.feature.values()
+               for value in feature.bytes_list.value)
 
 
 def check_rows(doc: Dict, max_rows: int) -> None:
@@ -189,9 +271,10 @@ def check_pixels(inputs: Dict[str, np.ndarray], max_pixels: int) -> None:
     before any is decoded."""
     pixels = 0
     for array in inputs.values():
-        if array.dtype == object:  # encoded images (and serialized tf.Examples, which declare none)
+        if array.dtype == object:  # encoded images, or serialized tf.Examples holding them
             for value in array.reshape(-1):
-                pixels += declared_pixels(value) if isinstance(value, bytes) else 0
+                if isinstance(value, bytes):
+                    pixels += declared_pixels(value) or example_pixels(value)
                 if pixels > max_pixels:
                     raise ServingError("RESOURCE_EXHAUSTED",
                                        f"The request's images declare more than {max_pixels} pixels in all "

@@ -26,7 +26,8 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from pipeline.serving import limits
 from pipeline.serving.batching import Batcher
-from pipeline.serving.codec import parse_json, request_tensors, response_json, signature_name
+from pipeline.serving.codec import response_json
+from pipeline.serving.decoding import Decoder, InputType, encoding_problem
 from pipeline.serving.errors import ServingError, invalid
 from pipeline.serving.models import ModelManager, ModelSpec, Signature
 
@@ -60,15 +61,18 @@ def parse_path(method: str, path: str) -> Tuple[Optional[ModelSpec], str]:
 
 
 class RestApi:
-    """TF Serving's HttpRestApiHandler over a ModelManager and a Batcher."""
+    """TF Serving's HttpRestApiHandler over a ModelManager, a Batcher and a Decoder."""
 
-    def __init__(self, manager: ModelManager, batcher: Batcher, max_rows: int = 256, max_pixels: int = 50_000_000):
+    def __init__(self, manager: ModelManager, batcher: Batcher, max_rows: int = 256, max_pixels: int = 50_000_000,
+                 decoder: Optional[Decoder] = None, max_bytes: int = 64 * 2 ** 20):
         self.manager = manager
         self.batcher = batcher
-        self.max_rows, self.max_pixels = max_rows, max_pixels
+        self.decoder = decoder or Decoder()
+        self.max_rows, self.max_pixels, self.max_bytes = max_rows, max_pixels, max_bytes
 
-    async def process(self, method: str, path: str, body: bytes) -> Tuple[Dict, Dict[str, str]]:
-        """The response body and extra headers of one request; raises ServingError."""
+    async def process(self, method: str, path: str, body: bytes, encoding: str = "") -> Tuple[Dict, Dict[str, str]]:
+        """The response body and extra headers of one request (its body as sent, before
+        `encoding`); raises ServingError."""
         spec, call = parse_path(method, path)
         if call not in ("status", "metadata", "classify", "regress", "predict"):  # ":PREDICT" too, as in TF Serving
             raise invalid(f"Malformed request: {method} {path}")
@@ -78,17 +82,19 @@ class RestApi:
             return self.manager.status(spec), {}
         if call == "metadata":
             return self.manager.metadata(spec), {}
-        doc = parse_json(body)
-        limits.check_rows(doc, self.max_rows)  # before any value is decoded: in milliseconds
-        name = signature_name(doc)
-        servable = self.manager.servable(spec)
+        try:
+            servable, missing = self.manager.servable(spec), None
+        except ServingError as e:  # said after the body's own errors, as TF Serving orders them
+            servable, missing = None, e
+        signatures = {name: {k: InputType.of(v) for k, v in s.inputs.items()}
+                      for name, s in servable.signatures.items()} if servable and call == "predict" else {}
+        name, inputs, row_format = await self.decoder.decode(body, encoding, self.max_bytes, self.max_rows,
+                                                             signatures)
+        if missing is not None:
+            raise missing
         signature = servable.signature(name)
         if call != "predict":
             raise self._classify_or_regress_error(call, signature)
-        try:
-            inputs, row_format = request_tensors(doc, signature.inputs)
-        except RecursionError:
-            raise invalid("JSON Value: nested too deeply for a tensor") from None
         limits.check_pixels(inputs, self.max_pixels)  # before the model decodes one
         outputs = await self.batcher.predict(servable, signature, inputs)
         return response_json(outputs, row_format), {VERSION_HEADER: str(servable.version)}
@@ -120,6 +126,10 @@ GUARDS = web.AppKey("guards", list)  # the listening sites' ConnectionGuards (li
 
 
 async def rest_handler(request: web.Request) -> web.Response:
+    encoding = request.headers.get("Content-Encoding", "")
+    problem = encoding_problem(encoding)
+    if problem is not None:
+        return json_response({"error": problem.message}, status=problem.http_status, headers={"Connection": "close"})
     try:
         body = await asyncio.wait_for(request.read(), request.app[BODY_TIMEOUT])
     except web.HTTPRequestEntityTooLarge as e:
@@ -128,13 +138,15 @@ async def rest_handler(request: web.Request) -> web.Response:
         return json_response({"error": f"Request body not received within {request.app[BODY_TIMEOUT]:g} s"},
                              status=408, headers={"Connection": "close"})
     except (ConnectionError, aiohttp.ClientError, http_exceptions.HttpProcessingError, RequestPayloadError) as e:
-        # A client that went away mid-body, or a body that is not what its headers say (gzip that is not).
+        # A client that went away mid-body, or a body that is not what its headers say.
         log.debug("%s %s: the body could not be read (%s)", request.method, request.path, e)
         return json_response({"error": f"Malformed request body: {type(e).__name__}"}, status=400,
                              headers={"Connection": "close"})
+    for guard in request.app[GUARDS]:
+        guard.body_received(request.protocol)
     path = request.rel_url.raw_path
     try:
-        result, headers = await request.app[REST_API].process(request.method, path, body)
+        result, headers = await request.app[REST_API].process(request.method, path, body, encoding)
     except ServingError as e:
         return error_response(e)
     return json_response(result, headers=headers)
