@@ -48,6 +48,7 @@ from components.data import sources, storage
 DEFAULT_CLASSES = (0, 1, 2, 3, 4, 5)
 BAD_IMAGE_POLICIES = ("fail", "skip")  # what a bad image among good ones does to the run
 SKIPPED_DIR_KEY = "_signs_skipped_dir"  # exec property our Do adds: where skip and failure reports go
+READ_COUNTS_KEY = "_signs_read_counts"  # exec property our Do adds: {input split: records it holds}, filled in
 FAILURE_FILE = "_failure.txt"  # the first worker error that stopped the run, one line
 SKIPPED_GLOB = "skipped-*.txt"  # skip reports inside the Examples artifact, one per input split
 _SKIPPED = "skipped"
@@ -184,8 +185,9 @@ def SignsToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], spl
         path = storage.join(input_base, split_pattern)
         if not storage.exists(path):
             raise sources.SignsDataError(f"{path}: no such file")
-        n = sources.check_h5(path, classes, settings["max_pixels"])
-        chunks = [(path, i, min(i + sources.H5_CHUNK, n)) for i in range(0, n, sources.H5_CHUNK)]
+        n, step = sources.check_h5_chunks(path, classes, settings["max_pixels"])
+        _count_read(exec_properties, split_pattern, n)
+        chunks = [(path, i, min(i + step, n)) for i in range(0, n, step)]
         records = (pipeline
                    | "H5Chunks" >> beam.Create(chunks)
                    | "SpreadChunks" >> beam.Reshuffle()  # chunk descriptors, not images
@@ -194,8 +196,11 @@ def SignsToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], spl
     else:
         if kind == sources.IMAGE_FOLDER:
             items = sources.list_image_folder(input_base, classes)
+            _count_read(exec_properties, split_pattern, len(items))  # one record (or one skipped) a file
         elif kind == sources.TFRECORDS:
             items = sources.list_tfrecord_files(storage.join(input_base, split_pattern))
+            if READ_COUNTS_KEY in exec_properties:
+                _count_read(exec_properties, split_pattern, sum(sources.count_tfrecords(path) for path in items))
         else:
             raise ValueError(f"split pattern {split_pattern!r} does not fit a {kind!r} source")
         read = (pipeline
@@ -207,6 +212,39 @@ def SignsToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], spl
         records = read.records
         _report_skipped(read[_SKIPPED], exec_properties.get(SKIPPED_DIR_KEY), split_pattern)
     return records | "ToExample" >> beam.MapTuple(to_example)
+
+
+def _count_read(exec_properties: Dict[str, Any], split_pattern: str, n: int) -> None:
+    """Notes the records a source split holds, for the check after the Beam pipeline (`Executor.Do`)."""
+    counts = exec_properties.get(READ_COUNTS_KEY)
+    if counts is not None:
+        counts[split_pattern] = n
+
+
+def _written(split_dir: str) -> int:
+    """The records in a written split's files, counted from the files themselves."""
+    files = tf.io.gfile.glob(os.path.join(split_dir, "*.gz"))
+    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP")) if files else 0
+
+
+def _skipped(directory: str) -> int:
+    """The images left out as bad (`--bad-images skip`), from the reasons written beside the splits."""
+    return sum(len(tf.io.gfile.GFile(path).read().splitlines())
+               for path in tf.io.gfile.glob(os.path.join(directory, "skipped-*.txt")))
+
+
+def check_written(directory: str, read: Dict[str, int], written: Dict[str, int]) -> None:
+    """Raises SignsDataError unless the splits hold every record read but the skipped ones: a Beam
+    runner that drops work (a lost bundle, a sink that never ran) must not leave a "complete"
+    Examples artifact with records missing."""
+    expected, skipped, total = sum(read.values()), _skipped(directory), sum(written.values())
+    # A corrupt TFRecord file counts the records before its bad one, and is skipped as one more.
+    if total > expected or total + skipped < expected:
+        held = ", ".join(f"{name} {n}" for name, n in sorted(written.items()))
+        raise sources.SignsDataError(
+            f"{directory}: the splits hold {total} records ({held}) of the {expected} read"
+            f"{f' less {skipped} skipped' if skipped else ''}: the Beam runner lost or repeated some of its work; "
+            f"not registered")
 
 
 def _report_skipped(skipped, directory, split_pattern: str) -> None:
@@ -290,7 +328,8 @@ class Executor(BaseExampleGenExecutor):
         """BaseExampleGenExecutor.Do, with each split streamed to its files (`WriteRecords`)."""
         examples = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.EXAMPLES_KEY])
-        exec_properties = dict(exec_properties, **{SKIPPED_DIR_KEY: examples.uri})
+        read: Dict[str, int] = {}  # records in each input split, noted by SignsToExample
+        exec_properties = dict(exec_properties, **{SKIPPED_DIR_KEY: examples.uri, READ_COUNTS_KEY: read})
         input_config = proto_utils.json_to_proto(
             exec_properties[standard_component_specs.INPUT_CONFIG_KEY], example_gen_pb2.Input())
         output_config = proto_utils.json_to_proto(
@@ -308,6 +347,9 @@ class Executor(BaseExampleGenExecutor):
             if failure is None:
                 raise
             raise sources.SignsDataError(failure) from e
+        split_names = artifact_utils.decode_split_names(examples.split_names)
+        check_written(examples.uri, read, {name: _written(artifact_utils.get_split_uri([examples], name))
+                                           for name in split_names})
         payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
         if payload_format:
             examples_utils.set_payload_format(examples, payload_format)

@@ -194,3 +194,26 @@ def test_an_empty_split_stops_the_run_naming_split_and_source(tmp_path):
     with pytest.raises(SignsDataError, match=f"^{tmp_path}: the '(train|eval)' split is empty") as raised:
         _executor_do(tmp_path, str(tmp_path), [("all", "one.h5")], sources.H5_FILE)
     _assert_one_line(raised.value)
+
+
+def test_records_a_runner_lost_fail_the_run_instead_of_registering(tmp_path, monkeypatch):
+    """Beam's DaskRunner dropped finish_bundle outputs and all but the last sink, and ExampleGen
+    reported "complete" with Split-train never written. Here a bundle's file is lost on the way to
+    the split, as such a runner loses it."""
+    import h5py  # pylint: disable=import-outside-toplevel
+    images, labels = synthetic.make_split(30, seed=8)
+    with h5py.File(tmp_path / "signs.h5", "w") as f:
+        f.create_dataset("all_set_x", data=images)
+        f.create_dataset("all_set_y", data=labels)
+    finalize = example_gen._finalize  # pylint: disable=protected-access
+
+    def lose_one(paths, split_dir, tmp_dir):
+        if "Split-train" in split_dir:
+            os.remove(sorted(paths)[-1])
+            paths = sorted(paths)[:-1]
+        return finalize(paths, split_dir, tmp_dir)
+
+    monkeypatch.setattr(example_gen, "_finalize", lose_one)
+    with pytest.raises(SignsDataError, match=r"out: the splits hold \d+ records \(eval \d+, train 0\) of the 30 read: "
+                                             r"the Beam runner lost or repeated some of its work; not registered$"):
+        _executor_do(tmp_path, str(tmp_path), [("all", "signs.h5")], sources.H5_FILE, eval_percent=30)

@@ -16,6 +16,8 @@ from components.data import storage
 IMAGE_SIZE = 64  # SIGNS images are 64x64 RGB
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 H5_CHUNK = 256  # records read from an h5 file at a time, so memory does not grow with the file
+H5_CHUNK_BYTES = 256 * 2 ** 20  # ... and fewer where 256 of its images would decode to more than this
+H5_LABELS_AT_ONCE = 2 ** 20  # labels checked at a time
 # Images declaring more pixels are refused before they are decoded (a 140 KB PNG can declare
 # 12000 x 12000 pixels and take gigabytes to decode). 40 MP is above any phone camera's photo.
 MAX_IMAGE_PIXELS = 40_000_000
@@ -90,6 +92,30 @@ def h5_keys(path: str) -> tuple[str, str]:
 
 def check_h5(path: str, classes: Sequence[int], max_pixels: int = MAX_IMAGE_PIXELS) -> int:
     """Validates a SIGNS h5 file's shapes, dtypes, sizes and labels; returns its record count."""
+    return check_h5_chunks(path, classes, max_pixels)[0]
+
+
+def _unstored(path: str, key: str, dataset) -> str:
+    """What a dataset declares but does not store ('' if it stores it all): unwritten chunks, or
+    contiguous storage never allocated. h5py would read them as zeros, as many as declared."""
+    if dataset.size == 0:
+        return ""
+    if dataset.chunks is None:
+        stored = dataset.id.get_storage_size()
+        if stored < dataset.nbytes:
+            return (f"{path}: '{key}' declares {dataset.shape} ({dataset.nbytes} bytes) but stores {stored} bytes; "
+                    f"not read")
+        return ""
+    total = int(np.prod([-(-n // c) for n, c in zip(dataset.shape, dataset.chunks)], dtype=np.float64))
+    stored = dataset.id.get_num_chunks()
+    if stored < total:
+        return f"{path}: '{key}' declares {dataset.shape} but stores {stored} of its {total} chunks; not read"
+    return ""
+
+
+def check_h5_chunks(path: str, classes: Sequence[int], max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, int]:
+    """`check_h5`, and how many records to read at a time (`H5_CHUNK`, fewer for large images), so
+    that reading the file takes bounded memory whatever it declares."""
     import h5py  # pylint: disable=import-outside-toplevel
 
     x_key, y_key = h5_keys(path)
@@ -111,13 +137,20 @@ def check_h5(path: str, classes: Sequence[int], max_pixels: int = MAX_IMAGE_PIXE
                 f"{path}: '{x_key}' has {x.shape[0]} images but '{y_key}' has {y.shape[0]} labels")
         if x.shape[0] == 0:
             raise SignsDataError(f"{path}: '{x_key}' holds no images")
-        labels = y[:]
-    bad = np.flatnonzero(~np.isin(labels, list(classes)))
-    if bad.size:
-        raise SignsDataError(
-            f"{path}[{bad[0]}]: label {labels[bad[0]]} is not one of the classes {list(classes)}"
-            f" ({bad.size} such records)")
-    return int(labels.shape[0])
+        for key, dataset in ((x_key, x), (y_key, y)):
+            problem = _unstored(path, key, dataset)
+            if problem:
+                raise SignsDataError(problem)
+        n, allowed = int(y.shape[0]), list(classes)
+        for start in range(0, n, H5_LABELS_AT_ONCE):
+            labels = y[start:start + H5_LABELS_AT_ONCE]
+            bad = np.flatnonzero(~np.isin(labels, allowed))
+            if bad.size:
+                first = start + int(bad[0])
+                raise SignsDataError(f"{path}[{first}]: label {labels[bad[0]]} is not one of the classes {allowed}"
+                                     f" ({bad.size} such records in {first}..{start + len(labels) - 1})")
+        per_record = x.shape[1] * x.shape[2] * 3
+    return n, max(1, min(H5_CHUNK, H5_CHUNK_BYTES // per_record))
 
 
 def read_h5_chunk(path: str, start: int, stop: int) -> Iterator[tuple[np.ndarray, int, str]]:
@@ -213,6 +246,23 @@ def list_tfrecord_files(pattern: str) -> list[str]:
         raise SignsDataError(f"{pattern}: {total} bytes of TFRecord files, more than the limit of "
                              f"{MAX_SOURCE_BYTES} for one source; not read")
     return files
+
+
+def count_tfrecords(path: str) -> int:
+    """The records of a TFRecord file (gzip if its name ends in '.gz'), up to the first that does
+    not read (`read_tfrecord_file` names it)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    check_file(path)
+    compression = "GZIP" if path.endswith(".gz") else ""
+    records = iter(tf.data.TFRecordDataset(storage.local_copy(path), compression_type=compression))
+    count = 0
+    while True:
+        try:
+            next(records)
+        except (StopIteration, tf.errors.OpError):
+            return count
+        count += 1
 
 
 def read_tfrecord_file(path: str) -> Iterator[tuple[bytes, str, str]]:

@@ -254,3 +254,36 @@ def test_a_tfrecord_image_is_held_to_the_configured_pixel_limit(tmp_path):
     assert sources.parse_signs_example(raw, CLASSES, "r[0]", "r[0]")[1] == 1
     with pytest.raises(SignsDataError, match=r"r\[0\]: declares 64x64 pixels, more than the limit of 1000"):
         sources.parse_signs_example(raw, CLASSES, "r[0]", "r[0]", max_pixels=1000)
+
+
+def test_an_h5_declaring_more_than_it_stores_is_refused_before_reading(tmp_path):
+    """A 4 KB h5 declaring 256 images of 6000x6000 passed the checks, and the first chunk needed 27.6 GB;
+    1.6 KB declaring 10^8 records of 1x1 took 50 s to check and would have fed ExampleGen 10^8 records."""
+    import h5py  # pylint: disable=import-outside-toplevel
+    big = tmp_path / "big.h5"
+    with h5py.File(big, "w") as f:
+        f.create_dataset("train_set_x", shape=(256, 6000, 6000, 3), dtype=np.uint8, chunks=(1, 600, 600, 3))
+        f.create_dataset("train_set_y", data=np.zeros(256, np.int64))
+    with pytest.raises(SignsDataError, match=r"big\.h5: 'train_set_x' declares \(256, 6000, 6000, 3\) but stores 0 of "
+                                             r"its 25600 chunks; not read"):
+        sources.check_h5(str(big), CLASSES, max_pixels=40_000_000)
+    many = tmp_path / "many.h5"
+    with h5py.File(many, "w") as f:
+        f.create_dataset("train_set_x", shape=(10 ** 8, 1, 1, 3), dtype=np.uint8)  # contiguous, never written
+        f.create_dataset("train_set_y", shape=(10 ** 8,), dtype=np.int64)
+    assert os.path.getsize(many) < 10_000
+    with pytest.raises(SignsDataError, match=r"many\.h5: 'train_set_x' declares \(100000000, 1, 1, 3\) \(300000000 "
+                                             r"bytes\) but stores 0 bytes; not read"):
+        sources.check_h5(str(many), CLASSES)
+
+
+def test_large_h5_images_are_read_a_few_at_a_time(tmp_path):
+    import h5py  # pylint: disable=import-outside-toplevel
+    path = tmp_path / "large.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("train_set_x", data=np.zeros((3, 2000, 2000, 3), np.uint8))
+        f.create_dataset("train_set_y", data=np.zeros(3, np.int64))
+    assert sources.check_h5_chunks(str(path), CLASSES) == (3, sources.H5_CHUNK_BYTES // (2000 * 2000 * 3))
+    small = tmp_path / "small.h5"
+    _write_h5(small, np.zeros((3, 64, 64, 3), np.uint8), np.zeros(3, np.int64))
+    assert sources.check_h5_chunks(str(small), CLASSES) == (3, sources.H5_CHUNK)
