@@ -54,11 +54,18 @@ class BadImage(Exception):
 
 
 def _read_image(path: str, max_pixels: int) -> bytes:
+    from components.data import sources  # pylint: disable=import-outside-toplevel  (numpy: after --help)
     try:
+        # A regular file within the limit: /dev/zero would be read forever, a FIFO would block.
+        size = sources.check_file(path, sources.MAX_IMAGE_FILE_BYTES)
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(size + 1)
+    except sources.SignsDataError as e:
+        raise BadImage(str(e)) from None
     except OSError as e:
         raise BadImage(f"{path}: {e.strerror}") from None
+    if len(data) > size:
+        raise BadImage(f"{path}: grew while it was read; not read")
     # JPEG, PNG (the signature also decodes GIF and BMP).
     if not data.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM")):
         raise BadImage(f"{path}: not a JPEG or PNG image")

@@ -29,11 +29,27 @@ def test_nothing_pushed_a_missing_version_or_file_and_a_non_image_are_one_line(t
     out = _predict("x.jpg", "--serving-dir", str(serving_dir), "--version", "7")
     assert (out.returncode, out.stdout) == (1, f"error: {serving_dir}: no version 7; pushed versions are [1]\n")
     out = _predict(str(tmp_path / "missing.jpg"), "--serving-dir", str(serving_dir))
-    assert (out.returncode, out.stdout) == (2, f"error: {tmp_path / 'missing.jpg'}: No such file or directory\n")
+    assert (out.returncode, out.stdout) == (2, f"error: {tmp_path / 'missing.jpg'}: unreadable (No such file or "
+                                               f"directory)\n")
     (tmp_path / "notes.jpg").write_text("not an image")
     out = _predict(str(tmp_path / "notes.jpg"), "--serving-dir", str(serving_dir))
     assert (out.returncode, out.stdout) == (2, f"error: {tmp_path / 'notes.jpg'}: not a JPEG or PNG image\n")
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("special", ["dev-zero", "fifo"])
+def test_a_device_or_fifo_is_refused_without_reading_it(tmp_path, special):
+    """`predict /dev/zero` read 4 GB in 24 s; a FIFO blocked."""
+    serving_dir = tmp_path / "serving"
+    _push(serving_dir, 1)
+    path = tmp_path / "hand.jpg"
+    if special == "fifo":
+        os.mkfifo(path)
+    else:
+        os.symlink("/dev/zero", path)
+    out = _predict(str(path), "--serving-dir", str(serving_dir))
+    kind = "fifo" if special == "fifo" else "device"
+    assert (out.returncode, out.stdout) == (2, f"error: {path}: a {kind}, not a regular file; not read\n")
 
 
 def test_a_version_that_cannot_be_served_is_named_and_never_used(tmp_path):
