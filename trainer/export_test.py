@@ -1,6 +1,7 @@
 """Tests of the exported signatures' image guard, on a small Keras model (the export, not the ResNet)."""
 
 import io
+import os
 
 import keras
 import numpy as np
@@ -168,3 +169,30 @@ def test_a_flip_averaged_export_answers_the_mean_of_each_image_and_its_mirror(tm
     predict = export.predictor(model, flip_average=True)
     expected = canary.write_expected(str(tmp_path), lambda batch: np.asarray(predict(batch)))
     assert canary.check(str(tmp_path / "Format-Serving"), expected) is None
+
+
+@pytest.mark.parametrize("damage, said", [
+    ("garbage", "not a canary request as the Trainer writes it"),
+    ("truncated", "not a canary request as the Trainer writes it"),
+    ("fifo", "a fifo, not a regular file; not read"),
+    ("missing", "missing (the Trainer writes it beside every model it exports)"),
+])
+def test_a_canary_request_that_cannot_be_used_is_named_not_the_model(tmp_path, damage, said):
+    """A garbage canary.json blamed the model ("loading it failed"); a FIFO blocked until the 600 s
+    timeout; a missing one skipped the comparison silently."""
+    model = _small_model()
+    export.export_serving_model(model, str(tmp_path / "Format-Serving"))
+    path = canary.write_expected(str(tmp_path), lambda images: model(images, training=False).numpy())
+    if damage == "garbage":
+        open(path, "w").write('{"png_b64": "not a list", "probabilities": 7}')
+    elif damage == "truncated":
+        text = open(path).read()
+        open(path, "w").write(text[:len(text) // 2])
+    elif damage == "fifo":
+        os.remove(path)
+        os.mkfifo(path)
+    else:
+        os.remove(path)
+    with pytest.raises(canary.CanaryError) as raised:
+        canary.check(str(tmp_path / "Format-Serving"), path)
+    assert str(raised.value).startswith(f"{path}: {said}")

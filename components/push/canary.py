@@ -13,10 +13,12 @@ signatures must answer them with those probabilities (`serving_default` through 
 """
 
 import base64
+import binascii
 import json
 import os
 import subprocess
 import sys
+import tempfile
 from typing import Callable, Optional
 
 import numpy as np
@@ -49,23 +51,67 @@ def write_expected(model_dir: str, predict: Callable[[np.ndarray], np.ndarray], 
     return path
 
 
+class CanaryError(Exception):
+    """The canary request itself cannot be used (missing, not a file, not the Trainer's JSON): one
+    line naming it. The model was not tried, so nothing is said about it."""
+
+
+MAX_CANARY_BYTES = 4 * 2 ** 20  # the Trainer's is about 60 KB
+
+
+def read_canary(path: str) -> dict:
+    """The canary request at `path` (a path or an object-store URL), checked; raises CanaryError."""
+    from components.data import sources, storage  # pylint: disable=import-outside-toplevel
+    try:
+        if not storage.exists(path):
+            raise FileNotFoundError(path)
+        if not storage.is_remote(path):
+            sources.check_file(path, MAX_CANARY_BYTES)  # a FIFO would block the read for good
+        data = storage.read_bytes(path)
+    except FileNotFoundError:
+        raise CanaryError(f"{path}: missing (the Trainer writes it beside every model it exports)") from None
+    except sources.SignsDataError as e:
+        raise CanaryError(str(e)) from None
+    except (OSError, storage.StorageError) as e:
+        raise CanaryError(f"{path}: unreadable ({getattr(e, 'strerror', None) or e})") from None
+    if len(data) > MAX_CANARY_BYTES:
+        raise CanaryError(f"{path}: {len(data)} bytes, more than the limit of {MAX_CANARY_BYTES}; not read")
+    try:
+        canary = json.loads(data)
+        pngs = [base64.b64decode(p, validate=True) for p in canary["png_b64"]]
+        expected = np.asarray(canary["probabilities"], np.float64)
+        atol = float(canary["atol"])
+        if not pngs or expected.ndim != 2 or expected.shape[0] != len(pngs) or not np.all(np.isfinite(expected)) \
+                or not 0 < atol < 1:
+            raise ValueError("its images, probabilities and tolerance do not match")
+    except (ValueError, TypeError, KeyError, IndexError, binascii.Error) as e:
+        why = (str(e).splitlines() or [type(e).__name__])[0][:120]
+        raise CanaryError(f"{path}: not a canary request as the Trainer writes it ({why})") from None
+    return {"png_b64": canary["png_b64"], "probabilities": expected.tolist(), "atol": atol}
+
+
 def check(model_dir: str, canary_path: Optional[str] = None, timeout_s: float = TIMEOUT_S) -> Optional[str]:
     """Why the SavedModel in `model_dir` does not serve, in one line; None when it does.
 
-    Reads the files first (`serving.model_problem`: a FIFO would hang the loader), then loads and
-    calls the model in a child process for at most `timeout_s`.
+    Reads the files first (`serving.model_problem`: a FIFO would hang the loader), and the canary
+    request (`read_canary`, which raises CanaryError), then loads and calls the model in a child
+    process for at most `timeout_s`. Without `canary_path` the answers are checked for shape only.
     """
     from components.push import serving  # pylint: disable=import-outside-toplevel
     problem = serving.model_problem(model_dir)
     if problem:
         return problem
-    command = [sys.executable, "-m", "components.push.canary", model_dir]
-    if canary_path and os.path.exists(canary_path):
-        command.append(canary_path)
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        return f"it did not load and answer the canary request within {timeout_s:g} s"
+    canary = read_canary(canary_path) if canary_path else None
+    with tempfile.TemporaryDirectory(prefix="canary-") as tmp:
+        command = [sys.executable, "-m", "components.push.canary", model_dir]
+        if canary is not None:
+            command.append(os.path.join(tmp, CANARY_FILE))
+            with open(command[-1], "w") as f:
+                json.dump(canary, f)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return f"it did not load and answer the canary request within {timeout_s:g} s"
     if done.returncode == 0:
         return None
     said = [line for line in done.stdout.splitlines() if line.startswith("canary: ")]

@@ -1,6 +1,5 @@
 """Pusher executor: blessed models only, as a new integer version in TF Serving layout."""
 
-import os
 from typing import Any, Dict, List
 
 from absl import logging
@@ -54,9 +53,12 @@ class Executor(pusher_executor.Executor):
             self._MarkNotPushed(pushed)
             pushed.set_int_custom_property("already_serving_version", newest)
             return
-        problem = canary.check(model_path, os.path.join(model.uri, canary.CANARY_FILE))
+        try:
+            problem = canary.check(model_path, storage.join(model.uri, canary.CANARY_FILE))
+            reason = f"the candidate does not serve: {problem}" if problem else ""
+        except canary.CanaryError as e:
+            problem = reason = f"its canary request cannot be used, so the model was not tried: {e}"
         if problem:  # before a version is claimed: nothing ships that cannot be served
-            reason = f"the candidate does not serve: {problem}"
             logging.warning("Not pushed: %s", reason)
             print(f"Not pushed: {reason}", flush=True)
             self._MarkNotPushed(pushed)

@@ -16,7 +16,13 @@ from components.push.testing import saved_model
 
 
 def _model_artifact(path, payload):
+    """A Trainer's Model artifact: the test SavedModel, and the canary request the Trainer writes
+    beside it (its answer to every image: softmax([0, 1, 0, 0, 0, 0]))."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    from components.push import canary  # pylint: disable=import-outside-toplevel
     saved_model(os.path.join(path, "Format-Serving"), payload=payload * 200_000)
+    answer = np.exp([0.0, 1, 0, 0, 0, 0]) / np.exp([0.0, 1, 0, 0, 0, 0]).sum()
+    canary.write_expected(path, lambda images: [answer] * len(images))
     return path
 
 
@@ -113,6 +119,7 @@ def test_a_push_to_a_store_leaves_its_kserve_manifest_in_the_version(where, mini
     ("answers otherwise", "the candidate does not serve: serving_default answers the canary request unlike the "
                           "trained model (probabilities differ by up to "),
     ("variables cut short", "the candidate does not serve: its variables do not read ("),
+    ("no canary request", "its canary request cannot be used, so the model was not tried: "),
 ])
 def test_a_blessed_candidate_that_does_not_serve_is_not_pushed_and_says_why(damage, reason, tmp_path):
     """Nothing ships that cannot be served: the candidate is loaded in a process of its own first."""
@@ -130,6 +137,8 @@ def test_a_blessed_candidate_that_does_not_serve_is_not_pushed_and_says_why(dama
     if damage == "answers otherwise":  # the test model answers softmax([0, 1, 0, 0, 0, 0]) to everything
         canary.write_expected(model.uri, lambda images: [[1.0, 0, 0, 0, 0, 0]] * len(images))
         assert json.load(open(os.path.join(model.uri, canary.CANARY_FILE)))["atol"] == 1e-3
+    elif damage == "no canary request":
+        os.remove(os.path.join(model.uri, canary.CANARY_FILE))
     else:
         variables = os.path.join(model.uri, "Format-Serving", "variables")
         data = [os.path.join(variables, n) for n in os.listdir(variables) if ".data-" in n][0]
