@@ -12,6 +12,7 @@ import tempfile
 from typing import List, Optional, Tuple
 
 from components.data import startup, storage
+from components.data.redact import printable
 from pipeline import configs
 
 
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
         try:
             images = [_read_image(path, args.max_image_pixels) for path in args.images]
         except BadImage as e:
-            print(f"error: {e}")
+            print(printable(f"error: {e}"))
             return 2
         return _classify(model_dir, version, args.images, images, args.json)
 
@@ -118,7 +119,7 @@ def _classify(model_dir: str, version: int, paths: List[str], images: List[bytes
         try:
             out = classify(image_bytes=tf.constant([data]))
         except tf.errors.InvalidArgumentError as e:
-            print(f"error: {path}: the image does not decode ({e.message.splitlines()[0]})")
+            print(printable(f"error: {path}: the image does not decode ({e.message.splitlines()[0]})"))
             return 2
         probabilities = [round(float(p), 4) for p in out["probabilities"].numpy()[0]]
         predicted = int(out["classes"].numpy()[0])
@@ -127,7 +128,8 @@ def _classify(model_dir: str, version: int, paths: List[str], images: List[bytes
                               "model_version": version}))
         else:
             shown = "  ".join(f"{k}:{p:.2f}" for k, p in enumerate(probabilities))
-            print(f"{path}: class {predicted} ({probabilities[predicted]:.0%})   [{shown}]   model v{version}")
+            print(printable(f"{path}: class {predicted} ({probabilities[predicted]:.0%})   [{shown}]   "
+                            f"model v{version}"))
     return 0
 
 

@@ -4,6 +4,7 @@ import os
 import time
 
 from components.push import serving
+from components.data.redact import printable
 from components.data.sources import SignsDataError
 from components.report import runs
 from pipeline import configs, data_source, monitor
@@ -64,18 +65,18 @@ def run_locally(config: configs.PipelineConfig) -> int:
         n_images = data_source.estimated_size(source)
         schema_path = data_source.pin_schema(config.schema, config.pipeline_root) if config.schema else None
     except SignsDataError as e:
-        print(f"error: {e}")
+        print(printable(f"error: {e}"))
         return 2
     problem = runs.metadata_problem(config.metadata_path)
     if problem:
-        print(f"error: {problem}")
+        print(printable(f"error: {problem}"))
         return 1
     data_text = source.describe()
     train_config, note = data_source.training_config(config.train_config, source)
     if source.is_synthetic:
         print(f"No --data given: using the {data_text}. Pass --data for real photos.", flush=True)
     else:
-        print(f"Data: {data_text}", flush=True)
+        print(printable(f"Data: {data_text}"), flush=True)
     if note:
         print(note, flush=True)
     beam_args = configs.beam_pipeline_args(config.beam_args)
@@ -121,6 +122,6 @@ def run_locally(config: configs.PipelineConfig) -> int:
     print(runs.render(report, time.time() - started, data_text, config.pipeline_root))
     print(f"full log:      {log_path}")
     if error is not None:
-        print(f"error: {one_line(error)}")
+        print(printable(f"error: {one_line(error)}"))
         return 2 if isinstance(error, SignsDataError) else 1
     return 0

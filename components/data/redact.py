@@ -1,4 +1,5 @@
-"""Secrets kept out of what we print: every form a value can take in a message, replaced."""
+"""What we print, made safe: secrets kept out in every form a value can take in a message, and
+text from outside (file names) kept from acting on the terminal or the page."""
 
 import json
 import re
@@ -66,3 +67,15 @@ def without_userinfo(text: str, endpoints: Iterable[Optional[str]]) -> str:
         if userinfo:
             secrets += [userinfo, userinfo.partition(":")[2]]
     return redact(text, secrets)
+
+
+# Characters that act instead of showing: C0 controls but tab and newline (ESC starts a terminal
+# escape sequence: ESC[2J clears the screen), DEL, C1 controls, line and paragraph separators and
+# the bidirectional overrides and isolates (text shown in another order than it is read).
+_ACTING = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` with every character that would act on a terminal or a page written as its Python
+    escape (`\\x1b`, `\\u202e`); tabs and newlines stay."""
+    return _ACTING.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)

@@ -10,6 +10,7 @@ import io
 import os
 from typing import Any, Dict, List, Optional
 
+from components.data.redact import printable
 from components.report.results import BASELINE, CANDIDATE, DISPLAY, LOWER_IS_BETTER, decision_text
 
 TEMPLATE = "report.html.j2"
@@ -246,12 +247,22 @@ def page_context(facts: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
+def _shown(value):
+    """Every value the page shows, with what would act instead of showing (a file name's escape
+    sequence, a bidirectional override) written as its escape; HTML marked safe stays safe."""
+    import markupsafe  # pylint: disable=import-outside-toplevel  (with jinja2)
+    if isinstance(value, markupsafe.Markup):
+        return markupsafe.Markup(printable(str(value)))
+    return printable(value) if isinstance(value, str) else value
+
+
 def _environment():
     import jinja2  # pylint: disable=import-outside-toplevel
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.dirname(os.path.abspath(__file__))),
                              autoescape=True, undefined=jinja2.StrictUndefined,
-                             trim_blocks=False, lstrip_blocks=False)
+                             trim_blocks=False, lstrip_blocks=False,
+                             finalize=_shown)
     env.filters["number"] = number
     env.filters["signed"] = signed
     return env

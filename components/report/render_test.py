@@ -72,3 +72,11 @@ def test_an_empty_shift_and_no_findings_leave_their_sections_out():
     assert page["shifted"] is None and page["data"] is None
     page = render.render(dict(facts, paths={"model": "/m/<script>x</script>"}))
     assert "<script>x" not in page and "&lt;script&gt;x" in page  # the template escapes what it is given
+
+
+def test_a_file_names_escape_sequences_are_shown_not_written_raw():
+    """A file named ESC[2J ESC[31m... was written raw into report.html."""
+    facts = dict(_facts(), findings=None)
+    page = render.render(dict(facts, paths=dict(facts["paths"], model="/m/\x1b[2J\x1b[31mred\u202egpj.exe")))
+    assert "\x1b" not in page and "\u202e" not in page
+    assert "/m/\\x1b[2J\\x1b[31mred\\u202egpj.exe" in page

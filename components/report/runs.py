@@ -11,6 +11,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components.data.redact import printable
+
 # The default pipeline's components (with --schema, SchemaImporter replaces SchemaGen and CurateSchema).
 COMPONENT_ORDER = ("ExampleGen", "StatisticsGen", "SchemaGen", "CurateSchema", "ExampleValidator",
                    "DataChecks", "Trainer", "LatestServedModel", "Evaluator", "Pusher", "Review")
@@ -323,7 +325,7 @@ def render(report: Optional[RunReport], total_seconds: float, data_text: str,
     lines = ["", "=" * 72, "signs-pipeline run summary", "=" * 72, f"data:        {data_text}"]
     if report is None:
         lines.append("no run found in ML Metadata")
-        return "\n".join(lines)
+        return printable("\n".join(lines))
     lines.append(f"run id:      {report.run_id}")
     lines.append(f"total time:  {total_seconds:.0f} s")
     lines.append("")
@@ -375,4 +377,4 @@ def render(report: Optional[RunReport], total_seconds: float, data_text: str,
     if metadata is None:
         metadata = f"ML Metadata: {os.path.join(artifacts_root, 'metadata.sqlite')}"
     lines.append(f"artifacts:     {artifacts_root} ({metadata})")
-    return "\n".join(lines)
+    return printable("\n".join(lines))  # a file name's escape sequence must not act on the terminal

@@ -162,6 +162,14 @@ def test_the_shifted_line_names_the_headline_figures_with_their_intervals():
         "(0.41-0.59) (120 eval images, 95 % intervals; every shift in the review report)")
 
 
+def test_a_file_names_escape_sequences_do_not_reach_the_terminal():
+    """A file named ESC[2J ESC[31m... cleared the user's terminal from the run summary."""
+    report = runs.RunReport("r5", [], not_pushed_reason="/data/\x1b[2J\x1b[31mhand.jpg: not a regular file")
+    text = runs.render(report, 1, "a folder /data/\x1b]0;title\x07", "/root")
+    assert "\x1b" not in text and "\x07" not in text
+    assert "/data/\\x1b[2J\\x1b[31mhand.jpg: not a regular file" in text and "\\x1b]0;title\\x07" in text
+
+
 # -- A model that was not blessed: what to run next, for each reason ---------------------------------
 
 def _not_blessed(failed, history, bars=None):
