@@ -4,7 +4,7 @@ import copy
 import dataclasses
 import os
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import yaml
 
@@ -52,6 +52,11 @@ class CompileConfig:
     memory: str = "8G"  # memory request of each task
     trainer_cpu: str = "8"
     trainer_memory: str = "32G"
+    # Where the Trainer's pod may run: node labels it needs (`nodeSelector`), and the taints it
+    # tolerates as (key, operator, value, effect): a GPU pool is often tainted, and a pod that does
+    # not tolerate the taint stays Pending. kfp-kubernetes' KubernetesExecutorConfig fields 4 and 12.
+    trainer_node_selector: Tuple[Tuple[str, str], ...] = ()
+    trainer_tolerations: Tuple[Tuple[str, str, str, str], ...] = ()
     # The cluster's store settings: the target KFP release's defaults and the `kfp-launcher`
     # ConfigMap's providers (components.data.stores); every task resolves stores from it.
     launcher: stores.LauncherConfig = stores.LauncherConfig()
@@ -100,6 +105,9 @@ _DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 _DNS_1123_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 _BUCKET = {"gs": re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]"), "s3": re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")}
 _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,511}")  # a reference: no spaces, quotes or newlines
+# Kubernetes label keys ([DNS subdomain prefix/]name) and values (validation.IsQualifiedName, IsValidLabelValue).
+_LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 _RESOURCE_NAME = re.compile(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 
 
@@ -147,6 +155,15 @@ def _check_resources(config: CompileConfig) -> None:
             raise CompileError(f"{flag} {value!r}: expected a memory size up to 64Ti, e.g. 8G, 512Mi")
     if not 0 <= config.gpus <= 64:
         raise CompileError(f"--gpus {config.gpus}: expected 0 (CPU only) to 64")
+    for key, value in config.trainer_node_selector:
+        if not _LABEL_KEY.fullmatch(key) or not _LABEL_VALUE.fullmatch(value):
+            raise CompileError(f"--trainer-node-selector {key}={value}: not a Kubernetes label (KEY=VALUE: a "
+                               f"[prefix/]name and a value of letters, digits, '-', '_', '.', at most 63 each)")
+    for key, operator, value, effect in config.trainer_tolerations:
+        if (key and not _LABEL_KEY.fullmatch(key)) or not _LABEL_VALUE.fullmatch(value) \
+                or effect not in ("", "NoSchedule", "PreferNoSchedule", "NoExecute") or operator not in ("Equal", "Exists"):
+            raise CompileError(f"--trainer-toleration {key}={value}:{effect}: expected KEY[=VALUE][:EFFECT], EFFECT one "
+                               f"of NoSchedule, PreferNoSchedule, NoExecute")
     if not _RESOURCE_NAME.fullmatch(config.accelerator):
         raise CompileError(f"--accelerator {config.accelerator!r}: not a Kubernetes resource name (e.g. nvidia.com/gpu)")
 
@@ -295,11 +312,20 @@ def _for_open_source_kfp(spec: Dict[str, Any], config: CompileConfig) -> Dict[st
     example_gen = spec["components"][tasks["ExampleGen"]["componentRef"]["name"]]
     example_gen["inputDefinitions"]["parameters"][FINGERPRINT] = {"parameterType": "STRING"}
     secrets = config.launcher.secrets([config.root, config.default_data_root])
+    executors: Dict[str, Dict[str, Any]] = {}
     if secrets:
         secret = {"secretAsEnv": [{"secretName": name, "keyToEnv": [
             {"secretKey": key, "envVar": var} for key, var in sorted(keys.items())]} for name, keys in secrets]}
-        spec[PLATFORM_KEY] = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {
-            label: copy.deepcopy(secret) for label, e in spec["deploymentSpec"]["executors"].items() if "container" in e}}}}}
+        executors = {label: copy.deepcopy(secret) for label, e in spec["deploymentSpec"]["executors"].items()
+                     if "container" in e}
+    trainer = spec["components"][tasks["Trainer"]["componentRef"]["name"]]["executorLabel"]
+    if config.trainer_node_selector:
+        executors.setdefault(trainer, {})["nodeSelector"] = {"labels": dict(config.trainer_node_selector)}
+    if config.trainer_tolerations:
+        executors.setdefault(trainer, {})["tolerations"] = [
+            {k: v for k, v in zip(("key", "operator", "value", "effect"), t) if v} for t in config.trainer_tolerations]
+    if executors:
+        spec[PLATFORM_KEY] = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
     return spec
 
 

@@ -65,6 +65,29 @@ def test_gpus_and_accelerator_flags():
     assert "accelerator" not in cpu_only["deploymentSpec"]["executors"]["Trainer_executor"]["container"]["resources"]
 
 
+def test_the_trainer_can_be_placed_on_a_tainted_gpu_pool(tmp_path):
+    """The Trainer could be given neither tolerations nor a nodeSelector, so on a tainted GPU pool it
+    stayed Pending. Field names: kfp-kubernetes' KubernetesExecutorConfig (kubernetes_platform/proto/
+    kubernetes_executor_config.proto at kubeflow/pipelines 0537b86: node_selector.labels, tolerations)."""
+    from kubeflow import runner  # pylint: disable=import-outside-toplevel
+    out = _compile("--output", str(tmp_path / "p.yaml"), "--pipeline-root", "gs://bucket/signs",
+                   "--trainer-node-selector", "cloud.google.com/gke-accelerator=nvidia-l4",
+                   "--trainer-toleration", "nvidia.com/gpu=present:NoSchedule", "--trainer-toleration", "dedicated")
+    assert out.returncode == 0, out.stdout + out.stderr
+    spec = kfp_compile.load(str(tmp_path / "p.yaml"))
+    executors = spec[kfp_compile.PLATFORM_KEY]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert executors["Trainer_executor"] == {
+        "nodeSelector": {"labels": {"cloud.google.com/gke-accelerator": "nvidia-l4"}},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"},
+                        {"key": "dedicated", "operator": "Exists"}]}
+    assert list(executors) == ["Trainer_executor"]  # only the Trainer runs on the GPU pool
+    with pytest.raises(SystemExit):
+        runner.build_parser().parse_args(["compile", "--trainer-node-selector", "no-value"])
+    out = _compile("--output", str(tmp_path / "q.yaml"), "--pipeline-root", "gs://bucket/signs",
+                   "--trainer-toleration", "gpu=x:Sometimes")
+    assert out.returncode == 2 and out.stdout.startswith("error: --trainer-toleration gpu=x:Sometimes: expected")
+
+
 def test_runtime_parameters_with_defaults(spec):
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["data_root"] == {"parameterType": "STRING", "defaultValue": "gs://bucket/signs/data", "isOptional": True}

@@ -6,6 +6,7 @@ is there already (HTTP 409), merge-patches it (PATCH .../inferenceservices/NAME,
 application/merge-patch+json). Every outcome is one line on stdout; the token is never printed.
 """
 
+import os
 import re
 import sys
 from typing import Any, Dict, Optional, Tuple
@@ -52,7 +53,6 @@ def package_launcher(spec: Dict[str, Any]):
 
 
 def _load_package(path: str) -> Dict[str, Any]:
-    import os  # pylint: disable=import-outside-toplevel
     if not os.path.exists(path):
         raise DeployError(f"{path}: no such package; pass --serving-dir or --package")
     from kubeflow import compile as kfp_compile  # pylint: disable=import-outside-toplevel
@@ -185,6 +185,27 @@ def _context_namespace(kubeconfig: Optional[str], context: Optional[str]) -> str
     return ((chosen or {}).get("context") or {}).get("namespace") or "default"
 
 
+# Who KFP's own store (SeaweedFS, from 2.16.0) lets in, by its NetworkPolicy: profile namespaces,
+# kubeflow and istio-system. A storage initializer elsewhere cannot connect, and the
+# InferenceService never becomes Ready.
+STORE_ADMITS = ("kubeflow", "istio-system")
+
+
+def store_admits(serving_dir: str, namespace: str, launcher) -> str:
+    """Why an InferenceService in `namespace` may not reach the serving dir ('' if it may, as far
+    as the package says): a namespace other than the package's profile on KFP's SeaweedFS store."""
+    from components.data import stores  # pylint: disable=import-outside-toplevel
+    if not serving_dir.startswith("minio://") or launcher is None:
+        return ""
+    release = stores.release(launcher.release)
+    if "seaweedfs" not in release.minio_endpoint or namespace in STORE_ADMITS or namespace == launcher.namespace:
+        return ""
+    return (f"namespace {namespace}: KFP {release.name}'s store ({release.minio_endpoint}) admits only Kubeflow "
+            f"profile namespaces, kubeflow and istio-system (its NetworkPolicy); unless {namespace} is a profile, "
+            f"the storage initializer cannot reach {serving_dir} and the InferenceService never becomes Ready "
+            f"(deploy into {launcher.namespace or 'the profile namespace'}, or serve from a bucket of your own)")
+
+
 def manifest_for(args, version: Optional[int]) -> Dict[str, Any]:
     try:
         return kserve.inference_service(args.serving_dir, name=args.name, namespace=args.namespace,
@@ -203,9 +224,9 @@ def deploy(args) -> int:
             kserve.storage_uri(args.serving_dir)  # refuses local and unknown roots before any store is asked
         except (kserve.ManifestError, storage.StorageError) as e:
             raise DeployError(str(e)) from None
+        launcher = package_launcher(_load_package(args.package)) if os.path.exists(args.package) else None
+        args.namespace = args.namespace or (launcher.namespace if launcher else "") or None
         if args.credentials_setup:
-            import os  # pylint: disable=import-outside-toplevel
-            launcher = package_launcher(_load_package(args.package)) if os.path.exists(args.package) else None
             try:
                 session = launcher.session(args.serving_dir) if launcher else None
                 print(kserve.credentials_setup(args.serving_dir, args.namespace,
@@ -223,6 +244,9 @@ def deploy(args) -> int:
             return 0
         cluster = Cluster(args.kubeconfig, args.context, args.in_cluster)
         args.namespace = args.namespace or cluster.namespace
+        note = store_admits(args.serving_dir, args.namespace, launcher)
+        if note:
+            print(f"warning: {note}", file=sys.stderr)
         manifest = manifest_for(args, version)
         done = cluster.apply(manifest)
         served = f"version {version}" if version is not None else "newest version: the store is not readable from here"

@@ -6,7 +6,8 @@ where, kubeflow/pipelines 2.17.0 and 2.5.0):
 - **The pod's environment** is the container's `env` from the package, the secrets its platform
   spec maps (`secretAsEnv`; a missing secret or key fails the task as the pod would fail), the
   image's own settings and the launcher's variables (`KFP_POD_NAME`, ...). Nothing of this
-  machine's `AWS_*`, `SIGNS_*` or `GOOGLE_*` reaches it.
+  machine's `AWS_*`, `SIGNS_*` or `GOOGLE_*` reaches it, nor its home (`~/.aws`, gcloud's
+  credentials): a task's HOME is an empty folder of its own.
 - **The driver** gives parameters from constants and pipeline parameters, inputs read back from
   ML Metadata (a real SQLite store in `--work-dir`: empty types and MLMD's value conversions come
   from it), outputs at `<root>/<pipeline>/<run id>/<task>/<salt>/<output>` plus `executor-logs`
@@ -40,7 +41,10 @@ from kubeflow import compile as kfp_compile, entrypoint, launcher, local_store
 
 EXECUTOR_LOGS = launcher.EXECUTOR_LOGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HOST_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")  # what any container has of its own
+HOST_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR", "TZ")  # what any container has of its own
+# The pod's HOME, under the task's stand-in "/": empty, as in the image. This machine's home holds
+# ~/.aws/credentials and gcloud's, which SDKs read when a pod would have nothing.
+POD_HOME = "root"
 
 
 class PackageError(Exception):
@@ -86,6 +90,8 @@ def pod_env(container: Dict[str, Any], platform: Dict[str, Any], secrets: Dict[s
         env["KFP_RETRY_INDEX"] = "0"
     env.update(network)
     env[entrypoint.LOCAL_ROOT_ENV] = local_root  # stands for the pod's "/"
+    env["HOME"] = os.path.join(local_root, POD_HOME)
+    os.makedirs(env["HOME"], exist_ok=True)
     return env
 
 

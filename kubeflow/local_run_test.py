@@ -29,7 +29,9 @@ def _trainer(spec):
     return task, component, spec["deploymentSpec"]["executors"][component["executorLabel"]]
 
 
-def test_a_task_sees_the_package_env_and_its_secrets_never_this_machines(spec, monkeypatch):
+def test_a_task_sees_the_package_env_and_its_secrets_never_this_machines(spec, monkeypatch, tmp_path):
+    """HOME was passed in, so a host ~/.aws/credentials (or gcloud's) was used where the pod has none."""
+    monkeypatch.setenv("HOME", str(tmp_path / "me"))
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "host-secret")
     monkeypatch.setenv("SIGNS_MINIO_ENDPOINT", "http://host-store:9000")
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/host/key.json")
@@ -38,7 +40,8 @@ def test_a_task_sees_the_package_env_and_its_secrets_never_this_machines(spec, m
         component["executorLabel"]]
     secrets = {"mlpipeline-minio-artifact": {"accesskey": "pod-key", "secretkey": "pod-secret"}}
     release = stores.release("2.17")
-    env = local_run.pod_env(executor["container"], platform, secrets, "Trainer", {}, "/tmp/root", release)
+    env = local_run.pod_env(executor["container"], platform, secrets, "Trainer", {}, str(tmp_path / "root"), release)
+    assert env["HOME"] == str(tmp_path / "root" / "root") and os.listdir(env["HOME"]) == []
     assert env["AWS_ACCESS_KEY_ID"] == "pod-key" and env["AWS_SECRET_ACCESS_KEY"] == "pod-secret"
     assert "SIGNS_MINIO_ENDPOINT" not in env and "GOOGLE_APPLICATION_CREDENTIALS" not in env
     assert stores.from_environment(env).session("minio://mlpipeline/x").endpoint == "seaweedfs.kubeflow:9000"
@@ -144,3 +147,24 @@ def test_a_launcher_of_another_release_serves_a_store_the_package_cannot_reach(s
         with storage.configured(stores.Settings.from_environment(env)):
             reason = storage.check_reachable(root)
     assert reason.startswith(f"{root} at http://seaweedfs.kubeflow:9000: ")
+
+
+@pytest.mark.parametrize("document, said", [
+    ("kind: Secret\nmetadata: just-a-name\n", "document 1 holds something other than a Kubernetes Secret with a name"),
+    ("kind: Secret\nmetadata: {name: s}\ndata: [a, b]\n", "secret 's': data is not a mapping of keys to values"),
+    ("kind: Secret\nmetadata: {name: s}\ndata: {accesskey: 'not base64!'}\n",
+     "secret 's' key 'accesskey': data is not base64 of UTF-8 text (put plain text under stringData)"),
+    ("kind: Secret\nmetadata: {name: s}\ndata: {accesskey: '//79'}\n",
+     "secret 's' key 'accesskey': data is not base64 of UTF-8 text"),
+    ("kind: Secret\nmetadata: {name: s}\nstringData: {'bad key/x': v}\n", "secret 's': 'bad key/x' is not a valid key"),
+    ("items: 7\n", "document 1 holds something other than a Kubernetes Secret with a name"),
+    ("- 1\n- 2\n", "document 1 holds something other than a Kubernetes Secret with a name"),
+])
+def test_a_malformed_secret_is_one_line_naming_file_secret_and_key(tmp_path, document, said):
+    """Each was a traceback, or a line that named no file or key."""
+    path = tmp_path / "secrets.yaml"
+    path.write_text(document)
+    with pytest.raises(local_store.StoreError) as raised:
+        local_store.load_secrets(str(path))
+    assert str(raised.value).startswith(f"--secrets {path}: {said}")
+    assert "\n" not in str(raised.value)

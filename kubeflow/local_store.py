@@ -16,6 +16,7 @@
 """
 
 import base64
+import binascii
 import contextlib
 import io
 import json
@@ -37,22 +38,49 @@ class StoreError(Exception):
 
 
 def load_secrets(path: str) -> Dict[str, Dict[str, str]]:
-    """Secrets from a YAML file of Kubernetes Secrets: name -> {key: value} (data base64, or stringData)."""
+    """Secrets from a YAML file of Kubernetes Secrets: name -> {key: value} (data base64, or stringData).
+
+    Raises:
+      StoreError: one line naming the file, and the secret and key where one is malformed (never a value).
+    """
     try:
         with open(path, encoding="utf-8") as f:
             documents = [d for d in yaml.safe_load_all(f) if d]
-    except (OSError, yaml.YAMLError) as e:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise StoreError(f"--secrets {path}: cannot read it ({getattr(e, 'strerror', None) or 'not YAML'})") from None
     found: Dict[str, Dict[str, str]] = {}
-    for document in documents:
-        items = document.get("items", [document]) if isinstance(document, dict) else []
-        for item in items:
-            if not isinstance(item, dict) or item.get("kind") != "Secret" or not item.get("metadata", {}).get("name"):
-                raise StoreError(f"--secrets {path}: holds something other than a Kubernetes Secret with a name")
-            values = {k: base64.b64decode(v).decode() for k, v in (item.get("data") or {}).items()}
-            values.update({k: str(v) for k, v in (item.get("stringData") or {}).items()})
-            found[item["metadata"]["name"]] = values
+    for number, document in enumerate(documents, 1):
+        items = document.get("items", [document]) if isinstance(document, dict) else [document]
+        for item in items if isinstance(items, list) else [items]:
+            metadata = item.get("metadata") if isinstance(item, dict) else None
+            name = metadata.get("name") if isinstance(metadata, dict) else None
+            if not isinstance(item, dict) or item.get("kind") != "Secret" or not isinstance(name, str) or not name:
+                raise StoreError(f"--secrets {path}: document {number} holds something other than a Kubernetes Secret "
+                                 f"with a name")
+            found[name] = _secret_values(path, name, item)
     return found
+
+
+def _secret_values(path: str, name: str, item: Dict[str, Any]) -> Dict[str, str]:
+    """A Secret's `data` (base64) and `stringData`, checked as the API server checks them."""
+    values: Dict[str, str] = {}
+    for field in ("data", "stringData"):
+        entries = item.get(field) or {}
+        if not isinstance(entries, dict):
+            raise StoreError(f"--secrets {path}: secret {name!r}: {field} is not a mapping of keys to values")
+        for key, value in entries.items():
+            if not isinstance(key, str) or not re.fullmatch(r"[-._a-zA-Z0-9]+", key):
+                raise StoreError(f"--secrets {path}: secret {name!r}: {str(key)[:60]!r} is not a valid key "
+                                 f"(letters, digits, '-', '_', '.')")
+            if field == "stringData":
+                values[key] = str(value)
+                continue
+            try:
+                values[key] = base64.b64decode(value if isinstance(value, str) else "*", validate=True).decode()
+            except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+                raise StoreError(f"--secrets {path}: secret {name!r} key {key!r}: data is not base64 of UTF-8 text "
+                                 f"(put plain text under stringData)") from None
+    return values
 
 
 def pod_secret_env(platform: Dict[str, Any], secrets: Dict[str, Dict[str, str]], task: str) -> Dict[str, str]:

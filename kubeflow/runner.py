@@ -31,6 +31,20 @@ def _param(text: str):
     return name, value
 
 
+def _label(text: str):
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected LABEL=VALUE, got {text!r}")
+    return key, value
+
+
+def _toleration(text: str):
+    """KEY[=VALUE][:EFFECT] as (key, operator, value, effect): Equal with a value, Exists without."""
+    rest, _, effect = text.rpartition(":") if ":" in text else (text, "", "")
+    key, sep, value = rest.partition("=")
+    return key, "Equal" if sep else "Exists", value, effect
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = CompileConfig()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--memory", default=d.memory, help="memory request of each task (G, Gi, M, Mi)")
     c.add_argument("--trainer-cpu", default=d.trainer_cpu, help="CPU request of the Trainer")
     c.add_argument("--trainer-memory", default=d.trainer_memory, help="memory request of the Trainer")
+    c.add_argument("--trainer-node-selector", type=_label, action="append", default=[], metavar="LABEL=VALUE",
+                   help="a node label the Trainer's pod needs (nodeSelector), repeatable, e.g. "
+                        "cloud.google.com/gke-accelerator=nvidia-l4")
+    c.add_argument("--trainer-toleration", type=_toleration, action="append", default=[],
+                   metavar="KEY[=VALUE][:EFFECT]",
+                   help="a taint the Trainer's pod tolerates, repeatable, e.g. nvidia.com/gpu=present:NoSchedule "
+                        "(a tainted GPU pool leaves it Pending otherwise); no VALUE: any value (Exists)")
     c.add_argument("--kserve-name", default=d.kserve_name,
                    help="the KServe InferenceService each push on the store leaves beside the model (its TF Serving model name)")
     c.add_argument("--kserve-namespace", default=None,
@@ -115,7 +136,9 @@ def _add_deploy(sub) -> None:
                    help="the TF Serving base directory (gs://, s3://, minio://); default: where the package's Pusher pushes, "
                         "<pipeline-root>/serving_model")
     k.add_argument("--name", default="signs", help="the InferenceService's name, and TF Serving's model name")
-    k.add_argument("--namespace", default=None, help="default: the kubeconfig context's namespace (in a pod: its own)")
+    k.add_argument("--namespace", default=None,
+                   help="default: the package's profile namespace, else the kubeconfig context's (in a pod: its own); "
+                        "KFP's own store admits only profile namespaces, kubeflow and istio-system")
     k.add_argument("--service-account", default=None,
                    help="the predictor's ServiceAccount, which carries the store's credentials; default: signs-kserve for "
                         "minio:// (see --credentials-setup), the namespace's default otherwise ('' for none)")
@@ -144,6 +167,8 @@ def main(argv=None) -> int:
                 pipeline_root=args.pipeline_root, data_root=args.data_root, source_kind=args.source_kind,
                 gpus=args.gpus, accelerator=args.accelerator, cpu=args.cpu, memory=args.memory,
                 trainer_cpu=args.trainer_cpu, trainer_memory=args.trainer_memory, launcher=launcher,
+                trainer_node_selector=tuple(args.trainer_node_selector),
+                trainer_tolerations=tuple(args.trainer_toleration),
                 namespace=args.namespace, kserve=args.kserve, kserve_name=args.kserve_name,
                 kserve_namespace=args.kserve_namespace or args.namespace or None,
                 kserve_service_account=args.kserve_service_account)

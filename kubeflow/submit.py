@@ -119,11 +119,16 @@ def submit(args) -> int:
             raise SubmitError(str(e)) from e
         from kubeflow import deploy  # pylint: disable=import-outside-toplevel
         launcher = deploy.package_launcher(spec)
-        namespace = args.namespace or (launcher.namespace if launcher else "") or None
-        if launcher and launcher.namespace:
+        compiled_for = launcher.namespace if launcher else ""
+        namespace = args.namespace or compiled_for or None
+        if args.namespace and compiled_for and args.namespace != compiled_for:
+            raise SubmitError(f"--namespace {args.namespace}: the package was compiled for namespace {compiled_for} "
+                              f"(its tasks' store keys and paths are that profile's); recompile with "
+                              f"--namespace {args.namespace}")
+        if namespace:  # a package compiled for no namespace too: the run's root must be the profile's
             from components.data import stores  # pylint: disable=import-outside-toplevel
             try:
-                stores.check_namespace_root(root, launcher.namespace)
+                stores.check_namespace_root(root, namespace)
             except stores.StoreConfigError as e:
                 raise SubmitError(str(e)) from None
         for image in sorted(images(spec)):

@@ -116,8 +116,11 @@ _LOCK = threading.RLock()  # local_copy holds it while it makes a filesystem
 def _filesystem(location: str):
     kind = scheme(location)
     config = _SETTINGS
-    url, region = (config.endpoint_url(location), session(location).region) if kind in ("s3", "minio") else ("", "")
-    key = (kind, url, region, config.gcs_endpoint if kind == "gs" else "")
+    store = session(location) if kind in ("s3", "minio") else None
+    url, region = (config.endpoint_url(location), store.region) if store else ("", "")
+    # The launcher's forcePathStyle and maxRetries (KFP's s3.go / minio.go params) apply here too.
+    path_style, attempts = (store.force_path_style, store.max_retries or 2) if store else (True, 2)
+    key = (kind, url, region, config.gcs_endpoint if kind == "gs" else "", path_style, attempts)
     with _LOCK:
         if key not in _FILESYSTEMS:
             if kind in ("s3", "minio"):
@@ -126,8 +129,10 @@ def _filesystem(location: str):
                 _FILESYSTEMS[key] = s3fs.S3FileSystem(
                     endpoint_url=url or None,  # None: botocore's own (AWS_ENDPOINT_URL_S3, then AWS)
                     client_kwargs={"region_name": region} if region else {}, **keys,
-                    config_kwargs={"connect_timeout": 10, "read_timeout": 20,  # a store that never answers: ~1 min, not 3
-                                   "retries": {"max_attempts": 2, "mode": "standard"}})
+                    # a store that never answers: ~1 min with 2 attempts, not 3
+                    config_kwargs={"connect_timeout": 10, "read_timeout": 20,
+                                   "retries": {"max_attempts": attempts, "mode": "standard"},
+                                   "s3": {"addressing_style": "path" if path_style else "virtual"}})
             elif kind == "gs":
                 import gcsfs  # pylint: disable=import-outside-toplevel
                 token = json.loads(config.gcs_token) if config.gcs_token else "anon" if config.gcs_endpoint else None

@@ -138,3 +138,18 @@ def test_a_password_in_an_endpoint_is_refused_and_never_shown():
                             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a secret) instead")
     with storage.configured(settings):
         assert "pa55word" not in storage.endpoint("minio://mlpipeline/x")
+
+
+def test_the_launchers_path_style_and_retries_reach_the_store_client():
+    """The launcher config's forcePathStyle and maxRetries were read and then ignored."""
+    configmap = ("data:\n  providers: |\n    s3:\n      default:\n        endpoint: s3.internal.example:9000\n"
+                 "        forcePathStyle: false\n        maxRetries: 3\n        credentials: {fromEnv: true}\n")
+    settings = stores.Settings(launcher=stores.parse_configmap(configmap, "cm.yaml"))
+    with storage.configured(settings):
+        client = storage._filesystem("s3://bucket/x")  # pylint: disable=protected-access
+    assert client.config_kwargs["s3"] == {"addressing_style": "virtual"}
+    assert client.config_kwargs["retries"]["max_attempts"] == 3
+    with storage.configured(stores.Settings(launcher=stores.LauncherConfig())):
+        client = storage._filesystem("minio://mlpipeline/x")  # pylint: disable=protected-access
+    assert client.config_kwargs["s3"] == {"addressing_style": "path"}  # KFP's own store: path style, 5 tries
+    assert client.config_kwargs["retries"]["max_attempts"] == 5

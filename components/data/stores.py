@@ -129,6 +129,18 @@ class Session:
                    p.get("disableSSL") == "true", p.get("secretName", ""), p.get("accessKeyKey", ""),
                    p.get("secretKeyKey", ""), p.get("tokenKey", ""), tuple(sorted(p.items())))
 
+    @property
+    def force_path_style(self) -> bool:
+        """Bucket in the path (http://host/bucket/key), as the launcher's `forcePathStyle` says
+        (its default: true); false: in the host name (http://bucket.host/key)."""
+        return dict(self.params).get("forcePathStyle", "true") == "true"
+
+    @property
+    def max_retries(self) -> Optional[int]:
+        """The launcher's `maxRetries` for this store (None: not given, the storage layer's own)."""
+        value = dict(self.params).get("maxRetries", "")
+        return min(int(value), 20) if value.isdigit() else None
+
     def endpoint_url(self, addresses: Optional[Mapping[str, str]] = None) -> str:
         """The endpoint as a URL ('' for the SDK's own); `addresses` maps cluster hosts to reachable ones."""
         if not self.endpoint:
