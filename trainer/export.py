@@ -67,9 +67,11 @@ def _exif_offset(encoded: tf.Tensor) -> tf.Tensor:
 
 
 def exif_orientation(encoded: tf.Tensor) -> tf.Tensor:
-    """The EXIF orientation (1-8, TIFF tag 0x0112 of the first IFD) of an encoded JPEG or PNG; 1 if
-    it has none or an invalid one. What Pillow's `ImageOps.exif_transpose` reads, so ExampleGen
-    and serving turn a phone photo upright alike."""
+    """The EXIF orientation (1-8, TIFF tag 0x0112 of the first IFD, SHORT or LONG) of an encoded
+    JPEG or PNG; 1 if it has none or an invalid one. ExampleGen reads it with the same rule
+    (`components.data.sources.exif_orientation`), so training and serving turn a photo upright
+    alike: an APP1 Exif segment within a JPEG's first 64, an eXIf chunk before a PNG's image data.
+    Orientation given only in XMP, in a PNG text chunk or after the image data is read by neither."""
     tiff = _exif_offset(encoded)
 
     def read():
@@ -83,7 +85,9 @@ def exif_orientation(encoded: tf.Tensor) -> tf.Tensor:
         def entry(j, value):
             at = ifd + 2 + 12 * j
             tag = _unsigned(encoded, at, 2, big_endian)
-            return j + 1, tf.where(tf.equal(tag, 0x0112), _unsigned(encoded, at + 8, 2, big_endian), value)
+            long = tf.equal(_unsigned(encoded, at + 2, 2, big_endian), 4)  # type LONG: 4 bytes, else SHORT
+            read = tf.where(long, _unsigned(encoded, at + 8, 4, big_endian), _unsigned(encoded, at + 8, 2, big_endian))
+            return j + 1, tf.where(tf.equal(tag, 0x0112), read, value)
 
         _, value = tf.while_loop(more, entry, (tf.constant(0, tf.int64), tf.constant(-1, tf.int64)))
         return value

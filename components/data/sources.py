@@ -207,6 +207,55 @@ def read_image_file(path: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray
     return decode_image(data, path, max_pixels)
 
 
+# EXIF orientation -> the Pillow transpose that turns the image upright (as ImageOps.exif_transpose).
+_TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270",
+              7: "TRANSVERSE", 8: "ROTATE_90"}
+
+
+def _unsigned(data: bytes, offset: int, size: int, big_endian: bool = True) -> int:
+    """As `trainer.export._unsigned`: bytes past the end read as 0, an offset past it as the end."""
+    offset = min(max(offset, 0), len(data))
+    raw = data[offset:offset + size].ljust(size, b"\0")
+    return int.from_bytes(raw, "big" if big_endian else "little")
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation (1-8) by the serving graph's rule (`trainer.export.exif_orientation`),
+    step for step: an APP1 Exif segment within a JPEG's first 64 segments, an eXIf chunk before a
+    PNG's image data, tag 0x0112 of the first IFD as SHORT or LONG; 1 otherwise. Pillow also reads
+    XMP, text chunks and chunks after the image data, which the served model cannot: training
+    follows the server, so a photo is turned alike in both or in neither."""
+    length, tiff, pos = len(data), -1, 0
+    if data[:3] == b"\xff\xd8\xff":
+        pos = 2
+        for _ in range(64):
+            if tiff >= 0 or pos + 8 > length:
+                break
+            marker, size = _unsigned(data, pos, 2), _unsigned(data, pos + 2, 2)
+            if marker == 0xFFE1 and data[pos + 4:pos + 10] == b"Exif\0\0":
+                tiff = pos + 10
+            pos = length if marker == 0xFFDA or marker >> 8 != 0xFF else pos + 2 + size
+    elif data[:8] == b"\x89PNG\r\n\x1a\n":
+        pos = 8
+        for _ in range(64):
+            if tiff >= 0 or pos + 8 > length:
+                break
+            size, kind = _unsigned(data, pos, 4), data[pos + 4:pos + 8]
+            if kind == b"eXIf":
+                tiff = pos + 8
+            pos = length if kind in (b"IDAT", b"IEND") else pos + 12 + size
+    if tiff < 0:
+        return 1
+    big = data[tiff:tiff + 2] == b"MM"
+    ifd = tiff + _unsigned(data, tiff + 4, 4, big)
+    value = -1
+    for j in range(min(_unsigned(data, ifd, 2, big), 256)):
+        at = ifd + 2 + 12 * j
+        if _unsigned(data, at, 2, big) == 0x0112:
+            value = _unsigned(data, at + 8, 4 if _unsigned(data, at + 2, 2, big) == 4 else 2, big)
+    return value if 1 <= value <= 8 else 1
+
+
 def decode_image(data: bytes, where: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Decodes encoded image bytes (JPEG, PNG, ...) into SIGNS form; `where` names them in errors.
 
@@ -214,7 +263,7 @@ def decode_image(data: bytes, where: str, max_pixels: int = MAX_IMAGE_PIXELS) ->
     palette images included; alpha is dropped; 16-bit channels keep their high byte), then resized
     to 64x64 (see `_to_signs_size`). Serving decodes alike: `trainer.export.decode_image_bytes`.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError  # pylint: disable=import-outside-toplevel
+    from PIL import Image, UnidentifiedImageError  # pylint: disable=import-outside-toplevel
 
     if not data:
         raise SignsDataError(f"{where}: empty image (0 bytes)")
@@ -223,8 +272,10 @@ def decode_image(data: bytes, where: str, max_pixels: int = MAX_IMAGE_PIXELS) ->
             if img.width * img.height > max_pixels:
                 raise SignsDataError(f"{where}: declares {img.width}x{img.height} pixels, more than the limit of "
                                      f"{max_pixels} (--max-image-pixels); not decoded")
-            img = ImageOps.exif_transpose(img)
+            turn = _TRANSPOSE.get(exif_orientation(data))
             img.load()
+            if turn is not None:
+                img = img.transpose(getattr(Image.Transpose, turn))
             if img.mode.startswith("I"):  # 16-bit grayscale ("I;16", or "I"): convert("RGB") would clip at 255
                 gray = (np.asarray(img).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8)
                 return _to_signs_size(np.repeat(gray[..., None], 3, axis=2))  # the high byte, as libpng reads it
