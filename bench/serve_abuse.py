@@ -7,10 +7,11 @@ Three runs of `--seconds` each, on 127.0.0.1, each against a server process of i
 1. alone: `--clients` clients, each sending one photo per request (`serve_image_bytes`) and the
    next when answered;
 2. beside an abusive client, with the server's limits (its defaults): the same clients, while one
-   more client, in a process of its own, sends over and over a request of 8000 tiny PNGs and one
-   of 32 PNGs of 36 megapixels each, and holds 300 connections that send half a request's headers
-   and stop (reopening each as soon as the server drops it), all from an address of its own
-   (127.0.0.2);
+   more client, in a process of its own, sends over and over a request of 8000 tiny PNGs, one of
+   32 PNGs of 36 megapixels each and, three at a time, 61 KB gzip bodies that inflate to 60 MiB of
+   JSON; holds 300 connections that send half a request's headers and stop from 127.0.0.2; and
+   from eight addresses (127.0.0.2-9) holds 40 connections each that send a request's headers and
+   the first byte of its body, then nothing (reopening each as soon as the server drops it);
 3. the same, with the limits lifted (as far as the flags go): what the limits are for.
 
 It prints p50 and p99 of the well-behaved clients' answers in each run, the ratio of each p99 to
@@ -22,6 +23,7 @@ import argparse
 import asyncio
 import base64
 import collections
+import gzip
 import io
 import json
 import os
@@ -33,9 +35,11 @@ from typing import Dict, List
 from bench.machine import cpu_model
 from bench.serve import Server, a_photo, export_untrained
 
-NO_LIMITS = ("--max-request-rows", "100000000", "--max-request-pixels", str(10 ** 15), "--max-connections", "1000000",
-             "--max-client-connections", "1000000", "--header-timeout", "100000", "--body-timeout", "100000")
+NO_LIMITS = ("--max-request-rows", "65536", "--max-request-pixels", str(10 ** 10), "--max-connections", "65535",
+             "--max-client-connections", "65535", "--header-timeout", "3600", "--body-timeout", "3600",
+             "--min-data-rate", "0")  # each flag's far end (their ranges keep a limit a limit)
 ABUSER_ADDRESS = "127.0.0.2"  # the abusive client's own address (Linux answers all of 127.0.0.0/8 on loopback)
+HALF_BODY_ADDRESSES = [f"127.0.0.{i}" for i in range(2, 10)]
 
 
 def _png(size) -> bytes:
@@ -57,7 +61,34 @@ async def _abuse(url: str, seconds: float, retry_after: float, answered: collect
     stop = time.perf_counter() + seconds
     many_rows = _body([_png((4, 4))] * 8000)
     many_pixels = _body([_png((6000, 6000))] * 32)
+    bomb = gzip.compress(b'{"instances": [' + b"0," * (30 << 20) + b"0]}", 9)  # 60 MiB of JSON
     host, port = url.split("//")[1].split("/")[0].split(":")
+
+    async def inflating(session):
+        while time.perf_counter() < stop:
+            try:
+                async with session.post(url + ":predict", data=bomb, headers={"Content-Encoding": "gzip"},
+                                        timeout=aiohttp.ClientTimeout(total=seconds * 4)) as response:
+                    await response.read()
+                    answered[f"gzip {len(bomb) // 1024} KB -> 60 MiB: {response.status}"] += 1
+            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                answered[f"gzip: {type(e).__name__}"] += 1
+
+    async def half_body(address):
+        while time.perf_counter() < stop:
+            try:
+                reader, writer = await asyncio.open_connection(host, int(port), local_addr=(address, 0))
+                writer.write(b"POST /v1/models/signs:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{")
+                await writer.drain()
+                data = await asyncio.wait_for(reader.read(1024), max(0.01, stop - time.perf_counter()))
+                refused = data.startswith(b"HTTP/1.1 503")
+                answered["half-sent body: " + ("503" if refused else "dropped")] += 1
+                writer.close()
+                if refused:
+                    await asyncio.sleep(retry_after)
+            except (asyncio.TimeoutError, OSError):
+                answered["half-sent body: held to the end"] += 1
+                return
 
     async def oversized(session):
         while time.perf_counter() < stop:
@@ -88,7 +119,8 @@ async def _abuse(url: str, seconds: float, retry_after: float, answered: collect
 
     connector = aiohttp.TCPConnector(limit=0, local_addr=(ABUSER_ADDRESS, 0))
     async with aiohttp.ClientSession(connector=connector) as session:
-        await asyncio.gather(oversized(session), *(hold() for _ in range(300)))
+        await asyncio.gather(oversized(session), *(inflating(session) for _ in range(3)), *(hold() for _ in range(300)),
+                             *(half_body(a) for a in HALF_BODY_ADDRESSES for _ in range(40)))
 
 
 def _abuser_process(url: str, seconds: float, retry_after: float, results) -> None:

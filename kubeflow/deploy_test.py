@@ -391,6 +391,7 @@ def test_deploy_defaults_to_the_packages_namespace_and_says_what_the_store_admit
     package = kfp_compile.write(kfp_compile.build(kfp_compile.CompileConfig(image="registry.example/signs:1",
                                                                             namespace="team-a")),
                                 str(tmp_path / "p.yaml"))
+    api.namespaces.update({"team-a", "serving"})
     out = _deploy("--package", package, "--serving-dir", pushed.serving_dir, "--kubeconfig", api.kubeconfig,
                   env=pushed.env)
     assert out.returncode == 0 and api.requests[0]["path"] == COLLECTION.format("team-a")

@@ -98,9 +98,10 @@ def test_unknown_parameter_is_refused_before_contacting_the_host(package):
 
 
 @pytest.mark.parametrize("param, problem", [
-    ("learning_rate=nan", "expected a finite number, got nan"),
+    ("learning_rate=nan", "expected a number from 1e-07 to 1, got nan"),
     ("min_accuracy=inf", "expected a finite number, got inf"),
-    ("epochs=-5", "expected an integer >= 0, got -5"),
+    ("epochs=-5", "expected a number from 0 to 10000, got -5"),
+    ("mixup=1e308", "expected a number from 0 to 100, got 1e308"),
     ("precision=float64", "expected one of"),
 ])
 def test_a_parameter_the_local_runner_refuses_is_refused_before_contacting_the_host(package, param, problem):

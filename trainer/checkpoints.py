@@ -18,6 +18,7 @@ mirror and uploaded, state.json last; each upload is one whole object.
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from typing import Any, Dict, List, Optional
@@ -58,17 +59,45 @@ def training_key(config: Dict[str, Any], splits: Dict[str, List[str]]) -> str:
     return digest.hexdigest()[:16]
 
 
+class CheckpointError(OSError):
+    """A checkpoint could not be written (a full disk, most often); one line naming the file."""
+
+
+def _written(path: str, tmp: str, write) -> None:
+    """Runs `write` into `tmp`, then renames it to `path`; on any failure removes `tmp` and raises
+    CheckpointError naming `path` and the free space left, so a full disk is said as such and is
+    not left fuller by a half-written file."""
+    try:
+        write()
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+    except Exception as e:  # pylint: disable=broad-except  (OSError, h5py's RuntimeError, TF's OpError)
+        try:
+            if tf.io.gfile.exists(tmp):
+                tf.io.gfile.remove(tmp)
+        except Exception:  # pylint: disable=broad-except  (what can be removed is; the error below says why)
+            pass
+        why = getattr(e, "strerror", None) or str(e).splitlines()[0][:160] or type(e).__name__
+        free = ""
+        if not storage.is_remote(path):
+            try:
+                free = f"; {shutil.disk_usage(os.path.dirname(path) or '.').free} bytes free there"
+            except OSError:
+                pass
+        raise CheckpointError(f"{path}: the checkpoint could not be written ({why}){free}") from e
+
+
 def _write_json(path: str, value: Any) -> None:
     tmp = path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        json.dump(value, f, indent=1)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+    def write():
+        with tf.io.gfile.GFile(tmp, "w") as f:
+            json.dump(value, f, indent=1)
+    _written(path, tmp, write)
 
 
 def _save_weights(model: keras.Model, path: str) -> None:
     tmp = os.path.join(os.path.dirname(path), "tmp-" + os.path.basename(path))  # keeps .weights.h5
-    model.save_weights(tmp, overwrite=True)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    _written(path, tmp, lambda: model.save_weights(tmp, overwrite=True))
 
 
 class TrainingState(keras.callbacks.Callback):

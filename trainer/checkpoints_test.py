@@ -128,3 +128,23 @@ def test_checkpoints_on_an_object_store_resume_in_a_new_process(capsys):
         assert sorted(storage.walk_files(directory)) == ["best.weights.h5", "epoch-5.weights.h5", "state.json"]
         resumed.clear()
         assert storage.walk_files(directory) == {}
+
+
+def test_a_full_disk_leaves_no_half_written_checkpoint_and_says_where(tmp_path, monkeypatch):
+    """A full disk during the Trainer left a 149 MB tmp-best.weights.h5 behind, the disk still full,
+    and an error that named no path."""
+    import errno  # pylint: disable=import-outside-toplevel
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+
+    def fill_the_disk(self, path, overwrite=True):  # writes part of the file, then the disk is full
+        with open(path, "wb") as f:
+            f.write(b"\0" * 4096)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(keras.Model, "save_weights", fill_the_disk)
+    target = str(tmp_path / "best.weights.h5")
+    with pytest.raises(checkpoints.CheckpointError,
+                       match=rf"^{tmp_path}/best\.weights\.h5: the checkpoint could not be written \(No space left on "
+                             rf"device\); \d+ bytes free there$"):
+        checkpoints._save_weights(model, target)  # pylint: disable=protected-access
+    assert os.listdir(tmp_path) == []
