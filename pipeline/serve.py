@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds a request's body may take to arrive after its headers (default %(default)s)")
     limits.add_argument("--min-data-rate", type=_ranged("min_data_rate", float), default=d.min_data_rate,
                         help="when every connection is taken, the slowest sender below this many bytes a second "
-                             "(waited on a second or more) is dropped to make room; 0: none is (default "
+                             "(of the address holding the most connections) is dropped to make room for an address "
+                             "holding fewer; 0: none is (default "
                              "%(default)s)")
     return parser
 

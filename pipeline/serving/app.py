@@ -44,8 +44,9 @@ class Settings:
     max_client_connections: int = 32  # from one client address
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
-    # When every connection slot is taken, the slowest sender below this many bytes a second, that
-    # has kept the server waiting a second or more, is dropped to make room (limits.py); 0: none is.
+    # When every connection slot is taken, the slowest sender below this many bytes a second, of
+    # the address holding the most connections, is dropped to make room for an address holding
+    # fewer (limits.py); 0: none is.
     min_data_rate: float = 16 * 1024
 
     def __post_init__(self):

@@ -102,8 +102,21 @@ def decode(body: bytes, encoding: str, max_bytes: int, max_rows: int,
     return name, tensors, row_format
 
 
+WORKER_NICENESS = 10  # below the server's own priority: the model and small requests come first
+
+
+def _lower_priority() -> None:
+    """A worker's start: yields the CPU to the server process (its event loop, small requests and
+    the model's calls) whenever both want it, so large bodies cost the clients that send them."""
+    try:
+        os.nice(WORKER_NICENESS)
+    except OSError:
+        pass
+
+
 class Decoder:
-    """Decodes bodies in `workers` processes (spawned: they load neither TensorFlow nor the model)."""
+    """Decodes bodies in `workers` processes (spawned: they load neither TensorFlow nor the model)
+    running at a lower priority than the server (`WORKER_NICENESS`)."""
 
     def __init__(self, workers: int = 0):
         self.workers = workers or min(2, os.cpu_count() or 1)
@@ -111,7 +124,8 @@ class Decoder:
 
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"))
+            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
+                                                                initializer=_lower_priority)
         return self._pool
 
     async def decode(self, body: bytes, encoding: str, max_bytes: int, max_rows: int,

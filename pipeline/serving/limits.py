@@ -108,15 +108,15 @@ class ConnectionGuard:
     """Wraps aiohttp's protocol factory (`web.Server`) with the connection limits, the header clock
     and, under pressure, the minimum data rate.
 
-    When every slot is taken (or every slot of the newcomer's address), the connection that sends
-    slowest is dropped to make room, if it has kept the server waiting at least `grace_s` at less
-    than `min_rate` bytes a second: half-sent requests and idle kept-alive connections go first,
-    and a client that opens many and sends little cannot lock the others out. Connections whose
-    request the server is working on are never dropped.
+    When every slot is taken (or every slot of the newcomer's address), the slowest connection of
+    the address holding the most (`make_room`) is dropped to make room, if it has kept the server
+    waiting at least `grace_s` at less than `min_rate` bytes a second: half-sent requests and idle
+    kept-alive connections go first, and addresses that open many and send little cannot lock the
+    others out. Connections whose request the server is working on are never dropped.
     """
 
     def __init__(self, factory, max_connections: int, header_timeout_s: float, max_client_connections: int = 0,
-                 min_rate: float = 16 * 1024, grace_s: float = 1.0):
+                 min_rate: float = 16 * 1024, grace_s: float = 0.25):
         self.factory = factory
         self.max_connections = max_connections
         self.max_client_connections = max_client_connections or max_connections
@@ -131,21 +131,27 @@ class ConnectionGuard:
         return _Guarded(self, self.factory())
 
     def make_room(self, client: str) -> bool:
-        """Whether a new connection from `client` may be admitted, dropping the slowest one that
-        may be dropped if there is no room."""
+        """Whether a new connection from `client` may be admitted. An address at its own limit is
+        refused. When every slot is taken, one connection of the address holding the most is
+        dropped, if the newcomer's address holds fewer and that connection only keeps the server
+        waiting: addresses that hold many cannot take slots from each other by reconnecting fast,
+        and a client with few finds room."""
         if self.per_client[client] >= self.max_client_connections:
-            pool = [c for c in self.open if c.client == client]
-        elif len(self.open) >= self.max_connections:
-            pool = self.open
+            return False  # an address at its own limit waits for its own connections to end
+        if len(self.open) >= self.max_connections:
+            donor, held = max(self.per_client.items(), key=lambda item: item[1])
+            if self.per_client[client] + 1 >= held:  # the newcomer's address would hold as many: no room
+                return False
         else:
             return True
         now = time.monotonic()
-        slow = [c for c in pool if c.since is not None and now - c.since >= self.grace_s and c.rate(now) < self.min_rate]
+        slow = [c for c in self.open if c.client == donor and c.since is not None
+                and now - c.since >= self.grace_s and c.rate(now) < self.min_rate]
         if not slow:
             return False
         victim = min(slow, key=lambda c: (c.rate(now), c.since))
-        victim.transport.abort()  # connection_lost frees its slot now
-        if victim in self.open:  # not every transport calls back at once
+        victim.transport.abort()
+        if victim in self.open:  # abort() reports the loss later: free the slot now
             victim.connection_lost(None)
             victim.admitted = False
         self.dropped += 1
