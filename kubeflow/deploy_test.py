@@ -383,21 +383,3 @@ def test_credentials_setup_of_a_package_names_its_releases_store(release, endpoi
     assert "kubectl -n team-a get secret mlpipeline-minio-artifact" in out.stdout  # the profile's own keys
     assert documents[0]["metadata"]["namespace"] == "team-a"
 
-
-def test_deploy_defaults_to_the_packages_namespace_and_says_what_the_store_admits(api, pushed, tmp_path):
-    """deploy used the kubeconfig's namespace; SeaweedFS's NetworkPolicy admits only profile
-    namespaces, kubeflow and istio-system, so the InferenceService never became Ready, unwarned."""
-    from kubeflow import compile as kfp_compile  # pylint: disable=import-outside-toplevel
-    package = kfp_compile.write(kfp_compile.build(kfp_compile.CompileConfig(image="registry.example/signs:1",
-                                                                            namespace="team-a")),
-                                str(tmp_path / "p.yaml"))
-    api.namespaces.update({"team-a", "serving"})
-    out = _deploy("--package", package, "--serving-dir", pushed.serving_dir, "--kubeconfig", api.kubeconfig,
-                  env=pushed.env)
-    assert out.returncode == 0 and api.requests[0]["path"] == COLLECTION.format("team-a")
-    assert "warning" not in out.stderr
-    out = _deploy("--package", package, "--serving-dir", pushed.serving_dir, "--kubeconfig", api.kubeconfig,
-                  "--namespace", "serving", env=pushed.env)
-    assert out.returncode == 0 and api.requests[-1]["path"].startswith(COLLECTION.format("serving"))
-    assert out.stderr.startswith("warning: namespace serving: KFP 2.17's store (seaweedfs.kubeflow:9000) admits only "
-                                 "Kubeflow profile namespaces, kubeflow and istio-system")

@@ -28,7 +28,7 @@ from typing import Any, Dict, Iterator, List
 
 import yaml
 
-from components.data import storage, stores, testing
+from components.data import safe_yaml, storage, stores, testing
 
 ADMIN_KEY = "kfp-admin"
 
@@ -45,9 +45,10 @@ def load_secrets(path: str) -> Dict[str, Dict[str, str]]:
     """
     try:
         with open(path, encoding="utf-8") as f:
-            documents = [d for d in yaml.safe_load_all(f) if d]
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise StoreError(f"--secrets {path}: cannot read it ({getattr(e, 'strerror', None) or 'not YAML'})") from None
+            documents = [d for d in safe_yaml.load_all(f.read(safe_yaml.MAX_BYTES + 1)) if d]
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
+        why = getattr(e, "strerror", None) or (str(e) if isinstance(e, ValueError) else "not YAML")
+        raise StoreError(f"--secrets {path}: cannot read it ({why})") from None
     found: Dict[str, Dict[str, str]] = {}
     for number, document in enumerate(documents, 1):
         items = document.get("items", [document]) if isinstance(document, dict) else [document]

@@ -129,8 +129,7 @@ def _filesystem(location: str):
                 _FILESYSTEMS[key] = s3fs.S3FileSystem(
                     endpoint_url=url or None,  # None: botocore's own (AWS_ENDPOINT_URL_S3, then AWS)
                     client_kwargs={"region_name": region} if region else {}, **keys,
-                    # a store that never answers: ~1 min with 2 attempts, not 3
-                    config_kwargs={"connect_timeout": 10, "read_timeout": 20,
+                    config_kwargs={"connect_timeout": 10, "read_timeout": 20,  # silent store: ~1 min at 2 tries
                                    "retries": {"max_attempts": attempts, "mode": "standard"},
                                    "s3": {"addressing_style": "path" if path_style else "virtual"}})
             elif kind == "gs":

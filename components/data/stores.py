@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
 
-from components.data import redact
+from components.data import redact, safe_yaml
 
 ENV_VAR = "SIGNS_KFP_LAUNCHER"  # the package's LauncherConfig, JSON, in every task's environment
 # run-local stands in for the cluster's DNS: {"seaweedfs.kubeflow:9000": "127.0.0.1:PORT"}.
@@ -312,26 +312,6 @@ def _provider_params(provider: str, config: Dict[str, Any], bucket: str, prefix:
     return params
 
 
-class _NoAliasLoader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
-    """YAML without aliases: a ConfigMap needs none, and 398 bytes of nested ones (a "billion
-    laughs") expand to gigabytes."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted here",
-                                              self.peek_event().start_mark)
-        return super().compose_node(parent, index)
-
-
-MAX_CONFIGMAP_BYTES = 1 << 20  # Kubernetes holds a ConfigMap to 1 MiB
-
-
-def _load_yaml(text: str):
-    if len(text) > MAX_CONFIGMAP_BYTES:
-        raise ValueError(f"{len(text)} characters; a ConfigMap holds at most {MAX_CONFIGMAP_BYTES} bytes")
-    return yaml.load(text, Loader=_NoAliasLoader)  # nosec: a SafeLoader
-
-
 def parse_configmap(text: str, source: str, kfp_release: str = DEFAULT_RELEASE) -> LauncherConfig:
     """A LauncherConfig from the `kfp-launcher` ConfigMap (`kubectl get cm kfp-launcher -o yaml`, or its data).
 
@@ -339,13 +319,13 @@ def parse_configmap(text: str, source: str, kfp_release: str = DEFAULT_RELEASE) 
       StoreConfigError: not YAML, or `providers` is not the launcher's schema; the message names `source`.
     """
     try:
-        document = _load_yaml(text) or {}
+        document = safe_yaml.load(text) or {}
         data = document.get("data", document) if isinstance(document, dict) else None
         if not isinstance(data, dict):
             raise ValueError("not a mapping")
         providers = data.get("providers")
         if isinstance(providers, str):
-            providers = _load_yaml(providers)
+            providers = safe_yaml.load(providers)
         if providers is not None and not isinstance(providers, dict):
             raise ValueError("providers is not a mapping")
     except (yaml.YAMLError, ValueError, AttributeError) as e:
