@@ -1,6 +1,7 @@
 """Runs the pipeline with LocalDagRunner and reports: progress, one-line errors, a final summary."""
 
 import os
+import shutil
 import time
 
 from components.push import serving
@@ -10,11 +11,34 @@ from components.report import runs
 from pipeline import configs, data_source, monitor
 
 
+MIN_FREE_BYTES = 2 ** 30  # a run writes about 0.6 GB: checkpoints, the model twice, examples, ML Metadata
+
+
+def disk_problem(pipeline_root: str, need: int = MIN_FREE_BYTES) -> str:
+    """Why a local pipeline root cannot take a run ('' if it can): too little free space. A full
+    disk mid-run leaves ML Metadata unable to record the failure ("database or disk is full")."""
+    if "://" in pipeline_root:
+        return ""
+    where = pipeline_root
+    while where and not os.path.exists(where):
+        where = os.path.dirname(where)
+    try:
+        free = shutil.disk_usage(where or ".").free
+    except OSError:
+        return ""
+    if free >= need:
+        return ""
+    return (f"{pipeline_root}: {free / 2 ** 30:.2f} GiB free on its disk, and a run needs about {need / 2 ** 30:g} "
+            f"GiB (checkpoints, the model, the examples, ML Metadata); free some space, or pass another "
+            f"--pipeline-root")
+
+
 def _root_cause(error: BaseException) -> BaseException:
-    """The SignsDataError behind an executor failure, if any, else `error` itself."""
+    """The SignsDataError (or the Trainer's CheckpointError, a full disk) behind an executor
+    failure, if any, else `error` itself."""
     seen, current = set(), error
     while current is not None and id(current) not in seen:
-        if isinstance(current, SignsDataError):
+        if isinstance(current, SignsDataError) or type(current).__name__ == "CheckpointError":
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
@@ -67,7 +91,7 @@ def run_locally(config: configs.PipelineConfig) -> int:
     except SignsDataError as e:
         print(printable(f"error: {e}"))
         return 2
-    problem = runs.metadata_problem(config.metadata_path)
+    problem = runs.metadata_problem(config.metadata_path) or disk_problem(config.pipeline_root)
     if problem:
         print(printable(f"error: {problem}"))
         return 1
