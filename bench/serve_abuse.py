@@ -8,8 +8,8 @@ Three runs of `--seconds` each, on 127.0.0.1, each against a server process of i
    next when answered;
 2. beside an abusive client, with the server's limits (its defaults): the same clients, while one
    more client, in a process of its own, sends over and over a request of 8000 tiny PNGs, one of
-   32 PNGs of 36 megapixels each and, three at a time, 61 KB gzip bodies that inflate to 60 MiB of
-   JSON; holds 300 connections that send half a request's headers and stop from 127.0.0.2; and
+   32 PNGs of 36 megapixels each and, three at a time, 59 KB gzip bodies that inflate to 60 MiB of
+   JSON (`--bomb-mib`); holds 300 connections that send half a request's headers and stop from 127.0.0.2; and
    from eight addresses (127.0.0.2-9) holds 40 connections each that send a request's headers and
    the first byte of its body, then nothing (reopening each as soon as the server drops it);
 3. the same, with the limits lifted (as far as the flags go): what the limits are for.
@@ -54,14 +54,15 @@ def _body(images: List[bytes]) -> bytes:
                        "instances": [{"b64": base64.b64encode(i).decode()} for i in images]}).encode()
 
 
-async def _abuse(url: str, seconds: float, retry_after: float, answered: collections.Counter) -> None:
+async def _abuse(url: str, seconds: float, retry_after: float, answered: collections.Counter,
+                 bomb_mib: int = 60) -> None:
     """The abusive client: oversized requests back to back, and 300 half-sent requests held open
     (each reopened as soon as the server drops it, or `retry_after` s after a 503)."""
     import aiohttp  # pylint: disable=import-outside-toplevel
     stop = time.perf_counter() + seconds
     many_rows = _body([_png((4, 4))] * 8000)
     many_pixels = _body([_png((6000, 6000))] * 32)
-    bomb = gzip.compress(b'{"instances": [' + b"0," * (30 << 20) + b"0]}", 9)  # 60 MiB of JSON
+    bomb = gzip.compress(b'{"instances": [' + b"0," * (bomb_mib << 19) + b"0]}")  # bomb_mib MiB of JSON
     host, port = url.split("//")[1].split("/")[0].split(":")
 
     async def inflating(session):
@@ -70,7 +71,7 @@ async def _abuse(url: str, seconds: float, retry_after: float, answered: collect
                 async with session.post(url + ":predict", data=bomb, headers={"Content-Encoding": "gzip"},
                                         timeout=aiohttp.ClientTimeout(total=seconds * 4)) as response:
                     await response.read()
-                    answered[f"gzip {len(bomb) // 1024} KB -> 60 MiB: {response.status}"] += 1
+                    answered[f"gzip {len(bomb) // 1024} KB -> {bomb_mib} MiB: {response.status}"] += 1
             except (aiohttp.ClientError, asyncio.TimeoutError) as e:
                 answered[f"gzip: {type(e).__name__}"] += 1
 
@@ -123,9 +124,9 @@ async def _abuse(url: str, seconds: float, retry_after: float, answered: collect
                              *(half_body(a) for a in HALF_BODY_ADDRESSES for _ in range(40)))
 
 
-def _abuser_process(url: str, seconds: float, retry_after: float, results) -> None:
+def _abuser_process(url: str, seconds: float, retry_after: float, results, bomb_mib: int = 60) -> None:
     answered: collections.Counter = collections.Counter()
-    asyncio.run(_abuse(url, seconds, retry_after, answered))
+    asyncio.run(_abuse(url, seconds, retry_after, answered, bomb_mib))
     results.put(dict(answered))
 
 
@@ -167,13 +168,14 @@ async def _well_behaved(url: str, photo_body: bytes, clients: int, seconds: floa
 
 
 def _run(url: str, photo_body: bytes, clients: int, seconds: float, abusive: bool, retry_after: float,
-         fresh: bool = False) -> Dict:
+         fresh: bool = False, bomb_mib: int = 60) -> Dict:
     """One run: the well-behaved clients here, the abusive one (if any) in a process of its own, so
     neither's event loop delays the other's measurements."""
     import multiprocessing  # pylint: disable=import-outside-toplevel
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    abuser = context.Process(target=_abuser_process, args=(url, seconds, retry_after, results)) if abusive else None
+    abuser = context.Process(target=_abuser_process, args=(url, seconds, retry_after, results, bomb_mib)) \
+        if abusive else None
     if abuser:
         abuser.start()
         time.sleep(1.0)  # its requests are under way
@@ -192,6 +194,7 @@ def main(argv=None) -> int:
     p.add_argument("--clients", type=int, default=4, help="well-behaved clients")
     p.add_argument("--seconds", type=float, default=20.0, help="seconds per run")
     p.add_argument("--json", default=None, help="also write the results to this file")
+    p.add_argument("--bomb-mib", type=int, default=60, help="MiB of JSON each gzip body inflates to")
     p.add_argument("--new-connections", action="store_true",
                    help="each well-behaved request on a new connection (as curl sends them), so it needs a free "
                         "connection slot every time; default: kept-alive connections opened once")
@@ -216,7 +219,7 @@ def main(argv=None) -> int:
             server = Server(serving_dir, *flags)
             try:
                 results[name] = _run(server.url, photo, args.clients, args.seconds, abusive, args.retry_after,
-                                     args.new_connections)
+                                     args.new_connections, args.bomb_mib)
             finally:
                 server.stop()
     alone = results["alone"]["p99_ms"]

@@ -179,7 +179,7 @@ def test_serve_abuse_bench_prints_both_runs_and_how_the_abuse_was_answered(tmp_p
     export.export_serving_model(model, str(tmp_path / "serving" / "1"))
     out = tmp_path / "abuse.json"
     proc = _run("bench/serve_abuse.py", "--serving-dir", str(tmp_path / "serving"), "--clients", "2", "--seconds", "4",
-                "--skip-unlimited", "--json", str(out))
+                "--skip-unlimited", "--bomb-mib", "2", "--json", str(out))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.startswith("CPU: ") and "p99 / alone" in proc.stdout
     runs = json.load(open(out))["runs"]
