@@ -75,20 +75,22 @@ async def _abuse(url: str, seconds: float, retry_after: float, answered: collect
             except (aiohttp.ClientError, asyncio.TimeoutError) as e:
                 answered[f"gzip: {type(e).__name__}"] += 1
 
-    async def half_body(address):
+    async def half_sent(address, request: bytes, label: str, dropped: str):
+        """Sends `request` and no more, again and again: each reopened when dropped, `retry_after` s
+        after a 503, until the run ends."""
         while time.perf_counter() < stop:
             try:
                 reader, writer = await asyncio.open_connection(host, int(port), local_addr=(address, 0))
-                writer.write(b"POST /v1/models/signs:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{")
+                writer.write(request)
                 await writer.drain()
                 data = await asyncio.wait_for(reader.read(1024), max(0.01, stop - time.perf_counter()))
                 refused = data.startswith(b"HTTP/1.1 503")
-                answered["half-sent body: " + ("503" if refused else "dropped")] += 1
+                answered[f"{label}: " + ("503" if refused else dropped)] += 1
                 writer.close()
                 if refused:
                     await asyncio.sleep(retry_after)
             except (asyncio.TimeoutError, OSError):
-                answered["half-sent body: held to the end"] += 1
+                answered[f"{label}: held to the end"] += 1
                 return
 
     async def oversized(session):
@@ -102,26 +104,14 @@ async def _abuse(url: str, seconds: float, retry_after: float, answered: collect
                 except (aiohttp.ClientError, asyncio.TimeoutError) as e:
                     answered[f"{name}: {type(e).__name__}"] += 1
 
-    async def hold():
-        while time.perf_counter() < stop:
-            try:
-                reader, writer = await asyncio.open_connection(host, int(port), local_addr=(ABUSER_ADDRESS, 0))
-                writer.write(b"POST /v1/models/signs:predict HTTP/1.1\r\nHost: x\r\n")
-                await writer.drain()
-                data = await asyncio.wait_for(reader.read(1024), max(0.01, stop - time.perf_counter()))
-                refused = data.startswith(b"HTTP/1.1 503")
-                answered["half-sent: " + ("503" if refused else "closed")] += 1
-                writer.close()
-                if refused:
-                    await asyncio.sleep(retry_after)
-            except (asyncio.TimeoutError, OSError):
-                answered["half-sent: held to the end"] += 1
-                return
-
     connector = aiohttp.TCPConnector(limit=0, local_addr=(ABUSER_ADDRESS, 0))
     async with aiohttp.ClientSession(connector=connector) as session:
-        await asyncio.gather(oversized(session), *(inflating(session) for _ in range(3)), *(hold() for _ in range(300)),
-                             *(half_body(a) for a in HALF_BODY_ADDRESSES for _ in range(40)))
+        half_headers = b"POST /v1/models/signs:predict HTTP/1.1\r\nHost: x\r\n"
+        half_body = half_headers + b"Content-Length: 100000\r\n\r\n{"
+        await asyncio.gather(oversized(session), *(inflating(session) for _ in range(3)),
+                             *(half_sent(ABUSER_ADDRESS, half_headers, "half-sent", "closed") for _ in range(300)),
+                             *(half_sent(a, half_body, "half-sent body", "dropped")
+                               for a in HALF_BODY_ADDRESSES for _ in range(40)))
 
 
 def _abuser_process(url: str, seconds: float, retry_after: float, results, bomb_mib: int = 60) -> None:

@@ -198,16 +198,22 @@ _PARSERS = {"classes": _classes, "percent": _percent, "fraction": _fraction, "im
             "non_negative": _non_negative, "positive": _positive}
 
 
-def _bounded(field: dataclasses.Field, kind):
-    """An argparse type: a `kind` (int or float) within the field's bounds (`bounds_problem`)."""
+def checked_number(kind, problem):
+    """An argparse type: a `kind` (int or float) that `problem(value)` finds nothing wrong with;
+    its message names the text as given. The flags of the runners and of `pipeline.serve` use it."""
     def parse(text: str):
         value = kind(text)
-        problem = bounds_problem(field, value)
-        if problem:
-            raise argparse.ArgumentTypeError(problem.rpartition(", got ")[0] + f", got {text}")
+        said = problem(value)
+        if said:
+            raise argparse.ArgumentTypeError(said.rpartition(", got ")[0] + f", got {text}")
         return value
     parse.__name__ = kind.__name__  # argparse: "invalid int value: 'x'"
     return parse
+
+
+def _bounded(field: dataclasses.Field, kind):
+    """An argparse type: a `kind` within the field's bounds (`bounds_problem`)."""
+    return checked_number(kind, lambda value: bounds_problem(field, value))
 
 
 def _flag(field: dataclasses.Field) -> Tuple[str, Dict[str, Any]]:

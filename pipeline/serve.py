@@ -24,15 +24,8 @@ from components.data import startup
 
 
 def _ranged(name: str, kind):
-    """An argparse type: a `kind` (int or float) within the range of the setting `name` (RANGES)."""
-    def parse(text: str):
-        value = kind(text)
-        problem = range_problem(name, value)
-        if problem:
-            raise argparse.ArgumentTypeError(problem.rpartition(", got ")[0] + f", got {text}")
-        return value
-    parse.__name__ = kind.__name__  # argparse: "invalid int value: 'x'"
-    return parse
+    """An argparse type: a `kind` within the range of the setting `name` (RANGES)."""
+    return configs.checked_number(kind, lambda value: range_problem(name, value))
 
 
 def _model_name(text: str) -> str:
