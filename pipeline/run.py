@@ -1,7 +1,10 @@
 """Runs the pipeline with LocalDagRunner and reports: progress, one-line errors, a final summary."""
 
+import atexit
+import logging
 import os
 import shutil
+import sys
 import time
 
 from components.push import serving
@@ -143,9 +146,42 @@ def run_locally(config: configs.PipelineConfig) -> int:
     finally:
         progress.stop()
     report = runs.run_by_id(config.metadata_path, run_id, names)
+    if error is not None:
+        _ended(report)
     print(runs.render(report, time.time() - started, data_text, config.pipeline_root))
     print(f"full log:      {log_path}")
     if error is not None:
         print(printable(f"error: {one_line(error)}"))
-        return 2 if isinstance(error, SignsDataError) else 1
+        low = disk_problem(config.pipeline_root)
+        if low:
+            print(printable(f"error: {low}"))
+        return exit_code(error)
     return 0
+
+
+def exit_code(error: BaseException) -> int:
+    """A failed run's exit code: 2 for bad data, else 1. After a failed HDF5 write it also arranges
+    for the process to end without HDF5's exit handler, which would crash it."""
+    code = 2 if isinstance(error, SignsDataError) else 1
+    if getattr(error, "hdf5", False):
+        atexit.register(_leave_without_hdf5, code)
+    return code
+
+
+def _leave_without_hdf5(code: int) -> None:
+    """Ends the process without the C exit handlers. After a failed write, HDF5 (in h5py 3.16) cannot
+    close its files, and its exit handler crashes: exit 139 after the run had said why it failed."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # pylint: disable=protected-access
+
+
+def _ended(report: runs.RunReport) -> None:
+    """Marks as failed what ML Metadata still shows running in a run that raised: the run is over,
+    and the store could not record the end (a full disk: "database or disk is full")."""
+    now = time.time()
+    for component in report.components:
+        if component.state in ("new", "running"):
+            component.state = "failed"
+            component.seconds = now - component.execution.create_time_since_epoch / 1e3

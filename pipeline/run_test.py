@@ -1,7 +1,15 @@
 """What a failed local run says: the data error behind an executor's failure, in one line; unique run ids."""
 
+import collections
+import shutil
+import time
+
+from ml_metadata.proto import metadata_store_pb2
+
 from components.data.sources import SignsDataError
+from components.report import runs
 from pipeline import run
+from trainer import checkpoints
 
 
 def _raised_inside(error):
@@ -30,8 +38,6 @@ def test_run_ids_never_repeat():
 
 def test_a_disk_without_room_for_a_run_stops_it_before_it_starts(tmp_path, monkeypatch):
     """A disk that filled during the Trainer left ML Metadata unable to record the failure."""
-    import collections  # pylint: disable=import-outside-toplevel
-    import shutil  # pylint: disable=import-outside-toplevel
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 * 2 ** 30, 9.5 * 2 ** 30, 2 ** 29))
     root = str(tmp_path / "not-yet" / "pipeline_output")
@@ -41,3 +47,27 @@ def test_a_disk_without_room_for_a_run_stops_it_before_it_starts(tmp_path, monke
     assert run.disk_problem("gs://bucket/root") == ""
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 * 2 ** 30, 0, 5 * 2 ** 30))
     assert run.disk_problem(root) == ""
+
+
+def test_a_run_that_raised_shows_nothing_running(monkeypatch):
+    """A full disk stopped the Trainer, ML Metadata could not record it ("database or disk is full"),
+    and the summary said "Trainer running" after the run had ended."""
+
+    def component(name, state, started):
+        return runs.ComponentRun(name, state, 0.0, {}, metadata_store_pb2.Execution(create_time_since_epoch=started))
+    monkeypatch.setattr(time, "time", lambda: 1000.0)
+    report = runs.RunReport("r", [component("DataChecks", "complete", 900_000), component("Trainer", "running", 940_000)])
+    run._ended(report)  # pylint: disable=protected-access
+    assert [(c.name, c.state, c.seconds) for c in report.components] == [
+        ("DataChecks", "complete", 0.0), ("Trainer", "failed", 60.0)]
+    assert "Trainer           failed" in runs.render(report, 100.0, "data", "/root")
+
+
+def test_the_trainers_checkpoint_error_is_what_a_full_disk_run_reads():
+    """A full disk in the Trainer: the run's error line is the CheckpointError naming the file,
+    not the executor's wrapper."""
+    wrapped = _raised_inside(checkpoints.CheckpointError("/root/checkpoints/k/best.weights.h5: the checkpoint could not "
+                                                         "be written (No space left on device); 0 bytes free there"))
+    assert run.one_line(run._root_cause(wrapped)) == (  # pylint: disable=protected-access
+        "CheckpointError: /root/checkpoints/k/best.weights.h5: the checkpoint could not be written (No space left "
+        "on device); 0 bytes free there")

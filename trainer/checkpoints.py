@@ -17,7 +17,9 @@ mirror and uploaded, state.json last; each upload is one whole object.
 
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -25,6 +27,7 @@ from typing import Any, Dict, List, Optional
 
 from absl import logging
 import keras
+import numpy as np
 import tensorflow as tf
 
 from components.data import storage
@@ -60,13 +63,44 @@ def training_key(config: Dict[str, Any], splits: Dict[str, List[str]]) -> str:
 
 
 class CheckpointError(OSError):
-    """A checkpoint could not be written (a full disk, most often); one line naming the file."""
+    """A checkpoint could not be written (a full disk, most often); one line naming the file.
+
+    `hdf5` is true when HDF5 itself failed mid-write: the library is then wedged, and its own exit
+    handler crashes the process (SIGSEGV in H5_term_library), so the runner leaves without it.
+    """
+    hdf5 = False
 
 
-def _written(path: str, tmp: str, write) -> None:
+def _reason(error: Exception) -> str:
+    """Why a write failed, in one line: the OS's words for its errno, wherever the error carries it.
+    HDF5 (through h5py) says "file write failed: time = <ctime>\\n, ..., errno = 28, ..."."""
+    if isinstance(error, OSError) and error.errno:
+        return os.strerror(error.errno)  # h5py's OSError carries HDF5's whole message as its strerror
+    found = re.search(r"\berrno = (\d+)", str(error))
+    if found:
+        return os.strerror(int(found.group(1)))
+    lines = str(error).strip().splitlines()
+    return lines[0][:160] if lines else type(error).__name__
+
+
+def _free_bytes(path: str) -> Optional[int]:
+    if storage.is_remote(path):
+        return None
+    try:
+        return shutil.disk_usage(os.path.dirname(path) or ".").free
+    except OSError:
+        return None
+
+
+def _written(path: str, tmp: str, write, need: int = 0, hdf5: bool = False) -> None:
     """Runs `write` into `tmp`, then renames it to `path`; on any failure removes `tmp` and raises
     CheckpointError naming `path` and the free space left, so a full disk is said as such and is
-    not left fuller by a half-written file."""
+    not left fuller by a half-written file. A disk without `need` bytes free is refused before
+    anything is written (an HDF5 write that fails leaves HDF5 unable to shut down)."""
+    free = _free_bytes(path)
+    if free is not None and free < need:
+        raise CheckpointError(f"{path}: the checkpoint could not be written (it needs about {need} bytes); "
+                              f"{free} bytes free there")
     try:
         write()
         tf.io.gfile.rename(tmp, path, overwrite=True)
@@ -76,14 +110,11 @@ def _written(path: str, tmp: str, write) -> None:
                 tf.io.gfile.remove(tmp)
         except Exception:  # pylint: disable=broad-except  (what can be removed is; the error below says why)
             pass
-        why = getattr(e, "strerror", None) or str(e).splitlines()[0][:160] or type(e).__name__
-        free = ""
-        if not storage.is_remote(path):
-            try:
-                free = f"; {shutil.disk_usage(os.path.dirname(path) or '.').free} bytes free there"
-            except OSError:
-                pass
-        raise CheckpointError(f"{path}: the checkpoint could not be written ({why}){free}") from e
+        free = _free_bytes(path)
+        error = CheckpointError(f"{path}: the checkpoint could not be written ({_reason(e)})"
+                                + (f"; {free} bytes free there" if free is not None else ""))
+        error.hdf5 = hdf5
+        raise error from e
 
 
 def _write_json(path: str, value: Any) -> None:
@@ -97,7 +128,10 @@ def _write_json(path: str, value: Any) -> None:
 
 def _save_weights(model: keras.Model, path: str) -> None:
     tmp = os.path.join(os.path.dirname(path), "tmp-" + os.path.basename(path))  # keeps .weights.h5
-    _written(path, tmp, lambda: model.save_weights(tmp, overwrite=True))
+    optimizer = getattr(model, "optimizer", None)
+    variables = list(model.weights) + (list(optimizer.variables) if optimizer else [])
+    need = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables)
+    _written(path, tmp, lambda: model.save_weights(tmp, overwrite=True), need=need + need // 10 + 2 ** 20, hdf5=True)
 
 
 class TrainingState(keras.callbacks.Callback):

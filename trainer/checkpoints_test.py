@@ -1,7 +1,12 @@
 """Tests of the resumable training state on a small Keras model (the logic, not the ResNet)."""
 
+import collections
+import errno
 import json
 import os
+import shutil
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -130,16 +135,26 @@ def test_checkpoints_on_an_object_store_resume_in_a_new_process(capsys):
         assert storage.walk_files(directory) == {}
 
 
-def test_a_full_disk_leaves_no_half_written_checkpoint_and_says_where(tmp_path, monkeypatch):
+# HDF5's words when a tmpfs filled during the Trainer's save_weights; h5py raises them as an OSError's
+# strerror. HDF5's ctime() ends the first line, so the first line alone says nothing of the cause.
+H5PY_FULL_DISK = ("Can't synchronously write data (file write failed: time = Mon Dec  7 22:34:14 2026\n"
+                  ", filename = '/tmp/fd/root/checkpoints/1d4af1ba8a51c036/tmp-best.weights.h5', file descriptor "
+                  "= 5, errno = 28, error message = 'No space left on device', buf = 0x55d1c2a4e000, total write "
+                  "size = 1048576, bytes this sub-write = 1048576, bytes actually written = 18446744073709551615, "
+                  "offset = 0)")
+
+
+@pytest.mark.parametrize("raised", [OSError(errno.ENOSPC, "No space left on device"), OSError(errno.ENOSPC, H5PY_FULL_DISK),
+                                    RuntimeError(H5PY_FULL_DISK)], ids=["os", "h5py", "errno-in-text"])
+def test_a_full_disk_leaves_no_half_written_checkpoint_and_says_where(tmp_path, monkeypatch, raised):
     """A full disk during the Trainer left a 149 MB tmp-best.weights.h5 behind, the disk still full,
-    and an error that named no path."""
-    import errno  # pylint: disable=import-outside-toplevel
+    and an error that named no path (or, from h5py, cut at a time stamp)."""
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
 
     def fill_the_disk(self, path, overwrite=True):  # writes part of the file, then the disk is full
         with open(path, "wb") as f:
             f.write(b"\0" * 4096)
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise raised
 
     monkeypatch.setattr(keras.Model, "save_weights", fill_the_disk)
     target = str(tmp_path / "best.weights.h5")
@@ -148,3 +163,50 @@ def test_a_full_disk_leaves_no_half_written_checkpoint_and_says_where(tmp_path, 
                              rf"device\); \d+ bytes free there$"):
         checkpoints._save_weights(model, target)  # pylint: disable=protected-access
     assert os.listdir(tmp_path) == []
+
+
+def test_a_disk_without_room_is_refused_before_hdf5_writes(tmp_path, monkeypatch):
+    """A failed HDF5 write leaves HDF5 unable to shut down, so a disk that cannot take the file is
+    refused before HDF5 touches it."""
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(2 ** 30, 2 ** 30 - 4096, 4096))
+    monkeypatch.setattr(keras.Model, "save_weights", lambda *a, **k: pytest.fail("HDF5 was asked to write"))
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    with pytest.raises(checkpoints.CheckpointError, match=r"best\.weights\.h5: the checkpoint could not be written "
+                                                          r"\(it needs about \d+ bytes\); 4096 bytes free there$"):
+        checkpoints._save_weights(model, str(tmp_path / "best.weights.h5"))  # pylint: disable=protected-access
+    assert os.listdir(tmp_path) == []
+
+
+FULL_TMPFS = """
+import sys
+import keras
+from pipeline import run
+from trainer import checkpoints
+checkpoints._free_bytes = lambda path: None  # as if the disk filled after the check
+model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(4096)])
+try:
+    checkpoints._save_weights(model, sys.argv[1] + "/best.weights.h5")
+except checkpoints.CheckpointError as e:
+    print(e, e.hdf5, flush=True)
+    sys.exit(run.exit_code(e))
+"""
+
+
+@pytest.mark.skipif(not shutil.which("unshare"), reason="needs unshare(1) to mount a small tmpfs")
+def test_a_run_whose_hdf5_write_failed_exits_1_not_139(tmp_path):
+    """A real full disk (a 1 MiB tmpfs in a mount namespace of its own): HDF5 fails mid-write, and
+    its exit handler would then crash the process (SIGSEGV, exit 139) after the run's error line."""
+    small = tmp_path / "small"
+    small.mkdir()
+    script = tmp_path / "fill.py"
+    script.write_text(FULL_TMPFS)
+    command = (f"mount -t tmpfs -o size=1m tmpfs {small} || exit 77; "
+               f"exec {sys.executable} {script} {small}")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", command], capture_output=True, text=True, timeout=300,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if done.returncode == 77 or "unshare failed" in done.stderr:
+        pytest.skip(f"this machine cannot mount a tmpfs in a mount namespace: {done.stderr.strip()[-200:]}")
+    assert done.stdout.strip() == (f"{small}/best.weights.h5: the checkpoint could not be written "
+                                   "(No space left on device) True"), done.stderr[-2000:]
+    assert done.returncode == 1, done.stderr[-2000:]
