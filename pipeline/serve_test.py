@@ -12,7 +12,7 @@ import pytest
 from components.push import serving
 from components.push.testing import saved_model
 from pipeline import serve
-from pipeline.serving import app as serving_app, models
+from pipeline.serving import app as serving_app, decoding, models
 from pipeline.serving.testing import call, image_bytes, predict_one, start_serving, states, wait_for
 
 slow = pytest.mark.slow
@@ -143,3 +143,20 @@ def test_settings_from_code_take_the_same_ranges():
     with pytest.raises(ValueError, match="^body_timeout_s: expected a number from 0.001 to 3600, got inf$"):
         serving_app.Settings(body_timeout_s=float("inf"))
     assert serving_app.Settings(model_name="signs-v2.1").model_name == "signs-v2.1"
+
+
+def test_the_readmes_limits_table_is_what_serve_does():
+    """The README's limits table: each flag's default, the body limit and the inline-decoding size."""
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+    rows = [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in readme[readme.index("| Limit | Default | Flag | Over it |"):].splitlines()[2:]
+            if line.startswith("|")]
+    defaults = {a.option_strings[0]: a.default for a in serve.build_parser()._actions if a.option_strings}  # pylint: disable=protected-access
+    flagged = {row[2].strip("`"): row[1] for row in rows if row[2]}
+    assert set(flagged) == {"--max-request-rows", "--max-request-pixels", "--max-connections", "--max-client-connections",
+                            "--min-data-rate", "--header-timeout", "--body-timeout"}
+    for flag, shown in flagged.items():
+        assert float(shown.split()[0].replace(",", "")) == defaults[flag], flag
+    body = next(row for row in rows if row[0].startswith("request body"))
+    assert body[1] == f"{serving_app.Settings().max_request_bytes // 2 ** 20} MiB"
+    assert f"Bodies over {decoding.INLINE_BYTES // 1024} KiB" in readme
