@@ -28,6 +28,7 @@ def test_the_compile_flags_fill_the_compile_config():
 @pytest.mark.parametrize("argv, message", [
     (["submit", "--host", "h", "--param", "epochs"], "--param takes NAME=VALUE, got 'epochs'"),
     (["run-local", "p.yaml", "--kfp-release", "3.0"], "invalid choice: '3.0'"),
+    (["compile", "--classes", "0,1,99999999999"], "argument --classes: --classes 0,1,99999999999: labels go up to 999"),
 ])
 def test_bad_flags_are_refused_by_the_parser(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

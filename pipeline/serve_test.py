@@ -110,11 +110,14 @@ def test_a_version_that_cannot_be_served_is_passed_over_then_served_once_whole(t
     data.write_bytes(whole[:4])  # a copy cut short
     os.makedirs(serving_dir / "3")
     os.mkfifo(serving_dir / "3" / serving.SAVED_MODEL)
+    saved_model(serving_dir / "\u00b2")  # "²".isdigit() is true: it once made the watcher log a traceback each second
+    saved_model(serving_dir / "99999999999999999999")  # past int64: TF Serving ignores it
     server = start_serving(str(serving_dir), poll_seconds=0.1)
     try:
         status = {v["version"]: v for v in call(server.url + "v1/models/signs")[2]["model_version_status"]}
         assert status["3"]["status"]["error_message"].endswith("saved_model.pb is not a regular file")
         assert "its variables do not read" in status["2"]["status"]["error_message"]
+        assert sorted(status) == ["1", "2", "3"]
         data.write_bytes(whole)  # the copy completes
         wait_for(lambda: ("2", "AVAILABLE") in states(server.url), "version 2 to be tried again and serve")
         assert dict(states(server.url))["1"] == "END"
