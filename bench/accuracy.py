@@ -108,9 +108,9 @@ def held_out_accuracies(classify, photos):
         results[name] = {k: row[k] for k in ("correct", "n", "accuracy", "low", "high")}
 
     def score(name, images, truth, tta=False):
-        probabilities = classify([shifts.png_bytes(x) for x in images])
+        probabilities = classify([shifts.encoded_png(x) for x in images])
         if tta:
-            probabilities = (probabilities + classify([shifts.png_bytes(_mirrored(x)) for x in images])) / 2
+            probabilities = (probabilities + classify([shifts.encoded_png(_mirrored(x)) for x in images])) / 2
         correct = int(np.sum(np.argmax(probabilities, axis=-1) == truth))
         low, high = intervals.wilson(correct, len(truth))
         results[name] = {"correct": correct, "n": len(truth), "accuracy": correct / max(1, len(truth)),
@@ -203,13 +203,15 @@ def main(argv=None) -> int:
             return proc.returncode
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # this process's TensorFlow: no start-up log
-    from components.report import runs  # pylint: disable=import-outside-toplevel
-    report = runs.latest_run(os.path.join(root, "metadata.sqlite"))
+    from tfx.utils import path_utils  # pylint: disable=import-outside-toplevel
+    from components.report import run_summary  # pylint: disable=import-outside-toplevel
+    from components.training.train_config import HISTORY_FILE  # pylint: disable=import-outside-toplevel
+    report = run_summary.latest_run(os.path.join(root, "metadata.sqlite"))
     trainer = next(c for c in report.components if c.name == "Trainer")
     model = trainer.outputs["Model"]
-    history = json.load(open(os.path.join(model.uri, "history.json")))
+    history = json.load(open(os.path.join(model.uri, HISTORY_FILE)))
     epochs = history["epochs"]
-    results = held_out_accuracies(classifier(os.path.join(model.uri, "Format-Serving")), held_out)
+    results = held_out_accuracies(classifier(path_utils.serving_model_dir(model.uri)), held_out)
 
     print()
     print(f"validation accuracy (TFMA, {report.example_count} photos of the training people; early stopping, "

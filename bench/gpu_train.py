@@ -3,7 +3,7 @@
     KERAS_BACKEND=jax PYTHONPATH=. python bench/gpu_train.py [--batch-sizes 64,128,256,512]
         [--precisions float32,mixed_float16,mixed_bfloat16] [--steps 30]
 
-It imports `trainer.model` (pure Keras 3) and nothing from TensorFlow, so it runs where only JAX or
+It imports `trainer.resnet` (pure Keras 3) and nothing from TensorFlow, so it runs where only JAX or
 PyTorch is installed: the GPU machines have those, and the Trainer's own TensorFlow path is the
 same model definition. For each precision and batch size it compiles the model (Adam, sparse
 cross-entropy, Keras's default jit_compile for the backend, XLA on JAX), runs a warm-up `fit`,
@@ -65,7 +65,7 @@ def time_config(precision: str, batch_size: int, steps: int) -> float:
     import keras  # pylint: disable=import-outside-toplevel
     import numpy as np  # pylint: disable=import-outside-toplevel
 
-    from trainer.model import ResNet50  # pylint: disable=import-outside-toplevel
+    from trainer.resnet import ResNet50  # pylint: disable=import-outside-toplevel
 
     keras.config.set_dtype_policy(precision)
     keras.utils.set_random_seed(0)

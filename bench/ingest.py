@@ -6,7 +6,7 @@ For each size N it writes N synthetic SIGNS-format 64x64 images into one h5 file
 chunk at a time), then, each in a fresh process:
 
 - `pipeline`: FileBasedExampleGen (our executor, split 80/20 by image hash) and StatisticsGen,
-  run by LocalDagRunner with the Beam arguments a real run would get (`configs.LOCAL_BEAM_ARGS`:
+  run by LocalDagRunner with the Beam arguments a real run would get (`options.LOCAL_BEAM_ARGS`:
   the DirectRunner in-process with a worker thread per core; `--beam-arg` overrides);
 - `loop`: one Python loop that reads the same h5 in chunks and writes the same gzip TFRecords
   (PNG image, label, source, split by the same hash), no Beam.
@@ -58,7 +58,7 @@ def run_pipeline(h5_path: str, root: str, beam_args: list) -> dict:
     from tfx.orchestration import metadata, pipeline as tfx_pipeline  # pylint: disable=import-outside-toplevel
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # pylint: disable=import-outside-toplevel
     from components.data import example_gen, sources  # pylint: disable=import-outside-toplevel
-    from components.report import runs  # pylint: disable=import-outside-toplevel
+    from components.report import run_summary  # pylint: disable=import-outside-toplevel
     from components.data.example_gen import example_gen_io
     from pipeline.definition import statistics  # pylint: disable=import-outside-toplevel
 
@@ -66,7 +66,7 @@ def run_pipeline(h5_path: str, root: str, beam_args: list) -> dict:
     gen = FileBasedExampleGen(
         input_base=os.path.dirname(h5_path), input_config=input_config, output_config=output_config,
         custom_config=example_gen.make_custom_config(range(6), sources.H5_FILE),
-        custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen.Executor)).with_id("ExampleGen")
+        custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen.SignsExampleGenExecutor)).with_id("ExampleGen")
     stats = statistics(gen.outputs["examples"])  # the pipeline's own StatisticsGen settings
     db = os.path.join(root, "metadata.sqlite")
     p = tfx_pipeline.Pipeline(pipeline_name="ingest_bench", pipeline_root=root, components=[gen, stats],
@@ -75,7 +75,7 @@ def run_pipeline(h5_path: str, root: str, beam_args: list) -> dict:
     start = time.perf_counter()
     LocalDagRunner().run(p)
     total = time.perf_counter() - start
-    report = runs.latest_run(db, ["ExampleGen", "StatisticsGen"])
+    report = run_summary.latest_run(db, ["ExampleGen", "StatisticsGen"])
     return {"seconds": total, **{c.name: c.seconds for c in report.components}}
 
 
@@ -152,7 +152,7 @@ def main(argv=None) -> None:
     if args.child:
         child(args)
         return
-    from pipeline import configs  # pylint: disable=import-outside-toplevel
+    from pipeline import options  # pylint: disable=import-outside-toplevel
 
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []
@@ -161,7 +161,7 @@ def main(argv=None) -> None:
         h5_path = os.path.join(args.workdir, f"n{n}", "bench_signs.h5")
         os.makedirs(os.path.dirname(h5_path), exist_ok=True)
         write_h5(h5_path, n)
-        beam_args = configs.beam_pipeline_args(tuple(args.beam_args))
+        beam_args = options.beam_pipeline_args(tuple(args.beam_args))
         stamp = time.strftime("%H%M%S")
         tfx = measure("pipeline", h5_path, os.path.join(args.workdir, f"n{n}", f"tfx-{stamp}"), beam_args)
         loop = measure("loop", h5_path, os.path.join(args.workdir, f"n{n}", f"loop-{stamp}"), [])

@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     from tensorflow.python.util import _pywrap_util_port  # pylint: disable=import-outside-toplevel
 
     from trainer import task  # pylint: disable=import-outside-toplevel
-    from components.training.config import TrainConfig  # pylint: disable=import-outside-toplevel
+    from components.training.train_config import TrainConfig  # pylint: disable=import-outside-toplevel
 
     changes = {"precision": args.precision, "jit_compile": "off"}
     if args.bn:

@@ -16,7 +16,7 @@ Three runs of `--seconds` each, on 127.0.0.1, each against a server process of i
 
 It prints p50 and p99 of the well-behaved clients' answers in each run, the ratio of each p99 to
 the first run's, and how the abusive requests were answered, with the CPU it ran on. Without
-`--serving-dir` it exports the seed's ResNet50, untrained (bench/serve.py).
+`--serving-dir` it exports the seed's ResNet50, untrained (bench/serve_load.py).
 """
 
 import argparse
@@ -33,7 +33,7 @@ import time
 from typing import Dict, List
 
 from bench.machine import cpu_model
-from bench.serve import Server, a_photo, export_untrained
+from bench.serve_load import Server, a_photo, export_untrained
 
 NO_LIMITS = ("--max-request-rows", "65536", "--max-request-pixels", str(10 ** 10), "--max-connections", "65535",
              "--max-client-connections", "65535", "--header-timeout", "3600", "--body-timeout", "3600",

@@ -10,7 +10,7 @@ with Keras's moving batch-norm statistics as they are, and with the statistics m
 un-augmented training images (`trainer.calibration`, what the Trainer's validation uses), then the
 confusion matrix at the end and the wall time. `--set` changes any `TrainConfig` field; the
 defaults are the Trainer's for real photos, so the synthetic run of `make run` is
-`--set learning_rate=0.004 --set warmup_epochs=0.25 --set augment=false` (pipeline/configs.py's
+`--set learning_rate=0.004 --set warmup_epochs=0.25 --set augment=false` (pipeline/options.py's
 SYNTHETIC_TRAINING). It answers "which settings learn the set in N steps"; the pipeline's own
 input path is timed by `bench/train_throughput.py` and `bench/make_run.py`.
 """
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     from components.data import synthetic  # pylint: disable=import-outside-toplevel
-    from components.training.config import TrainConfig  # pylint: disable=import-outside-toplevel
+    from components.training.train_config import TrainConfig  # pylint: disable=import-outside-toplevel
     from trainer import calibration, input_pipeline, task  # pylint: disable=import-outside-toplevel
 
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}

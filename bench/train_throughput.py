@@ -106,13 +106,13 @@ def run_arm(arm: str, pattern: str, n: int, epochs: int, changes: dict) -> dict:
 
     from components.validation.schema import signs_schema  # pylint: disable=import-outside-toplevel
     from trainer import input_pipeline, task  # pylint: disable=import-outside-toplevel
-    from components.training.config import TrainConfig  # pylint: disable=import-outside-toplevel
-    from trainer.model import ResNet50  # pylint: disable=import-outside-toplevel
+    from components.training.train_config import TrainConfig  # pylint: disable=import-outside-toplevel
+    from trainer.resnet import ResNet50  # pylint: disable=import-outside-toplevel
 
     changes = dict(changes)
     autotune = changes.pop("_autotune", None)  # not a TrainConfig field: the bench's own switch
     if changes.pop("_keras_bn", False):  # the bench's own switch: the model with Keras's BatchNormalization
-        from trainer import model as model_lib  # pylint: disable=import-outside-toplevel
+        from trainer import resnet as model_lib  # pylint: disable=import-outside-toplevel
         model_lib.BatchNormalization = keras.layers.BatchNormalization
     config = TrainConfig(epochs=epochs).replace(**changes)
     keras.utils.set_random_seed(0)

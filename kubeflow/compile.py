@@ -9,10 +9,9 @@ from typing import Any, Dict, Optional, Tuple
 import yaml
 
 from components.data import storage, stores
-from components.push import serving
-from pipeline import data_source
-from pipeline import configs
-from pipeline.configs import PipelineConfig
+from components.push import version_dirs
+from pipeline import data_source, options
+from pipeline.options import PipelineConfig
 
 # Pipeline roots the open-source backend takes (`backend/src/v2/objectstore/config.go`), less
 # mem://, which keeps nothing a later run or a serving cluster could read.
@@ -35,7 +34,7 @@ INPUT_SPLITS = {
 class CompileConfig:
     """What `compile` needs; the flags of `kubeflow/runner.py compile` fill it.
 
-    `pipeline` holds the settings both runners share (`pipeline.configs`): its runtime fields
+    `pipeline` holds the settings both runners share (`pipeline.options`): its runtime fields
     become the package's runtime parameters, with its values as their defaults; its compile
     fields are fixed in the package. The other fields are Kubeflow's own.
     """
@@ -77,7 +76,7 @@ class CompileConfig:
 
     @property
     def serving_dir(self) -> str:
-        return serving.default_dir(self.root)
+        return version_dirs.default_dir(self.root)
 
     @property
     def default_data_root(self) -> str:
@@ -184,7 +183,7 @@ def _check_names(config: CompileConfig) -> None:
                            f"{os.path.join(config.output, 'pipeline.yaml')}")
 
 
-def check(config: CompileConfig) -> None:
+def check_config(config: CompileConfig) -> None:
     """Raises CompileError for a setting the cluster would refuse, in one line: the root, the
     namespace, the launcher config, names, images and resources."""
     check_root(config.root)
@@ -240,16 +239,16 @@ def build(config: CompileConfig) -> Dict[str, Any]:
 
     from pipeline.definition import create_pipeline  # pylint: disable=import-outside-toplevel
 
-    check(config)
+    check_config(config)
     shared = config.pipeline
     defaults = {"data_root": config.default_data_root, FINGERPRINT: "",
-                **configs.runtime_parameters(shared)}
+                **options.runtime_parameters(shared)}
     params = {name: data_types.RuntimeParameter(name=name, ptype=type(value), default=value)
               for name, value in defaults.items() if name != FINGERPRINT}
     train_config = shared.train.for_pipeline(shared.classes, config.root)
     train_parameters = {f.name: params[f.name] for f in train_config.knobs() if f.name in params}
     tfx_pipeline = create_pipeline(
-        pipeline_name=configs.PIPELINE_NAME, pipeline_root=config.root,
+        pipeline_name=options.PIPELINE_NAME, pipeline_root=config.root,
         data_root=params["data_root"], input_splits=INPUT_SPLITS[config.source_kind],
         source_kind=config.source_kind, classes=shared.classes, eval_percent=shared.eval_percent,
         train_config=train_config, train_parameters=train_parameters, min_accuracy=params["min_accuracy"],
@@ -257,7 +256,7 @@ def build(config: CompileConfig) -> Dict[str, Any]:
         serving_dir=config.serving_dir, keep_last=shared.keep_last, bad_images=shared.bad_images,
         kserve={"name": config.kserve_name, "namespace": config.kserve_namespace,
                 "service_account": config.kserve_service_account} if config.kserve else None,
-        beam_pipeline_args=configs.beam_pipeline_args(shared.beam_args, local=False), enable_cache=True)
+        beam_pipeline_args=options.beam_pipeline_args(shared.beam_args, local=False), enable_cache=True)
     for component in tfx_pipeline.components:
         if component.id == "Trainer":
             component.with_platform_config(_resources(config.trainer_cpu, config.trainer_memory,
@@ -385,7 +384,7 @@ def parameter_values(spec: Dict[str, Any], overrides: Dict[str, str]) -> Dict[st
             values[name] = _CASTS.get(kind, str)(text)
         except ValueError as e:
             raise ValueError(f"--param {name}={text}: not a {kind.lower()}") from e
-        problem = configs.check_value(name, text)  # what the local runner refuses, the cluster must not run
+        problem = options.check_value(name, text)  # what the local runner refuses, the cluster must not run
         if problem:
             raise ValueError(f"--param {name}={text}: {problem}")
     return values

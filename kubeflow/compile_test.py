@@ -9,7 +9,7 @@ import pytest
 
 from components.data import stores
 from kubeflow import compile as kfp_compile
-from kubeflow.local_run import task_order
+from kubeflow.run_local import task_order
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -227,10 +227,10 @@ def test_dockerfile_installs_the_versions_make_run_uses():
 
 def test_every_training_knob_is_a_runtime_parameter_of_the_trainer():
     """`compile --epochs 20 --learning-rate 0.002` sets the defaults; each run may change any knob."""
-    from pipeline import configs  # pylint: disable=import-outside-toplevel
-    from components.training.config import TrainConfig  # pylint: disable=import-outside-toplevel
+    from pipeline import options  # pylint: disable=import-outside-toplevel
+    from components.training.train_config import TrainConfig  # pylint: disable=import-outside-toplevel
 
-    shared = configs.PipelineConfig(train=TrainConfig(epochs=20, learning_rate=0.002, augment=False),
+    shared = options.PipelineConfig(train=TrainConfig(epochs=20, learning_rate=0.002, augment=False),
                                     classes=(0, 1, 2), keep_last=3)
     spec = kfp_compile.build(kfp_compile.CompileConfig(pipeline=shared))
     params = spec["root"]["inputDefinitions"]["parameters"]
@@ -391,4 +391,4 @@ def test_what_the_cluster_would_reject_is_refused_at_compile_in_one_line(args, l
 
 def test_cpu_requests_take_kubernetes_quantities():
     assert kfp_compile.cpu_cores("500m") == 0.5 and kfp_compile.cpu_cores("2") == 2.0
-    kfp_compile.check(kfp_compile.CompileConfig(pipeline_root="gs://bucket/signs", cpu="500m", gpus=0))
+    kfp_compile.check_config(kfp_compile.CompileConfig(pipeline_root="gs://bucket/signs", cpu="500m", gpus=0))

@@ -1,6 +1,6 @@
 """`kubeflow/runner.py deploy`: serves the pushed model with KServe on the cluster.
 
-The InferenceService comes from `components.push.kserve`; the kubernetes client's
+The InferenceService comes from `components.push.kserve_manifests`; the kubernetes client's
 CustomObjectsApi creates it (POST .../namespaces/NS/inferenceservices) or, when one of that name
 is there already (HTTP 409), merge-patches it (PATCH .../inferenceservices/NAME,
 application/merge-patch+json). Every outcome is one line on stdout; the token is never printed.
@@ -11,8 +11,8 @@ import re
 import sys
 from typing import Any, Dict, Optional, Tuple
 
-from components.data.redact import redact
-from components.push import kserve
+from common.redact import redact
+from components.push import kserve_manifests
 
 IN_CLUSTER_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 REQUEST_TIMEOUT = (10, 60)  # seconds to connect, to read: an unreachable API server fails fast
@@ -38,8 +38,8 @@ def package_serving_dir(spec: Dict[str, Any]) -> str:
     root = spec.get("defaultPipelineRoot")
     if not root:
         raise DeployError("the package names no Pusher destination and no defaultPipelineRoot; pass --serving-dir")
-    from components.push import serving  # pylint: disable=import-outside-toplevel
-    return serving.default_dir(root)
+    from components.push import version_dirs  # pylint: disable=import-outside-toplevel
+    return version_dirs.default_dir(root)
 
 
 def package_launcher(spec: Dict[str, Any]):
@@ -66,16 +66,16 @@ def serving_dir_of_package(path: str) -> str:
     return package_serving_dir(_load_package(path))
 
 
-def newest_version(serving_dir: str) -> Tuple[Optional[int], str]:
+def newest_pushed(serving_dir: str) -> Tuple[Optional[int], str]:
     """The newest pushed version if the store answers from here, else None and the reason.
 
     Raises:
       DeployError: the store answers and holds no version: KServe would have nothing to serve.
     """
     from components.data import storage  # pylint: disable=import-outside-toplevel
-    from components.push import serving  # pylint: disable=import-outside-toplevel
+    from components.push import version_dirs  # pylint: disable=import-outside-toplevel
     try:
-        version = serving.newest_version(serving_dir)
+        version = version_dirs.newest_version(serving_dir)
     except storage.StorageError as e:
         return None, str(e)
     if version is None:
@@ -83,7 +83,7 @@ def newest_version(serving_dir: str) -> Tuple[Optional[int], str]:
     return version, ""
 
 
-class Cluster:
+class KServeCluster:
     """An API client for one cluster, and what messages need to say about it."""
 
     def __init__(self, kubeconfig: Optional[str] = None, context: Optional[str] = None, in_cluster: bool = False):
@@ -114,7 +114,7 @@ class Cluster:
         import urllib3  # pylint: disable=import-outside-toplevel
 
         namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-        where = (kserve.GROUP, kserve.VERSION, namespace, kserve.PLURAL)
+        where = (kserve_manifests.GROUP, kserve_manifests.VERSION, namespace, kserve_manifests.PLURAL)
         try:
             try:
                 self.api.create_namespaced_custom_object(*where, manifest, field_manager=FIELD_MANAGER,
@@ -141,8 +141,8 @@ class Cluster:
         if e.status == 404 and (status.get("details") or {}).get("kind") == "namespaces":
             return f"{self.host}: namespace {namespace} not found (HTTP 404)"
         if e.status == 404:
-            return (f"{self.host}: no {kserve.PLURAL}.{kserve.GROUP}/{kserve.VERSION} API there (HTTP 404): "
-                    f"is KServe installed? (kubectl get crd {kserve.PLURAL}.{kserve.GROUP})")
+            return (f"{self.host}: no {kserve_manifests.PLURAL}.{kserve_manifests.GROUP}/{kserve_manifests.VERSION} API there (HTTP 404): "
+                    f"is KServe installed? (kubectl get crd {kserve_manifests.PLURAL}.{kserve_manifests.GROUP})")
         return f"{self.host}: HTTP {e.status} {e.reason or ''}: {message}".replace(" :", ":")
 
 
@@ -208,9 +208,9 @@ def store_admits(serving_dir: str, namespace: str, launcher) -> str:
 
 def manifest_for(args, version: Optional[int]) -> Dict[str, Any]:
     try:
-        return kserve.inference_service(args.serving_dir, name=args.name, namespace=args.namespace,
+        return kserve_manifests.inference_service(args.serving_dir, name=args.name, namespace=args.namespace,
                                         service_account=args.service_account, version=version)
-    except kserve.ManifestError as e:  # deploy() has refused unknown schemes already
+    except kserve_manifests.ManifestError as e:  # deploy() has refused unknown schemes already
         raise DeployError(str(e)) from None
 
 
@@ -221,28 +221,28 @@ def deploy(args) -> int:
         if not args.serving_dir:
             args.serving_dir = serving_dir_of_package(args.package)
         try:
-            kserve.storage_uri(args.serving_dir)  # refuses local and unknown roots before any store is asked
-        except (kserve.ManifestError, storage.StorageError) as e:
+            kserve_manifests.storage_uri(args.serving_dir)  # refuses local and unknown roots before any store is asked
+        except (kserve_manifests.ManifestError, storage.StorageError) as e:
             raise DeployError(str(e)) from None
         launcher = package_launcher(_load_package(args.package)) if os.path.exists(args.package) else None
         args.namespace = args.namespace or (launcher.namespace if launcher else "") or None
         if args.credentials_setup:
             try:
                 session = launcher.session(args.serving_dir) if launcher else None
-                print(kserve.credentials_setup(args.serving_dir, args.namespace,
-                                               args.service_account or kserve.DEFAULT_SERVICE_ACCOUNT,
+                print(kserve_manifests.credentials_setup(args.serving_dir, args.namespace,
+                                               args.service_account or kserve_manifests.DEFAULT_SERVICE_ACCOUNT,
                                                source_namespace=(launcher and launcher.namespace) or "kubeflow",
                                                session=session), end="")
-            except (kserve.ManifestError, ValueError) as e:
+            except (kserve_manifests.ManifestError, ValueError) as e:
                 raise DeployError(str(e)) from None
             return 0
-        version, why = newest_version(args.serving_dir)
+        version, why = newest_pushed(args.serving_dir)
         if args.dry_run:
             if version is None:
                 print(f"note: no version label: {why}", file=sys.stderr)
-            print(kserve.to_yaml(manifest_for(args, version)), end="")
+            print(kserve_manifests.to_yaml(manifest_for(args, version)), end="")
             return 0
-        cluster = Cluster(args.kubeconfig, args.context, args.in_cluster)
+        cluster = KServeCluster(args.kubeconfig, args.context, args.in_cluster)
         args.namespace = args.namespace or cluster.namespace
         note = store_admits(args.serving_dir, args.namespace, launcher)
         if note:

@@ -27,15 +27,15 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from components.push import kserve
+from components.push import kserve_manifests
 from kubeflow import deploy
-from components.data import testing
+from testsupport import fixtures
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "kube-s3cr3t-bearer-token"
 NAMESPACE = "kubeflow-user"
 SERVING_DIR = "minio://mlpipeline/v2/artifacts/serving_model"
-COLLECTION = f"/apis/{kserve.GROUP}/{kserve.VERSION}/namespaces/{{}}/{kserve.PLURAL}"
+COLLECTION = f"/apis/{kserve_manifests.GROUP}/{kserve_manifests.VERSION}/namespaces/{{}}/{kserve_manifests.PLURAL}"
 
 
 def _status(code, reason, message, details=None):
@@ -101,18 +101,18 @@ class StandInAPI:
         if self.echo_auth_in_500:
             return _status(500, "InternalError", f"Internal error occurred: bad header {request.headers.get('Authorization')}")
         parts = url.path.split("/")  # '', apis, group, version, namespaces, NS, plural[, name]
-        if not self.crd_installed or parts[1:5] != ["apis", kserve.GROUP, kserve.VERSION, "namespaces"] \
-                or len(parts) < 7 or parts[6] != kserve.PLURAL:
+        if not self.crd_installed or parts[1:5] != ["apis", kserve_manifests.GROUP, kserve_manifests.VERSION, "namespaces"] \
+                or len(parts) < 7 or parts[6] != kserve_manifests.PLURAL:
             if self.no_crd_body == "text":
                 return 404, "404 page not found\n"
             return _status(404, "NotFound", "the server could not find the requested resource")
         namespace = parts[5]
         if self.forbidden:
             verb = {"POST": "create", "PATCH": "patch"}[method]
-            return _status(403, "Forbidden", f'{kserve.PLURAL}.{kserve.GROUP} is forbidden: User "system:serviceaccount:'
-                                             f'kubeflow:pipeline-runner" cannot {verb} resource "{kserve.PLURAL}" in API '
-                                             f'group "{kserve.GROUP}" in the namespace "{namespace}"',
-                           {"group": kserve.GROUP, "kind": kserve.PLURAL})
+            return _status(403, "Forbidden", f'{kserve_manifests.PLURAL}.{kserve_manifests.GROUP} is forbidden: User "system:serviceaccount:'
+                                             f'kubeflow:pipeline-runner" cannot {verb} resource "{kserve_manifests.PLURAL}" in API '
+                                             f'group "{kserve_manifests.GROUP}" in the namespace "{namespace}"',
+                           {"group": kserve_manifests.GROUP, "kind": kserve_manifests.PLURAL})
         if namespace not in self.namespaces:
             return _status(404, "NotFound", f'namespaces "{namespace}" not found', {"name": namespace, "kind": "namespaces"})
         if method == "POST" and len(parts) == 7:
@@ -120,8 +120,8 @@ class StandInAPI:
                 return _status(415, "UnsupportedMediaType", "the body of the request was in an unknown format")
             key = (namespace, body["metadata"]["name"])
             if key in self.objects:
-                return _status(409, "AlreadyExists", f'{kserve.PLURAL}.{kserve.GROUP} "{key[1]}" already exists',
-                               {"name": key[1], "group": kserve.GROUP, "kind": kserve.PLURAL})
+                return _status(409, "AlreadyExists", f'{kserve_manifests.PLURAL}.{kserve_manifests.GROUP} "{key[1]}" already exists',
+                               {"name": key[1], "group": kserve_manifests.GROUP, "kind": kserve_manifests.PLURAL})
             self.objects[key] = dict(body, metadata=dict(body["metadata"], namespace=namespace, resourceVersion="1"))
             return 201, self.objects[key]
         if method == "PATCH" and len(parts) == 8:
@@ -131,8 +131,8 @@ class StandInAPI:
                                "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml")
             key = (namespace, parts[7])
             if key not in self.objects:
-                return _status(404, "NotFound", f'{kserve.PLURAL}.{kserve.GROUP} "{key[1]}" not found',
-                               {"name": key[1], "group": kserve.GROUP, "kind": kserve.PLURAL})
+                return _status(404, "NotFound", f'{kserve_manifests.PLURAL}.{kserve_manifests.GROUP} "{key[1]}" not found',
+                               {"name": key[1], "group": kserve_manifests.GROUP, "kind": kserve_manifests.PLURAL})
             self.objects[key] = merge_patch(self.objects[key], body)
             return 200, self.objects[key]
         return _status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
@@ -157,11 +157,11 @@ def api(tmp_path):
 
 
 def _manifest(version=1, namespace=NAMESPACE):
-    return kserve.inference_service(SERVING_DIR, namespace=namespace, version=version)
+    return kserve_manifests.inference_service(SERVING_DIR, namespace=namespace, version=version)
 
 
 def _apply(api, manifest):
-    cluster = deploy.Cluster(api.kubeconfig)
+    cluster = deploy.KServeCluster(api.kubeconfig)
     try:
         return cluster.apply(manifest)
     except deploy.DeployError as e:
@@ -184,7 +184,7 @@ def test_create_then_merge_patch_when_it_exists(api):
     assert patch["method"] == "PATCH" and patch["path"] == COLLECTION.format(NAMESPACE) + "/signs"
     assert patch["content_type"] == "application/merge-patch+json" and patch["body"] == second
     stored = api.objects[(NAMESPACE, "signs")]
-    assert stored["metadata"]["annotations"][kserve.VERSION_KEY] == "2"
+    assert stored["metadata"]["annotations"][kserve_manifests.VERSION_KEY] == "2"
     assert stored["spec"] == second["spec"]
 
 
@@ -255,12 +255,12 @@ def test_a_server_that_drops_the_connection_is_tried_once(tmp_path):
 
 def test_a_missing_kubeconfig_is_one_line(tmp_path):
     with pytest.raises(deploy.DeployError, match=f"^kubeconfig {tmp_path}/nope: "):
-        deploy.Cluster(str(tmp_path / "nope"))
+        deploy.KServeCluster(str(tmp_path / "nope"))
 
 
 def test_the_namespace_defaults_to_the_contexts(api):
-    assert deploy.Cluster(api.kubeconfig).namespace == NAMESPACE
-    assert deploy.Cluster(api.kubeconfig, context="other").namespace == "default"
+    assert deploy.KServeCluster(api.kubeconfig).namespace == NAMESPACE
+    assert deploy.KServeCluster(api.kubeconfig, context="other").namespace == "default"
 
 
 @pytest.mark.parametrize("spec, expected", [
@@ -291,13 +291,13 @@ def pushed(tmp_path):
 
     moto keeps its buckets per process, so each test pushes to a serving dir of its own.
     """
-    from components.push import serving  # pylint: disable=import-outside-toplevel
+    from components.push import version_dirs  # pylint: disable=import-outside-toplevel
     model = tmp_path / "model"
     model.mkdir()
     (model / "saved_model.pb").write_text("graph")
-    with testing.stand_in_store("minio://mlpipeline"):
+    with fixtures.stand_in_store("minio://mlpipeline"):
         serving_dir = f"minio://mlpipeline/{tmp_path.name}/serving_model"
-        serving.push(str(model), serving_dir, {"model_uri": "m1"})
+        version_dirs.push(str(model), serving_dir, {"model_uri": "m1"})
         yield SimpleNamespace(env=dict(os.environ), serving_dir=serving_dir,
                               storage_uri=serving_dir.replace("minio://", "s3://"))
 
@@ -309,7 +309,7 @@ def test_deploy_creates_then_updates_and_says_so_in_one_line(api, pushed):
     assert (first.returncode, first.stdout) == (0, f"created {expected}\n")
     assert (second.returncode, second.stdout) == (0, f"updated {expected}\n")
     assert [r["method"] for r in api.requests] == ["POST", "POST", "PATCH"]
-    assert api.requests[0]["body"]["metadata"]["labels"][kserve.VERSION_KEY] == "1"
+    assert api.requests[0]["body"]["metadata"]["labels"][kserve_manifests.VERSION_KEY] == "1"
     for out in (first, second):
         assert TOKEN not in out.stdout + out.stderr and "Traceback" not in out.stderr
 
@@ -328,14 +328,14 @@ def test_deploy_failure_is_one_line_and_exit_1(api, pushed):
 def test_dry_run_prints_the_manifest_only_and_touches_no_cluster(api, pushed):
     out = _deploy("--serving-dir", pushed.serving_dir, "--kubeconfig", api.kubeconfig, "--dry-run", env=pushed.env)
     assert out.returncode == 0 and api.requests == []
-    assert yaml.safe_load(out.stdout) == kserve.inference_service(pushed.serving_dir, version=1)
+    assert yaml.safe_load(out.stdout) == kserve_manifests.inference_service(pushed.serving_dir, version=1)
 
 
 def test_dry_run_without_the_store_has_no_version_and_says_why(tmp_path):
     env = dict(os.environ, SIGNS_MINIO_ENDPOINT="http://127.0.0.1:9", AWS_ACCESS_KEY_ID="k", AWS_SECRET_ACCESS_KEY="s")
     out = _deploy("--serving-dir", SERVING_DIR, "--dry-run", "--namespace", NAMESPACE, env=env)
     assert out.returncode == 0
-    assert yaml.safe_load(out.stdout) == kserve.inference_service(SERVING_DIR, namespace=NAMESPACE)
+    assert yaml.safe_load(out.stdout) == kserve_manifests.inference_service(SERVING_DIR, namespace=NAMESPACE)
     assert out.stderr.startswith(f"note: no version label: {SERVING_DIR} at http://127.0.0.1:9: ")
 
 
@@ -360,8 +360,8 @@ def test_credentials_setup_prints_the_service_account_and_secret(pushed):
     documents = list(yaml.safe_load_all(out.stdout))
     assert [d["kind"] for d in documents] == ["ServiceAccount", "Secret"]
     endpoint = pushed.env["SIGNS_MINIO_ENDPOINT"]  # the stand-in store's, http://127.0.0.1:PORT
-    assert documents[1]["metadata"]["annotations"] == {kserve.S3_ENDPOINT_ANNOTATION: endpoint.split("://")[1],
-                                                       kserve.S3_USEHTTPS_ANNOTATION: "0"}
+    assert documents[1]["metadata"]["annotations"] == {kserve_manifests.S3_ENDPOINT_ANNOTATION: endpoint.split("://")[1],
+                                                       kserve_manifests.S3_USEHTTPS_ANNOTATION: "0"}
     assert "run-local" not in out.stdout  # the stand-in store's keys, in this process's environment
 
 
@@ -377,9 +377,9 @@ def test_credentials_setup_of_a_package_names_its_releases_store(release, endpoi
     out = _deploy("--package", package, "--namespace", "team-a", "--credentials-setup", env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     documents = list(yaml.safe_load_all(out.stdout))
-    assert documents[1]["metadata"]["annotations"] == {kserve.S3_ENDPOINT_ANNOTATION: endpoint,
-                                                       kserve.S3_USEHTTPS_ANNOTATION: "0",
-                                                       kserve.S3_REGION_ANNOTATION: "minio"}
+    assert documents[1]["metadata"]["annotations"] == {kserve_manifests.S3_ENDPOINT_ANNOTATION: endpoint,
+                                                       kserve_manifests.S3_USEHTTPS_ANNOTATION: "0",
+                                                       kserve_manifests.S3_REGION_ANNOTATION: "minio"}
     assert "kubectl -n team-a get secret mlpipeline-minio-artifact" in out.stdout  # the profile's own keys
     assert documents[0]["metadata"]["namespace"] == "team-a"
 

@@ -14,8 +14,7 @@ import sys
 
 import pytest
 
-from kubeflow import compile as kfp_compile
-from kubeflow import entrypoint
+from kubeflow import compile as kfp_compile, entrypoint
 from kubeflow.entrypoint import LauncherInputError, adapt, local_path, remote_output
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -72,10 +72,10 @@ def cache_key(task: Dict[str, Any], component: Dict[str, Any], container: Dict[s
             key["outputArtifactsSpec"][name] = {k: first[k] for k in ("name", "type", "metadata") if first.get(k)}
     if pvc_names:
         key["containerSpec"]["pvcNames"] = sorted(set(pvc_names))
-    return fingerprint(key)
+    return key_fingerprint(key)
 
 
-def fingerprint(key: Dict[str, Any]) -> str:
+def key_fingerprint(key: Dict[str, Any]) -> str:
     """cacheutils GenerateFingerPrint: the CacheKey's protojson, re-marshalled by encoding/json, SHA-256."""
     return hashlib.sha256(go_json(_drop_empty(key)).encode()).hexdigest()
 
@@ -174,7 +174,7 @@ def upload_key(uri: str, root: str) -> str:
 
 # -- ML Metadata, as the launcher records and the driver reads ---------------------------------------
 
-def open_store(path: str):
+def open_metadata(path: str):
     """An ML Metadata store in a SQLite file (created if missing)."""
     from ml_metadata.metadata_store import metadata_store  # pylint: disable=import-outside-toplevel
     from ml_metadata.proto import metadata_store_pb2  # pylint: disable=import-outside-toplevel
@@ -280,7 +280,7 @@ def input_artifacts(task_name: str, task: Dict[str, Any], produced: Dict[str, Di
     return artifacts
 
 
-def parameter_values(task_name: str, task: Dict[str, Any], params: Dict[str, Any]) -> Dict[str, Any]:
+def task_parameters(task_name: str, task: Dict[str, Any], params: Dict[str, Any]) -> Dict[str, Any]:
     """The ExecutorInput's inputs.parameterValues: constants and pipeline parameters."""
     values = {}
     for name, source in task.get("inputs", {}).get("parameters", {}).items():

@@ -16,11 +16,11 @@ def test_fingerprints_match_kfps_golden_values():
                "metrics": {"name": "metrics", "type": {"schemaTitle": "kfp.Metrics"}, "metadata": {"name": "metrics"}}},
            "outputParametersSpec": {"output_parameter_one": "STRING", "output_parameter_two": "INT"},
            "containerSpec": {"cmdArgs": ["sh", "ec", "test"], "image": "python:3.11"}}
-    assert launcher.fingerprint(key) == "b498530c9016917298999ec0b01f364a180f8a3862bea0fa672a383ca3f22e4e"
+    assert launcher.key_fingerprint(key) == "b498530c9016917298999ec0b01f364a180f8a3862bea0fa672a383ca3f22e4e"
     other = {"inputArtifactNames": {"dataset": {"artifactNames": ["10"]}},
              "outputParametersSpec": {"output_parameter": "DOUBLE"},
              "containerSpec": {"cmdArgs": ["sh", "ec", "run"], "image": "python:3.11"}}
-    assert launcher.fingerprint(other) == "3d9a2a778fa3174c6cfc6e639c507c265b5f21ef6e5b1dd70b236462cc6da464"
+    assert launcher.key_fingerprint(other) == "3d9a2a778fa3174c6cfc6e639c507c265b5f21ef6e5b1dd70b236462cc6da464"
 
 
 @pytest.mark.parametrize("value, text", [(5, "5"), (1.5, "1.5"), (1e-7, "1e-7"), (1e21, "1e+21"), (0.000001, "0.000001"),
@@ -82,7 +82,7 @@ def test_outputs_must_lie_under_the_root():
 
 
 def test_ml_metadata_converts_values_as_the_launcher_records_them(tmp_path):
-    store = launcher.open_store(str(tmp_path / "mlmd.sqlite"))
+    store = launcher.open_metadata(str(tmp_path / "mlmd.sqlite"))
     execution = launcher.record_execution(store, "run-1", "Trainer", "complete")
     launcher.record_outputs(store, execution, {"model": {
         "uri": "minio://b/m", "type": {"schemaTitle": "tfx.Model"},

@@ -28,7 +28,9 @@ from typing import Any, Dict, Iterator, List
 
 import yaml
 
-from components.data import safe_yaml, storage, stores, testing
+from common import safe_yaml
+from kubeflow.stand_in_stores import start_stand_in
+from components.data import storage, stores
 
 ADMIN_KEY = "kfp-admin"
 
@@ -164,7 +166,7 @@ class ClusterStore:
             if not namespace:
                 raise StoreError(f"--kfp-release {self.launcher.release}: the package was compiled without --namespace")
             keys = {f"{namespace}-key": namespace}
-        self.url, stop = testing.start_stand_in(self.kind, namespace_filter(keys) if keys else None)
+        self.url, stop = start_stand_in(self.kind, namespace_filter(keys) if keys else None)
         try:
             host = self.url.split("://", 1)[1]
             self._secrets(next(iter(keys), ADMIN_KEY))
@@ -205,7 +207,7 @@ class ClusterStore:
     @contextlib.contextmanager
     def as_admin(self) -> Iterator[None]:
         """This process reaches the stand-in with unrestricted keys (setting up and saving it)."""
-        settings = stores.Settings(minio_endpoint=self.url, s3_endpoint=self.url, access_key=ADMIN_KEY,
+        settings = stores.StoreSettings(minio_endpoint=self.url, s3_endpoint=self.url, access_key=ADMIN_KEY,
                                    secret_key=self.admin["AWS_SECRET_ACCESS_KEY"],
                                    gcs_endpoint=self.url if self.kind == "gs" else "")
         with storage.configured(settings):

@@ -12,7 +12,7 @@ import sys
 
 from components.data import stores
 from kubeflow.compile import CompileConfig
-from pipeline import configs
+from pipeline import options
 from components.data import startup
 
 
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="its predictor's ServiceAccount (default: signs-kserve for minio:// roots, else the namespace's)")
     c.add_argument("--no-kserve", action="store_false", dest="kserve", help="write no InferenceService manifest")
     # The settings both runners share: a runtime one sets its parameter's default in the package.
-    configs.add_flags(c, kubeflow=True)
+    options.add_flags(c, kubeflow=True)
 
     s = sub.add_parser("submit", help="submit a compiled package to a KFP 2.x cluster")
     s.add_argument("--host", required=True, help="the KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow:80")
@@ -163,7 +163,7 @@ def main(argv=None) -> int:
                 with open(args.launcher_config, encoding="utf-8") as f:
                     launcher = stores.parse_configmap(f.read(), args.launcher_config, args.kfp_release)
             config = CompileConfig(
-                pipeline=configs.config_from_args(args), output=args.output, image=args.image,
+                pipeline=options.config_from_args(args), output=args.output, image=args.image,
                 pipeline_root=args.pipeline_root, data_root=args.data_root, source_kind=args.source_kind,
                 gpus=args.gpus, accelerator=args.accelerator, cpu=args.cpu, memory=args.memory,
                 trainer_cpu=args.trainer_cpu, trainer_memory=args.trainer_memory, launcher=launcher,
@@ -172,7 +172,7 @@ def main(argv=None) -> int:
                 namespace=args.namespace, kserve=args.kserve, kserve_name=args.kserve_name,
                 kserve_namespace=args.kserve_namespace or args.namespace or None,
                 kserve_service_account=args.kserve_service_account)
-            kfp_compile.check(config)  # before TFX is imported
+            kfp_compile.check_config(config)  # before TFX is imported
             path = kfp_compile.write(kfp_compile.build(config), args.output)
         except (kfp_compile.CompileError, stores.StoreConfigError) as e:
             print(f"error: {e}")
@@ -191,8 +191,8 @@ def main(argv=None) -> int:
     if args.command == "deploy":
         from kubeflow import deploy  # pylint: disable=import-outside-toplevel
         return deploy.deploy(args)
-    from kubeflow import local_run  # pylint: disable=import-outside-toplevel
-    return local_run.run(args.package, dict(args.param), args.work_dir, args.pipeline_root, args.local_store,
+    from kubeflow import run_local  # pylint: disable=import-outside-toplevel
+    return run_local.run(args.package, dict(args.param), args.work_dir, args.pipeline_root, args.local_store,
                          kfp_release=args.kfp_release, secrets_file=args.secrets, data=args.data,
                          publish_logs=args.publish_logs)
 

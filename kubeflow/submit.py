@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Dict, Optional, Set, Tuple
 
-from components.data.redact import redact
+from common.redact import redact
 
 TERMINAL = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED", "CANCELLED"}
 
@@ -195,21 +195,21 @@ def show_manifest(spec: Dict[str, Any], package: str) -> None:
     """
     # pylint: disable=import-outside-toplevel
     from components.data import storage
-    from components.push import kserve, serving
+    from components.push import kserve_manifests, version_dirs
     from kubeflow import deploy
     try:
         serving_dir = deploy.package_serving_dir(spec)
     except deploy.DeployError as e:
         print(f"note: {e}")
         return
-    where = storage.join(serving_dir, "<newest version>", kserve.MANIFEST)
+    where = storage.join(serving_dir, "<newest version>", kserve_manifests.MANIFEST)
     try:
-        version = serving.newest_version(serving_dir)
+        version = version_dirs.newest_version(serving_dir)
         if version is None:
             print(f"note: {serving_dir}: no model pushed there yet, so no InferenceService to show")
             return
-        where = kserve.manifest_path(serving_dir, version)
-        text = kserve.read_manifest(serving_dir, version)
+        where = kserve_manifests.manifest_path(serving_dir, version)
+        text = kserve_manifests.read_manifest(serving_dir, version)
     except FileNotFoundError:
         print(f"note: {where}: no InferenceService manifest there; "
               f"`python kubeflow/runner.py deploy --package {package} --dry-run` prints one")

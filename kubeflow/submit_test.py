@@ -8,7 +8,7 @@ import sys
 import threading
 
 import pytest
-from components.data import testing
+from testsupport import fixtures
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "s3cr3t-token-value"
@@ -143,7 +143,7 @@ def test_registry_check(image, ok):
 def test_fingerprint_of_an_unreachable_store_is_unique_and_said(capsys):
     from components.data import storage, stores  # pylint: disable=import-outside-toplevel
     from kubeflow import submit  # pylint: disable=import-outside-toplevel
-    with storage.configured(stores.Settings(minio_endpoint="http://127.0.0.1:9", access_key="k", secret_key="s")):
+    with storage.configured(stores.StoreSettings(minio_endpoint="http://127.0.0.1:9", access_key="k", secret_key="s")):
         first, second = submit.data_fingerprint("minio://mlpipeline/data"), submit.data_fingerprint("minio://mlpipeline/data")
     assert first.startswith("unlisted-") and first != second  # never a cache hit on unknown data
     assert "note: minio://mlpipeline/data at http://127.0.0.1:9: " in capsys.readouterr().out
@@ -276,13 +276,13 @@ class _FakeKfpClient:
 
 
 def _push_with_manifest(tmp_path, serving_dir, manifest=True):
-    from components.push import kserve, serving  # pylint: disable=import-outside-toplevel
+    from components.push import kserve_manifests, version_dirs  # pylint: disable=import-outside-toplevel
     model = tmp_path / f"model-{len(os.listdir(tmp_path))}"
     model.mkdir()
     (model / "saved_model.pb").write_text("graph")
-    version = serving.push(str(model), serving_dir, {"model_uri": str(model)})
+    version = version_dirs.push(str(model), serving_dir, {"model_uri": str(model)})
     if manifest:
-        kserve.write_manifest(serving_dir, version, kserve.inference_service(serving_dir, version=version,
+        kserve_manifests.write_manifest(serving_dir, version, kserve_manifests.inference_service(serving_dir, version=version,
                                                                              pipeline_run="run-1"))
     return version
 
@@ -299,7 +299,7 @@ def test_wait_prints_the_newest_versions_inferenceservice_after_a_successful_run
     server, host = _serve(_Healthy)
     serving_dir = "minio://mlpipeline/v2/artifacts/serving_model"  # the package's Pusher pushes there
     try:
-        with testing.stand_in_store("minio://mlpipeline"):
+        with fixtures.stand_in_store("minio://mlpipeline"):
             version = _push_with_manifest(tmp_path, serving_dir)
             code = submit.submit(runner.build_parser().parse_args(["submit", "--host", host, "--package", package, "--wait"]))
     finally:
@@ -323,7 +323,7 @@ def test_wait_prints_the_newest_versions_inferenceservice_after_a_successful_run
 def test_after_a_run_an_unreachable_store_is_one_line_saying_where_the_manifest_lies(capsys):
     from components.data import storage, stores  # pylint: disable=import-outside-toplevel
     from kubeflow import submit  # pylint: disable=import-outside-toplevel
-    with storage.configured(stores.Settings(minio_endpoint="http://127.0.0.1:9", access_key="k", secret_key="s")):
+    with storage.configured(stores.StoreSettings(minio_endpoint="http://127.0.0.1:9", access_key="k", secret_key="s")):
         submit.show_manifest({"defaultPipelineRoot": "minio://mlpipeline/v2/artifacts"}, "pipeline.yaml")
     [line] = capsys.readouterr().out.splitlines()
     assert line.startswith("note: the InferenceService manifest lies in minio://mlpipeline/v2/artifacts/serving_model/"
@@ -335,7 +335,7 @@ def test_after_a_run_a_version_without_a_manifest_or_no_version_is_one_line(tmp_
     from components.data import storage  # pylint: disable=import-outside-toplevel
     from kubeflow import submit  # pylint: disable=import-outside-toplevel
     root = f"minio://mlpipeline/{tmp_path.name}"
-    with testing.stand_in_store("minio://mlpipeline"):
+    with fixtures.stand_in_store("minio://mlpipeline"):
         submit.show_manifest({"defaultPipelineRoot": root}, "pipeline.yaml")
         version = _push_with_manifest(tmp_path, f"{root}/serving_model", manifest=False)
         submit.show_manifest({"defaultPipelineRoot": root}, "pipeline.yaml")

@@ -7,7 +7,7 @@ import os
 from typing import Optional, Tuple
 
 from components.data import sources, synthetic
-from components.training.config import TrainConfig
+from components.training.train_config import TrainConfig
 
 HASHED_SPLIT = "all"  # the input split name of a source that ExampleGen splits by content hash
 H5_PAIR_SPLITS = (("train", "train_signs.h5"), ("eval", "test_signs.h5"))  # split as given
@@ -40,7 +40,7 @@ def training_config(config: TrainConfig, source: Source) -> Tuple[TrainConfig, O
 
     `photo_augment` "auto" is on, except on the synthetic set: its drawn hands on one kind of wall
     learn so much slower under the photo augmentation that `make run`'s time budget ends before
-    the model is blessed (0.83 after 10 epochs against 0.96; bench/README.md).
+    the model is blessed (bench/README.md, "The first run").
     """
     if source.is_synthetic and config.photo_augment == "auto":
         return config.replace(photo_augment="off"), (

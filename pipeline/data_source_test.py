@@ -7,7 +7,7 @@ import pytest
 from components.data import sources, synthetic
 from components.data.sources import SignsDataError
 from pipeline import data_source
-from components.training.config import TrainConfig
+from components.training.train_config import TrainConfig
 
 
 def test_each_layout_is_recognised(tmp_path):

@@ -20,7 +20,7 @@ from components.push.pusher import VersionedPusher
 from components.report.review import Review
 from components.validation.schema import CurateSchema
 from components.training.signs_trainer import SignsTrainer
-from components.training.config import TrainConfig
+from components.training.train_config import TrainConfig
 
 TRAINER_RUN_FN = "trainer.task.run_fn"
 
@@ -77,10 +77,10 @@ def create_pipeline(
         Kubeflow runner makes them so).
       min_improvement: how much the candidate's accuracy must exceed the serving model's (0: not worse).
       serving_dir: the Pusher's filesystem destination.
-      serving_state: `components.push.serving.state(serving_dir)` when the run starts (a cache key).
+      serving_state: `components.push.version_dirs.state(serving_dir)` when the run starts (a cache key).
       keep_last: versions the Pusher keeps in `serving_dir`; 0 keeps all.
       kserve: with a serving dir on an object store, the Pusher writes each pushed version's KServe
-        InferenceService beside it, with these settings (`components.push.kserve.inference_service`:
+        InferenceService beside it, with these settings (`components.push.kserve_manifests.inference_service`:
         name, namespace, service_account); None writes none.
       bad_images: 'fail' (default) stops at a bad image; 'skip' leaves it out and reports it.
       schema_path: a curated schema.pbtxt to validate against; None infers one and curates it.
@@ -102,7 +102,7 @@ def create_pipeline(
         custom_config=signs_example_gen.make_custom_config(
             classes, source_kind, bad_images,
             train_config.max_image_pixels),
-        custom_executor_spec=executor_spec.BeamExecutorSpec(signs_example_gen.Executor),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(signs_example_gen.SignsExampleGenExecutor),
     ).with_id("ExampleGen")
     # Per-split feature statistics, for the schema and for reviewing the data.
     statistics_gen = statistics(example_gen.outputs["examples"])

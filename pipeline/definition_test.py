@@ -5,7 +5,7 @@ import json
 import pytest
 from tfx.orchestration import data_types
 
-from components.training.config import TrainConfig
+from components.training.train_config import TrainConfig
 from pipeline.definition import create_pipeline
 from pipeline.data_source import H5_PAIR_SPLITS
 

@@ -2,15 +2,15 @@
 
 import sys
 
-from pipeline import configs
+from pipeline import options
 from components.data import startup
 
 
 def main(argv=None) -> int:
-    config = configs.parse(argv, description=__doc__)
+    config = options.parse(argv, description=__doc__)
     startup.start_process()
-    from pipeline import run  # pylint: disable=import-outside-toplevel  (TFX: ~35 s of imports)
-    return run.run_locally(config)
+    from pipeline import local_dag  # pylint: disable=import-outside-toplevel  (TFX: ~35 s of imports)
+    return local_dag.run_locally(config)
 
 
 if __name__ == "__main__":

@@ -58,10 +58,10 @@ class RunMonitor(threading.Thread):
 
     def poll(self) -> None:
         """Reads the run's executions once and prints what changed since the last read."""
-        from components.report import runs  # pylint: disable=import-outside-toplevel
+        from components.report import run_summary  # pylint: disable=import-outside-toplevel
 
         try:
-            states = runs.execution_states(self.metadata_path, self.run_id, self.names)
+            states = run_summary.execution_states(self.metadata_path, self.run_id, self.names)
         except Exception:  # pylint: disable=broad-except  (the writer holds the lock; read next time)
             return
         for name, execution_id, state, seconds in states:

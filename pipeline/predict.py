@@ -12,8 +12,8 @@ import tempfile
 from typing import List, Optional, Tuple
 
 from components.data import startup, storage
-from components.data.redact import printable
-from pipeline import configs
+from common.redact import printable
+from pipeline import options
 
 
 def _declared_size(data: bytes):
@@ -32,10 +32,10 @@ def main(argv=None) -> int:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG or PNG files, any size")
     p.add_argument("--version", type=int, default=None, help="the pushed version to use (default: newest)")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
-    configs.add_flags(p, only=("pipeline_root", "serving_dir", "max_image_pixels"))  # as the local runner's
+    options.add_flags(p, only=("pipeline_root", "serving_dir", "max_image_pixels"))  # as the local runner's
     args = p.parse_args(argv)
     startup.start_process()
-    config = configs.config_from_args(args)
+    config = options.config_from_args(args)
     with tempfile.TemporaryDirectory(prefix="signs-predict-") as tmp:
         try:
             version, model_dir = _pick_version(config.push_dir, args.version, tmp)
@@ -84,20 +84,20 @@ class PredictError(Exception):
 def _pick_version(push_dir: str, wanted: Optional[int], tmp: str) -> Tuple[int, str]:
     """The version to use (`wanted`, or the newest that can be served) and its local directory
     (a copy in `tmp` for an object store). Versions that cannot be served are named, one line each."""
-    from components.push import serving  # pylint: disable=import-outside-toplevel
+    from components.push import version_dirs  # pylint: disable=import-outside-toplevel
 
-    versions = serving.list_versions(push_dir)
+    versions = version_dirs.list_versions(push_dir)
     if not versions:
         raise PredictError(f"{push_dir}: no pushed model; run the pipeline until a model is blessed")
     if wanted is not None and wanted not in versions:
         raise PredictError(f"{push_dir}: no version {wanted}; pushed versions are {versions}")
     for version in [wanted] if wanted is not None else reversed(versions):
-        location = serving.version_dir(push_dir, version)
+        location = version_dirs.version_dir(push_dir, version)
         local = location
         if storage.is_remote(location):
             local = os.path.join(tmp, str(version))
             storage.download_tree(location, local)
-        problem = serving.model_problem(local)
+        problem = version_dirs.model_problem(local)
         if problem is None:
             return version, local
         if wanted is not None:

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from components.push.testing import saved_model
+from testsupport.saved_models import saved_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

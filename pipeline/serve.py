@@ -5,7 +5,7 @@
     curl -d '{"signature_name": "serve_image_bytes", "instances": [{"b64": "'$(base64 -w0 hand.jpg)'"}]}' \\
         http://127.0.0.1:8501/v1/models/signs:predict
 
-The server is `pipeline.serving` (what it answers, and how, is described there).
+The server is `pipeline.rest_server` (what it answers, and how, is described there).
 """
 
 import argparse
@@ -17,15 +17,15 @@ import sys
 from aiohttp import web
 
 from components.data import storage
-from components.push import serving
-from pipeline import configs
-from pipeline.serving.app import MODEL_NAME, Settings, make_app, range_problem, start
+from components.push import version_dirs
+from pipeline import options
+from pipeline.rest_server.app import MODEL_NAME, ServerSettings, make_app, range_problem, start
 from components.data import startup
 
 
 def _ranged(name: str, kind):
     """An argparse type: a `kind` within the range of the setting `name` (RANGES)."""
-    return configs.checked_number(kind, lambda value: range_problem(name, value))
+    return options.checked_number(kind, lambda value: range_problem(name, value))
 
 
 def _model_name(text: str) -> str:
@@ -43,9 +43,9 @@ def _port(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = Settings()
-    parser = configs.ShortUsageParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    configs.add_flags(parser, only=("pipeline_root", "serving_dir"))  # as the runners and predict take them
+    d = ServerSettings()
+    parser = options.ShortUsageParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    options.add_flags(parser, only=("pipeline_root", "serving_dir"))  # as the runners and predict take them
     parser.add_argument("--port", type=_port, default=8501,
                         help="port to listen on (TF Serving's REST port is 8501; 0 picks a free one)")
     parser.add_argument("--host", default="127.0.0.1",
@@ -102,10 +102,10 @@ async def _serve_until_stopped(app: web.Application, host: str, port: int, servi
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     startup.start_process()
-    serving_dir = configs.config_from_args(args).push_dir
+    serving_dir = options.config_from_args(args).push_dir
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
     try:
-        pushed = serving.list_versions(serving_dir)
+        pushed = version_dirs.list_versions(serving_dir)
     except storage.StorageConfigError as e:
         print(f"error: {e}")
         return 2
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     if not pushed:
         print(f"{serving_dir}: no version pushed yet; the first one is served as soon as it lands "
               f"(looked for every {args.poll_seconds:g} s)", flush=True)
-    app = make_app(serving_dir, Settings(model_name=args.model_name, poll_seconds=args.poll_seconds,
+    app = make_app(serving_dir, ServerSettings(model_name=args.model_name, poll_seconds=args.poll_seconds,
                                          max_batch_size=args.max_batch_size, batch_timeout_ms=args.batch_timeout_ms,
                                          max_request_rows=args.max_request_rows,
                                          max_request_pixels=args.max_request_pixels,

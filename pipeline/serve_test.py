@@ -9,11 +9,11 @@ import threading
 
 import pytest
 
-from components.push import serving
-from components.push.testing import saved_model
+from components.push import version_dirs
+from testsupport.saved_models import saved_model
 from pipeline import serve
-from pipeline.serving import app as serving_app, decoding, models
-from pipeline.serving.testing import call, image_bytes, predict_one, start_serving, states, wait_for
+from pipeline.rest_server import app as serving_app, decoding, model_manager
+from testsupport.rest_clients import call, image_bytes, predict_one, start_serving, states, wait_for
 
 slow = pytest.mark.slow
 
@@ -23,13 +23,13 @@ def test_a_pushed_version_is_served_without_restart(exported_model, tmp_path, mo
     """Version 2 loads while version 1 answers (its load is held), then serves; version 1 ends.
     A version that fails to load leaves version 2 serving; deleting 2 and 3 brings back 1."""
     serving_dir = str(tmp_path / "serving")
-    serving.push(exported_model, serving_dir, {})
+    version_dirs.push(exported_model, serving_dir, {})
     server = start_serving(serving_dir, poll_seconds=0.1)
     try:
         gate = threading.Event()
-        real_load = models.load_servable
-        monkeypatch.setattr(models, "load_servable", lambda *args: (gate.wait(120), real_load(*args))[1])
-        assert serving.push(exported_model, serving_dir, {}) == 2
+        real_load = model_manager.load_servable
+        monkeypatch.setattr(model_manager, "load_servable", lambda *args: (gate.wait(120), real_load(*args))[1])
+        assert version_dirs.push(exported_model, serving_dir, {}) == 2
         wait_for(lambda: states(server.url) == [("2", "LOADING"), ("1", "AVAILABLE")], "version 2 to start loading")
         photo = image_bytes("JPEG")
         assert predict_one(server.url, photo)[:2] == (200, "1")  # the old version answers meanwhile
@@ -43,7 +43,7 @@ def test_a_pushed_version_is_served_without_restart(exported_model, tmp_path, mo
 
         broken = os.path.join(serving_dir, "3")
         os.makedirs(broken + ".tmp")
-        with open(os.path.join(broken + ".tmp", serving.SAVED_MODEL), "wb") as f:
+        with open(os.path.join(broken + ".tmp", version_dirs.SAVED_MODEL), "wb") as f:
             f.write(b"not a SavedModel")
         os.rename(broken + ".tmp", broken)
         wait_for(lambda: states(server.url)[0] == ("3", "END"), "version 3 to fail")
@@ -77,7 +77,7 @@ def test_the_command_line_waits_for_a_first_push_then_serves_it(exported_model, 
         assert any("no version pushed yet" in line for line in lines), lines
         url = lines[-1].split(" at ", 1)[1].split(" ")[0]
         assert call(url + "v1/models/signs")[0] == 404
-        serving.push(exported_model, serving_dir, {})
+        version_dirs.push(exported_model, serving_dir, {})
         wait_for(lambda: states(url) == [("1", "AVAILABLE")], "the pushed version to load")
         assert predict_one(url, image_bytes("PNG"))[:2] == (200, "1")
     finally:
@@ -109,7 +109,7 @@ def test_a_version_that_cannot_be_served_is_passed_over_then_served_once_whole(t
     whole = data.read_bytes()
     data.write_bytes(whole[:4])  # a copy cut short
     os.makedirs(serving_dir / "3")
-    os.mkfifo(serving_dir / "3" / serving.SAVED_MODEL)
+    os.mkfifo(serving_dir / "3" / version_dirs.SAVED_MODEL)
     saved_model(serving_dir / "\u00b2")  # "²".isdigit() is true: it once made the watcher log a traceback each second
     saved_model(serving_dir / "99999999999999999999")  # past int64: TF Serving ignores it
     server = start_serving(str(serving_dir), poll_seconds=0.1)
@@ -144,8 +144,8 @@ def test_a_flag_that_would_turn_a_limit_off_or_hide_the_model_is_refused(argv, s
 
 def test_settings_from_code_take_the_same_ranges():
     with pytest.raises(ValueError, match="^body_timeout_s: expected a number from 0.001 to 3600, got inf$"):
-        serving_app.Settings(body_timeout_s=float("inf"))
-    assert serving_app.Settings(model_name="signs-v2.1").model_name == "signs-v2.1"
+        serving_app.ServerSettings(body_timeout_s=float("inf"))
+    assert serving_app.ServerSettings(model_name="signs-v2.1").model_name == "signs-v2.1"
 
 
 def test_the_readmes_limits_table_is_what_serve_does():
@@ -161,5 +161,5 @@ def test_the_readmes_limits_table_is_what_serve_does():
     for flag, shown in flagged.items():
         assert float(shown.split()[0].replace(",", "")) == defaults[flag], flag
     body = next(row for row in rows if row[0].startswith("request body"))
-    assert body[1] == f"{serving_app.Settings().max_request_bytes // 2 ** 20} MiB"
+    assert body[1] == f"{serving_app.ServerSettings().max_request_bytes // 2 ** 20} MiB"
     assert f"Bodies over {decoding.INLINE_BYTES // 1024} KiB" in readme

@@ -58,10 +58,10 @@ def test_gpu_bench_runs_on_the_cpu_and_only_names_the_device_through_tensorflow(
     for row in result["rows"]:  # a CPU trains the ResNet at 1 to a few hundred images a second
         assert 0.5 < row["images_per_s"] < 2000 and row["tflops"] == pytest.approx(row["images_per_s"] * GFLOP_PER_IMAGE / 1000)
         assert f"{row['batch_size']:6d} {row['images_per_s']:10.0f}" in proc.stdout  # the table shows the JSON's figures
-    # The bench and trainer/model.py (which it builds and trains) import TensorFlow nowhere but where
+    # The bench and trainer/resnet.py (which it builds and trains) import TensorFlow nowhere but where
     # Keras's backend is TensorFlow (here it is): where the device is named, and in the batch norm's
     # fused path. On the JAX/PyTorch GPU machines neither runs, and there is no TensorFlow.
-    assert json.load(open(imports)) == ["bench/gpu_train.py:device_name", "trainer/model.py:call"]
+    assert json.load(open(imports)) == ["bench/gpu_train.py:device_name", "trainer/resnet.py:call"]
 
 
 @pytest.mark.slow
@@ -109,15 +109,15 @@ def test_profile_step_lists_the_convolutions_by_op_type(tmp_path):
 
 def test_make_run_bench_reads_the_run_summary():
     from bench import make_run  # pylint: disable=import-outside-toplevel
-    from components.report import runs  # pylint: disable=import-outside-toplevel
+    from components.report import run_summary  # pylint: disable=import-outside-toplevel
 
-    report = runs.RunReport(run_id="r1", components=[
-        runs.ComponentRun("ExampleGen", "complete", 8.4, {}, None),
-        runs.ComponentRun("Trainer", "complete", 363.2, {}, None),
-        runs.ComponentRun("Pusher", "cached", 0.0, {}, None)], accuracy=0.96, example_count=300, blessed=True,
+    report = run_summary.RunReport(run_id="r1", components=[
+        run_summary.ComponentRun("ExampleGen", "complete", 8.4, {}, None),
+        run_summary.ComponentRun("Trainer", "complete", 363.2, {}, None),
+        run_summary.ComponentRun("Pusher", "cached", 0.0, {}, None)], accuracy=0.96, example_count=300, blessed=True,
         pushed_to="/x/serving_model/1", training="5 epochs in 350 s, stopped for time",
         shifted={"evaluated": 120, "accuracy": {"as they are": 0.95, "background": 0.5, "all": 0.25}})
-    lines = ("noise\n" + runs.render(report, 470.0, "synthetic", "/x")).splitlines()
+    lines = ("noise\n" + run_summary.summary_text(report, 470.0, "synthetic", "/x")).splitlines()
     components, facts = make_run.parse_summary(lines)
     assert components == [("ExampleGen", "complete", 8), ("Trainer", "complete", 363)]
     assert facts["eval accuracy"] == "0.9600 on 300 eval examples" and facts["blessed"] == "YES"
@@ -155,7 +155,7 @@ def test_accuracy_bench_sets_runs_side_by_side_with_what_each_moved(tmp_path):
 @pytest.mark.slow
 def test_serve_bench_prints_every_level_beside_the_in_process_limit(tmp_path):
     out = tmp_path / "serve.json"
-    proc = _run("bench/serve.py", "--concurrency", "1,4", "--requests", "8", "--seconds", "20", "--json", str(out))
+    proc = _run("bench/serve_load.py", "--concurrency", "1,4", "--requests", "8", "--seconds", "20", "--json", str(out))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.startswith("CPU: ") and "batched / in-process" in proc.stdout
     results = json.load(open(out))

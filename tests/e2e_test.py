@@ -10,12 +10,12 @@ import pytest
 import tensorflow as tf
 
 from components.data import synthetic
-from components.report import runs
-from components.data.testing import png_bytes
+from components.report import run_summary
+from testsupport.fixtures import png_bytes
 from tests.helpers import run_pipeline
 
 pytestmark = pytest.mark.e2e
-COMPONENTS = list(runs.COMPONENT_ORDER)
+COMPONENTS = list(run_summary.COMPONENT_ORDER)
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +42,7 @@ def first_run(planted_h5, tmp_path_factory):
 
 
 def _store(root):
-    return runs.open_store(os.path.join(root, "metadata.sqlite"))
+    return run_summary.open_store(os.path.join(root, "metadata.sqlite"))
 
 
 def _live_artifacts(store, type_name):
@@ -249,8 +249,8 @@ def test_each_summary_describes_its_own_run(first_run, second_run):
     (first_id,), (first_summarised,) = _run_ids(first.stdout)
     (second_id,), (second_summarised,) = _run_ids(second_run.stdout)
     assert first_id == first_summarised and second_id == second_summarised and first_id != second_id
-    from components.report import runs  # pylint: disable=import-outside-toplevel
+    from components.report import run_summary  # pylint: disable=import-outside-toplevel
     metadata_path = os.path.join(root, "metadata.sqlite")
-    older = runs.run_by_id(metadata_path, first_id)
+    older = run_summary.run_by_id(metadata_path, first_id)
     assert older.run_id == first_id and older.pushed_to == os.path.join(root, "serving_model", "1")
-    assert runs.latest_run(metadata_path).run_id != first_id
+    assert run_summary.latest_run(metadata_path).run_id != first_id

@@ -1,10 +1,12 @@
 """The layers import downwards only: a module imports its own layer and the layers below it.
 
-components/data < components/validation < the other components < trainer < pipeline < kubeflow,
-and a test imports only the layer it tests and those below (tests/ and bench/ sit on top).
+common < components/data < components/validation < the other components < trainer < pipeline <
+kubeflow, and a test imports only the layer it tests and those below (tests/ and bench/ sit on top),
+and testsupport/, which no other code imports.
 
-- components/data: what every layer shares (storage, the launcher's store resolution, the image
-  limits, redaction, process start-up) and the data components;
+- common: what every layer needs to start and to speak (process start-up, redaction, safe YAML);
+- components/data: storage, the launcher's store resolution, sources and their limits, and the
+  data components;
 - components/*: the TFX components, the Trainer's configuration among them (components/training);
   the Trainer component names its run_fn by a dotted string, never by an import;
 - trainer/: the run_fn side (model, input pipeline, export), above the components whose
@@ -22,9 +24,9 @@ import pytest
 
 from tests.helpers import REPO
 
-LAYERS = (("components.data",), ("components.validation",),
+LAYERS = (("common",), ("components.data",), ("components.validation",),
           ("components",),  # training (and the Trainer's config), evaluation, push, report, artifact types
-          ("trainer",), ("pipeline",), ("kubeflow",), ("tests", "bench"))
+          ("trainer",), ("pipeline",), ("kubeflow",), ("tests", "bench", "testsupport"))
 
 
 def layer_of(module: str) -> int:
@@ -68,37 +70,44 @@ def imports(source: str, path: str = "<source>"):
                 yield node.lineno, name
 
 
+def is_test(module: str) -> bool:
+    return module.endswith("_test") or module == "conftest" or module.endswith(".conftest")
+
+
 def upward(module: str, source: str):
-    """The imports of a module's source that reach a layer above its own."""
+    """The imports of a module's source that reach a layer above its own (a test may use testsupport)."""
     own = layer_of(module)
-    return [f"line {line}: {name}" for line, name in imports(source) if layer_of(name) > own]
+    return [f"line {line}: {name}" for line, name in imports(source) if layer_of(name) > own
+            and not (is_test(module) and layer_of(name) == len(LAYERS) - 1 and name.startswith("testsupport"))]
 
 
 def _python_files():
-    for top in ("components", "trainer", "pipeline", "kubeflow", "tests", "bench"):
+    for top in ("common", "components", "trainer", "pipeline", "kubeflow", "tests", "bench"):
         for folder, _, files in os.walk(os.path.join(REPO, top)):
             yield from (os.path.join(folder, f) for f in sorted(files) if f.endswith(".py"))
 
 
 def test_layer_of():
-    assert layer_of("components.data.storage") == 0 and layer_of("components.validation.schema") == 1
-    assert layer_of("components.training.config") == 2 and layer_of("components.report.review") == 2
-    assert layer_of("trainer.task") == 3 and layer_of("pipeline.configs") == 4 and layer_of("kubeflow.compile") == 5
+    assert layer_of("common.redact") == 0
+    assert layer_of("components.data.storage") == 1 and layer_of("components.validation.schema") == 2
+    assert layer_of("components.training.train_config") == 3 and layer_of("components.report.review") == 3
+    assert layer_of("trainer.task") == 4 and layer_of("pipeline.options") == 5 and layer_of("kubeflow.compile") == 6
     assert layer_of("numpy") is None and layer_of("componentsx") is None
 
 
 @pytest.mark.parametrize("planted", [
     "from trainer.export import IMAGE_BYTES_SIGNATURE\n",
-    "def f():\n    from pipeline import configs  # lazy\n    return configs\n",
+    "def f():\n    from pipeline import options  # lazy\n    return options\n",
+    "from testsupport.fixtures import png_bytes\n",
     "import importlib\n\ndef f():\n    return importlib.import_module('kubeflow.compile')\n",
     "def f():\n    return __import__('trainer.task')\n",
 ])
 def test_a_planted_upward_import_is_found(planted):
-    """components/push/serving.py with one upward import planted, in each form the rule reads."""
-    with open(os.path.join(REPO, "components", "push", "serving.py"), encoding="utf-8") as f:
+    """components/push/version_dirs.py with one upward import planted, in each form the rule reads."""
+    with open(os.path.join(REPO, "components", "push", "version_dirs.py"), encoding="utf-8") as f:
         source = f.read()
-    assert upward("components.push.serving", source) == []
-    assert len(upward("components.push.serving", source + "\n\n" + planted)) == 1
+    assert upward("components.push.version_dirs", source) == []
+    assert len(upward("components.push.version_dirs", source + "\n\n" + planted)) == 1
 
 
 @pytest.mark.parametrize("path", list(_python_files()), ids=lambda p: os.path.relpath(p, REPO))

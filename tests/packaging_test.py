@@ -21,9 +21,9 @@ def test_the_wheel_holds_every_module_and_the_report_template(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     tracked = subprocess.run(["git", "ls-files", "*.py", "*.j2"], cwd=REPO, capture_output=True, text=True,
                              check=True).stdout.split()
-    shipped = [p for p in tracked if p.split("/")[0] in ("components", "pipeline", "trainer", "kubeflow")
+    shipped = [p for p in tracked if p.split("/")[0] in ("common", "components", "pipeline", "trainer", "kubeflow")
                and not p.endswith("_test.py")]
     missing = [p for p in shipped if p not in names]
     assert not missing, f"not in the wheel: {missing}"
-    assert {"components/report/report.html.j2", "pipeline/serving/page.html.j2",
+    assert {"components/report/report.html.j2", "pipeline/rest_server/page.html.j2",
             "components/push/tf_ops/tf-2.16.ops"} <= names  # the templates, and the op sets tf_serving reads

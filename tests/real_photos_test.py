@@ -5,7 +5,7 @@ import collections
 import pytest
 
 from components.data import convert, sources
-from components.data.testing import run_example_gen
+from testsupport.fixtures import run_example_gen
 
 pytestmark = pytest.mark.slow  # Beam over 1237 photos, twice: ~45 s
 

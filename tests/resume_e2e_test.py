@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from components.report import runs
+from components.report import run_summary
 from tests.helpers import REPO, run_pipeline
 
 pytestmark = pytest.mark.e2e
@@ -52,7 +52,7 @@ def test_killed_training_resumes_from_its_checkpoint(tiny_h5, tmp_path):
     second = run_pipeline(*args)
     assert second.returncode == 0, second.stdout[-3000:]
     assert f"Resuming training from the checkpoint of epoch {done} in {ckpt}" in second.stdout
-    store = runs.open_store(os.path.join(root, "metadata.sqlite"))
+    store = run_summary.open_store(os.path.join(root, "metadata.sqlite"))
     [model] = [a for a in store.get_artifacts_by_type("Model") if "/Trainer/" in a.uri and a.state == 2]
     history = json.load(open(os.path.join(model.uri, "history.json")))
     assert history["resumed_from_epoch"] == done

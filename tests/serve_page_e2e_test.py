@@ -18,8 +18,8 @@ import aiohttp
 import numpy as np
 import pytest
 
-from components.push import serving
-from pipeline.serving.app import BackgroundServer, Settings, make_app
+from components.push import version_dirs
+from pipeline.rest_server.app import BackgroundServer, ServerSettings, make_app
 
 pytestmark = pytest.mark.e2e
 
@@ -31,8 +31,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run
 @pytest.fixture(scope="module")
 def server(exported_model, tmp_path_factory):
     serving_dir = str(tmp_path_factory.mktemp("serving"))
-    serving.push(exported_model, serving_dir, {})
-    server = BackgroundServer(make_app(serving_dir, Settings(poll_seconds=0.5)))
+    version_dirs.push(exported_model, serving_dir, {})
+    server = BackgroundServer(make_app(serving_dir, ServerSettings(poll_seconds=0.5)))
     deadline = time.monotonic() + 300
     while not _available(server.url):
         assert time.monotonic() < deadline, "version 1 did not load"

@@ -1,8 +1,8 @@
 """Augmentation for photos from elsewhere: another wall behind the hand, another white balance.
 
 A collection of photos taken in one room, with one camera, teaches a network that room's look as
-much as the sign: trained on the shared photos (a pale wall, one light), the model kept 0.99 on
-held-out people and fell to 0.44 on the same photos with another background (bench/README.md,
+much as the sign: trained on the shared photos (a pale wall, one light), the model held up on
+held-out people and failed on the same photos with another background (bench/README.md,
 "Accuracy on real photos"). These changes run on batches of float images in [0, 1], inside
 tf.data, beside the Keras layers of `input_pipeline.augmenter`:
 

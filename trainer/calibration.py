@@ -2,9 +2,8 @@
 
 Keras's BatchNormalization keeps moving averages of its batch statistics, momentum 0.9 here. While
 the learning rate is high the weights move faster than those averages follow, so the validation
-of a short run scores the model with statistics of earlier weights: on the synthetic set, 0.36
-where the same weights with their own statistics scored 0.81 (bench/README.md, "Learning in few
-steps"). Early stopping, the epoch exported and a training cut short by its time budget all read
+of a short run scores the model with statistics of earlier weights, far below what the same
+weights score with their own statistics (bench/README.md, "Learning in few steps"). Early stopping, the epoch exported and a training cut short by its time budget all read
 that figure.
 
 `PreciseBatchNorm` sets each layer's moving mean and variance to the statistics of one forward

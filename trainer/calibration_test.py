@@ -4,7 +4,7 @@ import keras
 import numpy as np
 
 from trainer import calibration
-from trainer.model import ResNet50
+from trainer.resnet import ResNet50
 
 
 def test_after_recalibration_inference_scores_as_the_batch_statistics_do():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from trainer import checkpoints
-from components.data import testing
+from testsupport import fixtures
 
 
 def _model():
@@ -113,7 +113,7 @@ def test_patience_counts_epochs_without_improvement(patience, stops_after):
 def test_checkpoints_on_an_object_store_resume_in_a_new_process(capsys):
     """A checkpoint_root on MinIO or S3 (Kubeflow's default): the pod that resumes has no local copy."""
     from components.data import storage  # pylint: disable=import-outside-toplevel
-    with testing.stand_in_store("minio://mlpipeline"):
+    with fixtures.stand_in_store("minio://mlpipeline"):
         directory = "minio://mlpipeline/v2/artifacts/checkpoints/abc123"
         values = [0.5, 0.7, 0.6, 0.8, 0.8]
         first = _model()
@@ -181,7 +181,7 @@ def test_a_disk_without_room_is_refused_before_hdf5_writes(tmp_path, monkeypatch
 FULL_TMPFS = """
 import sys
 import keras
-from pipeline import run
+from pipeline import local_dag
 from trainer import checkpoints
 checkpoints._free_bytes = lambda path: None  # as if the disk filled after the check
 model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(4096)])
@@ -189,7 +189,7 @@ try:
     checkpoints._save_weights(model, sys.argv[1] + "/best.weights.h5")
 except checkpoints.CheckpointError as e:
     print(e, e.hdf5, flush=True)
-    sys.exit(run.exit_code(e))
+    sys.exit(local_dag.exit_code(e))
 """
 
 

@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from components.data.sources import MAX_IMAGE_PIXELS
-from components.training.config import IMAGE_BYTES_SIGNATURE
+from components.training.train_config import IMAGE_BYTES_SIGNATURE
 from trainer import input_pipeline
 
 __all__ = ["IMAGE_BYTES_SIGNATURE", "declared_pixels", "decode_image_bytes", "exif_orientation", "export_serving_model"]
@@ -110,7 +110,7 @@ def _upright(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
     ])
 
 
-def declared_pixels(encoded: tf.Tensor) -> tf.Tensor:
+def header_pixels(encoded: tf.Tensor) -> tf.Tensor:
     """Width x height that an encoded image's header declares (int64), read without decoding it.
 
     PNG (IHDR), JPEG (SOF, through `tf.image.extract_jpeg_shape`), GIF (logical screen) and BMP
@@ -146,7 +146,7 @@ def decode_image_bytes(encoded: tf.Tensor, max_pixels: int = MAX_IMAGE_PIXELS) -
 
     The TensorFlow twin of ExampleGen's `sources.decode_image`: turned upright by its EXIF
     orientation, RGB, 16-bit channels to their high byte, resized with antialiasing."""
-    pixels = declared_pixels(encoded)
+    pixels = header_pixels(encoded)
     checked = tf.debugging.assert_less_equal(
         pixels, tf.constant(max_pixels, tf.int64),
         message=f"the image declares more pixels than the limit of {max_pixels}; not decoded")

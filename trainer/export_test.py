@@ -10,7 +10,7 @@ import tensorflow as tf
 from PIL import Image
 
 from components.data import sources
-from components.push import canary, kserve, tf_serving
+from components.push import canary, kserve_manifests, tf_serving
 from trainer import export
 
 
@@ -22,12 +22,12 @@ def _encoded(size, fmt, mode="RGB"):
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP"])
 def test_declared_pixels_reads_the_header(fmt):
-    assert int(export.declared_pixels(tf.constant(_encoded((300, 200), fmt)))) == 60000
+    assert int(export.header_pixels(tf.constant(_encoded((300, 200), fmt)))) == 60000
 
 
 def test_declared_pixels_of_what_is_no_image_is_zero():
-    assert int(export.declared_pixels(tf.constant(b"not an image at all, just text"))) == 0
-    assert int(export.declared_pixels(tf.constant(b"\x89PNG"))) == 0  # too short to hold a header
+    assert int(export.header_pixels(tf.constant(b"not an image at all, just text"))) == 0
+    assert int(export.header_pixels(tf.constant(b"\x89PNG"))) == 0  # too short to hold a header
 
 
 def test_the_image_signature_refuses_more_pixels_than_its_limit(tmp_path):
@@ -169,7 +169,7 @@ def exported(tmp_path_factory):
 
 def test_every_exported_op_is_known_to_the_manifests_tf_serving(exported):
     """The op set of the runtime the manifest names holds every op of an export; KServe's default does not."""
-    manifest = kserve.inference_service("gs://bucket/signs/serving_model",
+    manifest = kserve_manifests.inference_service("gs://bucket/signs/serving_model",
                                         tf_version=tf_serving.saved_model_tf_version(exported))
     runtime = manifest["spec"]["predictor"]["model"]["runtimeVersion"]
     ops = tf_serving.saved_model_ops(exported)

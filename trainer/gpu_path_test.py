@@ -25,7 +25,7 @@ import pytest
 
 from components.validation.schema import signs_schema
 from trainer import input_pipeline, task
-from components.training.config import TrainConfig
+from components.training.train_config import TrainConfig
 from trainer.input_pipeline_test import N, records  # noqa: F401  (the fixture: N small real records)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,7 +45,7 @@ import keras
 import numpy as np
 from components.validation.schema import signs_schema
 from trainer import checkpoints, input_pipeline, task
-from components.training.config import TrainConfig
+from components.training.train_config import TrainConfig
 
 args = json.loads(sys.argv[1])
 config = TrainConfig.from_dict(args["config"])

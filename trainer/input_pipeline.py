@@ -60,7 +60,7 @@ def augmenter(config) -> Any:
     make. Edges are filled by repeating the nearest pixel.
 
     Args:
-      config: a `components.training.config.TrainConfig`; its flip, rotation_degrees, shift, zoom, brightness,
+      config: a `components.training.train_config.TrainConfig`; its flip, rotation_degrees, shift, zoom, brightness,
         contrast, hue, saturation and seed fields set the layers. A zero turns that change off.
     """
     import keras  # pylint: disable=import-outside-toplevel
@@ -118,7 +118,7 @@ def train_steps(n_examples: Optional[int], batch_size: int) -> int:
 
     A train epoch leaves out the last `n_examples % batch_size` images of its shuffle, a different
     few each epoch. A smaller last batch would make Keras trace the train step a second time, for
-    the new shape: about 13 s of a 2-core CPU's first epoch (bench/README.md). 0 when the size is
+    the new shape, a large part of a CPU's first epoch (bench/README.md). 0 when the size is
     unknown (the split is then read to its end, last batch and all).
     """
     if not n_examples:
@@ -139,13 +139,12 @@ def make_dataset(data_accessor, file_patterns: List[str], schema, batch_size: in
       batch_size: images per batch; the last batch of an eval epoch may be smaller.
       training: shuffle each epoch, keep whole batches only (see `train_steps`), and augment
         (if `config.augment`).
-      config: the `components.training.config.TrainConfig` (shuffle_buffer, cache_limit_mb, seed, augmentation).
+      config: the `components.training.train_config.TrainConfig` (shuffle_buffer, cache_limit_mb, seed, augmentation).
       n_examples: the split's size, if known; decides whether the decoded split is cached.
       autotune: let tf.data tune its parallelism and buffers (for GPUs, whose input must keep up
         with a fast device). Off, the maps use one thread per core and prefetch 2 batches: on a
         CPU the input pipeline shares the cores with the model, and the autotuner's own work and
-        threads cost training steps (steady epochs ran at 50-62 images/s with it, 63-64 without,
-        on 2 cores; bench/README.md, "Training throughput on the CPU").
+        threads cost training steps (bench/README.md, "Training throughput on the CPU").
 
     Returns:
       A dataset of (float32 images (B, 64, 64, 3) in [0, 1], int64 labels (B,)), finite: one

@@ -7,7 +7,7 @@ import tensorflow as tf
 from components.data.example_gen import to_example
 from components.validation.schema import signs_schema
 from trainer import input_pipeline
-from components.training.config import TrainConfig
+from components.training.train_config import TrainConfig
 
 N = 24
 

@@ -15,9 +15,8 @@ which is Keras's `Adam.update_step` line for line (tensorflow/core/kernels/train
 outside a multi-device strategy, without amsgrad; everywhere else (JAX, PyTorch, MirroredStrategy)
 it is Keras's Adam unchanged. Weight decay is applied by Keras before the update either way.
 
-Measured with `bench/train_throughput.py` and `bench/profile_step.py` (bench/README.md): the train
-step's graph falls from 14,349 ops to about 6,900, the first epoch's graph build from about 60 s to
-40 s on 2 AVX2 cores, and a step is about 1.2x as fast as with Keras's Adam.
+Fewer ops in the train step's graph make both the first epoch's graph build and each step faster;
+`bench/train_throughput.py` and `bench/profile_step.py` measure it (bench/README.md).
 """
 
 import keras

@@ -22,11 +22,10 @@ import tensorflow as tf
 from components.data import storage
 from components.push import canary
 from trainer import budget, calibration, checkpoints, export, input_pipeline
-from components.training.config import TrainConfig
-from trainer.model import ResNet50
+from components.training.train_config import HISTORY_FILE, TrainConfig
+from trainer.resnet import ResNet50
 from trainer.optimizer import FusedAdam
 
-HISTORY_FILE = "history.json"  # beside the SavedModel: config, devices, per-epoch metrics
 SUMMARY_FILE = "model_summary.txt"  # in the ModelRun artifact
 TENSORBOARD_DIR = "tensorboard"  # in the ModelRun artifact
 MONITOR = "val_accuracy"  # what early stopping and best-weights restore watch
@@ -75,10 +74,9 @@ def resolve_devices(config: TrainConfig, gpus: Optional[int] = None,
     """Resolves the config's device settings against the hardware this process sees.
 
     With GPUs: MirroredStrategy over all of them (2 or more), mixed_float16 and XLA, unless the
-    config says otherwise. On the CPU: the default strategy and no XLA (0.22x the images/s), in
-    mixed_bfloat16 where the CPU has AMX-BF16 (oneDNN runs the convolutions on AMX tiles:
-    1.14x the float32 Trainer's images/s on 2 cores) and float32 elsewhere. bench/README.md,
-    "Training throughput on the CPU".
+    config says otherwise. On the CPU: the default strategy and no XLA (XLA is slower there), in
+    mixed_bfloat16 where the CPU has AMX-BF16 (oneDNN runs the convolutions on AMX tiles) and
+    float32 elsewhere. bench/README.md, "Training throughput on the CPU", has the figures.
     """
     if gpus is None:
         gpus = len(tf.config.list_physical_devices("GPU"))

@@ -4,7 +4,7 @@ import keras
 import pytest
 
 from trainer import task
-from components.training.config import TrainConfig
+from components.training.train_config import TrainConfig
 
 
 def test_cpu_defaults_without_xla_and_bfloat16_only_with_amx():

@@ -11,7 +11,7 @@ Records are {image: PNG bytes (64x64 RGB), label: int64, source: file name or 'f
 A bad image fails the run with a one-line `SignsDataError`, or with `bad_images='skip'` is left
 out and listed in `skipped-<split>.txt` inside the Examples artifact. A worker that stops the run
 first records its one line in `FAILURE_FILE` there; Beam re-raises worker errors as its own, so
-`Executor.Do` raises the recorded `SignsDataError` itself, from the Beam error.
+`SignsExampleGenExecutor.Do` raises the recorded `SignsDataError` itself, from the Beam error.
 
 Memory does not grow with the data set: sources are read a chunk or a file at a time, and each
 split streams from its reader to its files. TFX's `WriteSplit` holds the whole split in memory on
@@ -215,7 +215,7 @@ def SignsToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any], spl
 
 
 def _count_read(exec_properties: Dict[str, Any], split_pattern: str, n: int) -> None:
-    """Notes the records a source split holds, for the check after the Beam pipeline (`Executor.Do`)."""
+    """Notes the records a source split holds, for the check after the Beam pipeline (`SignsExampleGenExecutor.Do`)."""
     counts = exec_properties.get(READ_COUNTS_KEY)
     if counts is not None:
         counts[split_pattern] = n
@@ -308,7 +308,7 @@ def _fail_if_empty(count: int, split: str, input_base: str) -> None:
             f"add images or change --eval-percent)")
 
 
-class Executor(BaseExampleGenExecutor):
+class SignsExampleGenExecutor(BaseExampleGenExecutor):
     """FileBasedExampleGen executor for every SIGNS source; fails on an empty output split."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:

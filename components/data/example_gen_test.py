@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from components.data import example_gen, sources, synthetic
 from components.data.sources import SignsDataError
-from components.data.testing import png_bytes, run_example_gen
+from testsupport.fixtures import png_bytes, run_example_gen
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "sign-language-digits", "Dataset")
 

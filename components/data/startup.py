@@ -5,8 +5,8 @@ It sits in the lowest layer so that every entry point, whatever its layer, calls
 TensorFlow 2.16 on Linux turns its oneDNN kernels on by itself only where the CPU has AVX-512 VNNI,
 AVX-512 BF16, AVX-VNNI or AMX (`DefaultOneDnnPolicy` in tensorflow/core/util/port.cc). On any other
 x86 CPU, an AVX2 laptop or server among them, it trains with Eigen's kernels, whose backward
-convolutions run the seed's ResNet50 at a third of oneDNN's speed (`bench/profile_step.py`;
-bench/README.md, "Where a training step's time goes").
+convolutions run the seed's ResNet50 far slower than oneDNN's (`bench/profile_step.py` measures
+it; bench/README.md, "Where a training step's time goes").
 
 TensorFlow reads `TF_ENABLE_ONEDNN_OPTS` once, when it first asks, and that happens while it is
 imported, so every entry point calls `start_process()` before anything imports TensorFlow. A user's own
@@ -46,4 +46,4 @@ def start_process(environ: Optional[MutableMapping[str, str]] = None) -> None:
     environ = os.environ if environ is None else environ
     environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     enable(environ)
-    storage.configure(stores.Settings.from_environment(environ))
+    storage.configure(stores.StoreSettings.from_environment(environ))

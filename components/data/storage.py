@@ -4,7 +4,7 @@ A location is a local path or a URL: `gs://bucket/key`, `s3://bucket/key`, or `m
 (Kubeflow Pipelines' own MinIO, which speaks the S3 API). fsspec does the work: gcsfs for `gs://`,
 s3fs for `s3://` and `minio://`, its local filesystem for paths.
 
-Endpoints and credentials come from `stores.Settings`, which each entry point reads from its
+Endpoints and credentials come from `stores.StoreSettings`, which each entry point reads from its
 environment once and hands over (`configure`, through `startup.start_process`); nothing here
 reads the environment:
 
@@ -32,7 +32,8 @@ import tempfile
 import threading
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from components.data import redact, stores
+from common import redact
+from components.data import stores
 
 SCHEMES = ("gs", "s3", "minio")
 
@@ -66,22 +67,22 @@ def join(location: str, *parts: str) -> str:
     return os.path.join(location, *parts)
 
 
-_SETTINGS = stores.Settings()
+_SETTINGS = stores.StoreSettings()
 
 
-def configure(settings: stores.Settings) -> None:
+def configure(settings: stores.StoreSettings) -> None:
     """Hands this process's store settings to the storage layer (each entry point, at the top)."""
     global _SETTINGS  # pylint: disable=global-statement
     _SETTINGS = settings
     reset()
 
 
-def settings() -> stores.Settings:
+def settings() -> stores.StoreSettings:
     return _SETTINGS
 
 
 @contextlib.contextmanager
-def configured(new: stores.Settings):
+def configured(new: stores.StoreSettings):
     """These settings for a while (run-local's launcher, tests), then the earlier ones again."""
     old = _SETTINGS
     configure(new)

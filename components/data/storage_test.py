@@ -5,12 +5,12 @@ import os
 import pytest
 
 from components.data import storage, stores
-from components.data import testing
+from testsupport import fixtures
 
 
 @pytest.fixture(scope="module")
 def s3():
-    with testing.stand_in_store("s3://signs-test") as endpoint:
+    with fixtures.stand_in_store("s3://signs-test") as endpoint:
         yield endpoint
 
 
@@ -80,7 +80,7 @@ def test_no_directory_markers_on_the_store(s3, tmp_path):
 
 
 def test_an_unreachable_store_is_one_line_naming_the_endpoint():
-    with storage.configured(stores.Settings(minio_endpoint="http://127.0.0.1:9", access_key="k",
+    with storage.configured(stores.StoreSettings(minio_endpoint="http://127.0.0.1:9", access_key="k",
                                             secret_key="SECRET-VALUE")):
         reason = storage.check_reachable("minio://mlpipeline/v2/artifacts")
     assert reason.startswith("minio://mlpipeline/v2/artifacts at http://127.0.0.1:9: ")
@@ -102,11 +102,11 @@ def test_missing_credentials_are_named(s3, monkeypatch):
 
 def test_the_storage_layer_reads_no_environment_of_its_own(monkeypatch):
     """Settings enter at the top (startup.start_process); a variable set later changes nothing."""
-    with storage.configured(stores.Settings()):
+    with storage.configured(stores.StoreSettings()):
         monkeypatch.setenv("SIGNS_MINIO_ENDPOINT", "http://elsewhere:9000")
         storage.reset()
         assert storage.endpoint("minio://mlpipeline/x") == "http://seaweedfs.kubeflow:9000"  # the newest KFP's store
-    with storage.configured(stores.Settings.from_environment({"SIGNS_MINIO_ENDPOINT": "http://mine:9000"})):
+    with storage.configured(stores.StoreSettings.from_environment({"SIGNS_MINIO_ENDPOINT": "http://mine:9000"})):
         assert storage.endpoint("minio://mlpipeline/x") == "http://mine:9000"
 
 
@@ -119,7 +119,7 @@ def test_a_store_that_never_answers_is_one_line_in_about_a_minute():
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)  # accepts (the kernel does), never answers
     port = listener.getsockname()[1]
-    settings = stores.Settings.from_environment({"SIGNS_S3_ENDPOINT": f"http://127.0.0.1:{port}",
+    settings = stores.StoreSettings.from_environment({"SIGNS_S3_ENDPOINT": f"http://127.0.0.1:{port}",
                                                  "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})
     started = time.monotonic()
     with storage.configured(settings), pytest.raises(storage.StorageError) as e:
@@ -131,7 +131,7 @@ def test_a_store_that_never_answers_is_one_line_in_about_a_minute():
 
 def test_a_password_in_an_endpoint_is_refused_and_never_shown():
     """`http://u:PASS@host` was printed by predict, serve and deploy --dry-run."""
-    settings = stores.Settings.from_environment({"SIGNS_MINIO_ENDPOINT": "http://signs:pa55word@127.0.0.1:9"})
+    settings = stores.StoreSettings.from_environment({"SIGNS_MINIO_ENDPOINT": "http://signs:pa55word@127.0.0.1:9"})
     with storage.configured(settings), pytest.raises(storage.StorageError) as e:
         storage.listdir("minio://mlpipeline/serving_model")
     assert str(e.value) == ("the store endpoint http://<user info>@127.0.0.1:9 carries user:password@; give the keys in "
@@ -144,12 +144,12 @@ def test_the_launchers_path_style_and_retries_reach_the_store_client():
     """The launcher config's forcePathStyle and maxRetries were read and then ignored."""
     configmap = ("data:\n  providers: |\n    s3:\n      default:\n        endpoint: s3.internal.example:9000\n"
                  "        forcePathStyle: false\n        maxRetries: 3\n        credentials: {fromEnv: true}\n")
-    settings = stores.Settings(launcher=stores.parse_configmap(configmap, "cm.yaml"))
+    settings = stores.StoreSettings(launcher=stores.parse_configmap(configmap, "cm.yaml"))
     with storage.configured(settings):
         client = storage._filesystem("s3://bucket/x")  # pylint: disable=protected-access
     assert client.config_kwargs["s3"] == {"addressing_style": "virtual"}
     assert client.config_kwargs["retries"]["max_attempts"] == 3
-    with storage.configured(stores.Settings(launcher=stores.LauncherConfig())):
+    with storage.configured(stores.StoreSettings(launcher=stores.LauncherConfig())):
         client = storage._filesystem("minio://mlpipeline/x")  # pylint: disable=protected-access
     assert client.config_kwargs["s3"] == {"addressing_style": "path"}  # KFP's own store: path style, 5 tries
     assert client.config_kwargs["retries"]["max_attempts"] == 5

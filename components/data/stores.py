@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
 
-from components.data import redact, safe_yaml
+from common import redact, safe_yaml
 
 ENV_VAR = "SIGNS_KFP_LAUNCHER"  # the package's LauncherConfig, JSON, in every task's environment
 # run-local stands in for the cluster's DNS: {"seaweedfs.kubeflow:9000": "127.0.0.1:PORT"}.
@@ -344,7 +344,7 @@ def parse_configmap(text: str, source: str, kfp_release: str = DEFAULT_RELEASE) 
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
+class StoreSettings:
     """How a process reaches object stores: read once at the top (`from_environment`) and handed to
     the storage layer (`storage.configure`), which reads no environment itself."""
 
@@ -373,7 +373,7 @@ class Settings:
         return self.session(location).endpoint_url(dict(self.addresses))
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str]) -> "Settings":
+    def from_environment(cls, environ: Mapping[str, str]) -> "StoreSettings":
         """What this process's environment says: a task's package config, or this machine's settings."""
         return cls(from_environment(environ), environ.get("SIGNS_MINIO_ENDPOINT", ""),
                    environ.get("SIGNS_S3_ENDPOINT", ""), tuple(sorted(addresses(environ).items())),

@@ -12,8 +12,9 @@ import shutil
 from tfx.dsl.component.experimental.annotations import OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Model
+from tfx.utils import path_utils
 
-from components.push import serving
+from components.push import version_dirs
 from components.data import storage
 
 ABSENT = "absent"  # int custom property: 1 when nothing is served yet (the first run)
@@ -25,25 +26,25 @@ def LatestServedModel(serving_dir: Parameter[str], serving_state: Parameter[str]
                       baseline: OutputArtifact[Model]) -> None:
     """Copies the newest version that can be served into `baseline`, or marks it absent.
 
-    A version that cannot be served (`serving.model_problem`: garbage, truncated, a FIFO) is never
+    A version that cannot be served (`version_dirs.model_problem`: garbage, truncated, a FIFO) is never
     the baseline: it is named in the log and in the `skipped_versions` property, and passed over.
 
     Args:
       serving_dir: the Pusher's destination.
-      serving_state: `serving.state(serving_dir)` as the runner saw it; part of the cache key, so a
+      serving_state: `version_dirs.state(serving_dir)` as the runner saw it; part of the cache key, so a
         push since the last run is noticed.
       baseline: the output Model (Format-Serving layout, as the Trainer writes).
     """
     del serving_state  # only a cache key
-    target = os.path.join(baseline.uri, "Format-Serving")
+    target = path_utils.serving_model_dir(baseline.uri)
     skipped = []
-    for version in reversed(serving.list_versions(serving_dir)):
-        location = serving.version_dir(serving_dir, version)
+    for version in reversed(version_dirs.list_versions(serving_dir)):
+        location = version_dirs.version_dir(serving_dir, version)
         if storage.is_remote(location):
             storage.download_tree(location, target)
-            problem = serving.model_problem(target)
+            problem = version_dirs.model_problem(target)
         else:  # checked before it is copied: a FIFO in it would block the copy
-            problem = serving.model_problem(location)
+            problem = version_dirs.model_problem(location)
             if problem is None:
                 storage.download_tree(location, target)
         if problem is None:
@@ -56,6 +57,6 @@ def LatestServedModel(serving_dir: Parameter[str], serving_state: Parameter[str]
     else:
         baseline.set_int_custom_property(ABSENT, 1)
     if skipped:  # named once here; the run summary and the review repeat it
-        line = serving.describe_skipped(serving_dir, skipped)
+        line = version_dirs.describe_skipped(serving_dir, skipped)
         logging.warning("Not a baseline: %s", line)
         baseline.set_string_custom_property(SKIPPED, line)

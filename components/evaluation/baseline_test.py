@@ -7,8 +7,8 @@ import tensorflow as tf
 from tfx.types import standard_artifacts
 
 from components.evaluation import baseline as baseline_component
-from components.push import serving
-from components.push.testing import saved_model
+from components.push import version_dirs
+from testsupport.saved_models import saved_model
 
 choose = baseline_component.LatestServedModel.EXECUTOR_SPEC.executor_class._FUNCTION  # pylint: disable=protected-access
 
@@ -23,9 +23,9 @@ def _run(serving_dir, tmp_path):
 def test_a_garbage_newest_version_is_passed_over_and_named(tmp_path):
     """It used to be the baseline, and every later run failed at the Evaluator until it was deleted by hand."""
     serving_dir = str(tmp_path / "serving")
-    serving.push(saved_model(tmp_path / "good", 2.0), serving_dir, {})
-    serving.push(saved_model(tmp_path / "broken"), serving_dir, {})
-    with open(os.path.join(serving_dir, "2", serving.SAVED_MODEL), "wb") as f:
+    version_dirs.push(saved_model(tmp_path / "good", 2.0), serving_dir, {})
+    version_dirs.push(saved_model(tmp_path / "broken"), serving_dir, {})
+    with open(os.path.join(serving_dir, "2", version_dirs.SAVED_MODEL), "wb") as f:
         f.write(b"\x00garbage" * 10)
     chosen = _run(serving_dir, tmp_path)
     assert chosen.get_int_custom_property("served_version") == 1
@@ -39,7 +39,7 @@ def test_a_garbage_newest_version_is_passed_over_and_named(tmp_path):
 
 def test_when_no_version_can_be_served_there_is_no_baseline(tmp_path):
     serving_dir = str(tmp_path / "serving")
-    serving.push(saved_model(tmp_path / "m"), serving_dir, {})
+    version_dirs.push(saved_model(tmp_path / "m"), serving_dir, {})
     os.remove(os.path.join(serving_dir, "1", "variables", "variables.index"))
     chosen = _run(serving_dir, tmp_path)
     assert chosen.get_int_custom_property(baseline_component.ABSENT) == 1
@@ -54,8 +54,8 @@ def test_when_no_version_can_be_served_there_is_no_baseline(tmp_path):
 ])
 def test_what_cannot_be_served_is_found_without_building_the_model(damage, problem, tmp_path):
     path = saved_model(tmp_path / "m")
-    assert serving.model_problem(path) is None
-    pb = os.path.join(path, serving.SAVED_MODEL)
+    assert version_dirs.model_problem(path) is None
+    pb = os.path.join(path, version_dirs.SAVED_MODEL)
     if damage == "garbage":
         with open(pb, "wb") as f:
             f.write(b"\xff" * 64)
@@ -70,17 +70,17 @@ def test_what_cannot_be_served_is_found_without_building_the_model(damage, probl
     else:  # a reader would block on it for good
         os.remove(pb)
         os.mkfifo(pb)
-    assert problem in serving.model_problem(path)
+    assert problem in version_dirs.model_problem(path)
 
 
 def test_a_gated_push_goes_past_versions_that_cannot_be_served(tmp_path):
     """Gated on version 1 (2 is garbage): the push lands as 3. Gated on 1 while a good 2 landed: refused."""
     serving_dir = str(tmp_path / "serving")
     for factor in (1, 2):
-        serving.push(saved_model(tmp_path / f"m{factor}", factor), serving_dir, {})
-    with pytest.raises(serving.PushConflict):
-        serving.push(saved_model(tmp_path / "late"), serving_dir, {}, after=1)
-    with open(os.path.join(serving_dir, "2", serving.SAVED_MODEL), "wb") as f:
+        version_dirs.push(saved_model(tmp_path / f"m{factor}", factor), serving_dir, {})
+    with pytest.raises(version_dirs.PushConflict):
+        version_dirs.push(saved_model(tmp_path / "late"), serving_dir, {}, after=1)
+    with open(os.path.join(serving_dir, "2", version_dirs.SAVED_MODEL), "wb") as f:
         f.write(b"\xff" * 64)
-    assert serving.newest_servable(serving_dir) == (1, [(2, "saved_model.pb is not a SavedModel")])
-    assert serving.push(saved_model(tmp_path / "next"), serving_dir, {}, after=1) == 3
+    assert version_dirs.newest_servable(serving_dir) == (1, [(2, "saved_model.pb is not a SavedModel")])
+    assert version_dirs.push(saved_model(tmp_path / "next"), serving_dir, {}, after=1) == 3

@@ -53,7 +53,7 @@ def apply_thresholds(eval_config_json: str, min_accuracy: float, min_improvement
     return json.dumps(config)
 
 
-class Executor(evaluator_executor.Executor):
+class BaselineAwareEvaluatorExecutor(evaluator_executor.Executor):
     """TFX's Evaluator executor, given the thresholds and an optional baseline."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
@@ -79,7 +79,7 @@ class BaselineAwareEvaluator(base_beam_component.BaseBeamComponent):
     """Evaluates `model` against `baseline_model` on the eval split of `examples`."""
 
     SPEC_CLASS = BaselineAwareEvaluatorSpec
-    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(BaselineAwareEvaluatorExecutor)
 
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
                  baseline_model: types.BaseChannel, eval_config,

@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 import tensorflow_model_analysis as tfma
 
-from components.evaluation.evaluator import apply_thresholds
-from components.evaluation.evaluator import eval_config
+from components.evaluation.evaluator import apply_thresholds, eval_config
 
 
 def test_thresholds_apply_to_the_overall_slice_only():

@@ -58,7 +58,7 @@ def _new_background(size: Tuple[int, int], rng: np.random.Generator) -> np.ndarr
     return a * (1 - texture) + b * texture
 
 
-def hand_mask(image: Image.Image) -> np.ndarray:
+def skin_mask(image: Image.Image) -> np.ndarray:
     """How much each pixel is hand (1) rather than wall (0): skin is redder in chroma (Cr) than the wall.
 
     The wall's Cr is the median of the border pixels; a pixel 6 or more above it counts as skin,
@@ -72,7 +72,7 @@ def hand_mask(image: Image.Image) -> np.ndarray:
 
 
 def background(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    mask = hand_mask(image)[..., None]
+    mask = skin_mask(image)[..., None]
     pixels = np.asarray(image, np.float32)
     out = pixels * mask + _new_background(image.size, rng) * (1 - mask)
     return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
@@ -208,7 +208,7 @@ def phone_shifted(image: Image.Image, name: str, key: str) -> Image.Image:
     return image
 
 
-def png_bytes(image: Image.Image) -> bytes:
+def encoded_png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
@@ -246,9 +246,9 @@ def score(classify: Callable, images, keys, labels, encoded=None):
 
     for name, group, shift in sets:
         if shift is None:
-            batch = list(encoded) if encoded is not None else [png_bytes(image) for image in images]
+            batch = list(encoded) if encoded is not None else [encoded_png(image) for image in images]
         else:
-            batch = [png_bytes(shift(image, key)) for image, key in zip(images, keys)]
+            batch = [encoded_png(shift(image, key)) for image, key in zip(images, keys)]
         right[name] = np.asarray(classify(batch)) == labels
         correct = int(np.sum(right[name]))
         rows.append(row(name, group, correct, intervals.wilson(correct, len(labels)), batch[0]))

@@ -32,7 +32,7 @@ def hand_photos(tmp_path):
 
 def test_the_hand_mask_finds_skin_against_the_wall(hand_photos):
     (path, *_), hand = hand_photos
-    mask = shifts.hand_mask(Image.open(path).convert("RGB"))
+    mask = shifts.skin_mask(Image.open(path).convert("RGB"))
     assert mask[hand].mean() > 0.9 and mask[~hand].mean() < 0.1
 
 
@@ -45,7 +45,7 @@ def test_every_shift_is_the_same_size_seeded_by_the_photo_and_changes_it(hand_ph
         assert np.array_equal(np.asarray(image), np.asarray(_shifted(paths[0], name))), name
         assert np.abs(np.asarray(image, np.float32) - original).mean() > 2, f"{name} left the photo as it was"
         assert not np.array_equal(np.asarray(image), np.asarray(_shifted(paths[1], name))), name
-        assert Image.open(io.BytesIO(shifts.png_bytes(image))).size == (100, 100)
+        assert Image.open(io.BytesIO(shifts.encoded_png(image))).size == (100, 100)
 
 
 def test_a_new_background_keeps_the_hand(hand_photos):
@@ -62,7 +62,7 @@ def test_a_new_background_keeps_the_hand(hand_photos):
 def test_scale_makes_the_hand_smaller(hand_photos):
     paths, hand = hand_photos
     for path in paths:
-        mask = shifts.hand_mask(_shifted(path, "scale")) > 0.5
+        mask = shifts.skin_mask(_shifted(path, "scale")) > 0.5
         assert 0.3 * hand.sum() < mask.sum() < 0.8 * hand.sum()
 
 

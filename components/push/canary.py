@@ -93,12 +93,12 @@ def read_canary(path: str) -> dict:
 def check(model_dir: str, canary_path: Optional[str] = None, timeout_s: float = TIMEOUT_S) -> Optional[str]:
     """Why the SavedModel in `model_dir` does not serve, in one line; None when it does.
 
-    Reads the files first (`serving.model_problem`: a FIFO would hang the loader), and the canary
+    Reads the files first (`version_dirs.model_problem`: a FIFO would hang the loader), and the canary
     request (`read_canary`, which raises CanaryError), then loads and calls the model in a child
     process for at most `timeout_s`. Without `canary_path` the answers are checked for shape only.
     """
-    from components.push import serving  # pylint: disable=import-outside-toplevel
-    problem = serving.model_problem(model_dir)
+    from components.push import version_dirs  # pylint: disable=import-outside-toplevel
+    problem = version_dirs.model_problem(model_dir)
     if problem:
         return problem
     canary = read_canary(canary_path) if canary_path else None

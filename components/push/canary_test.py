@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from components.data import storage, testing
+from testsupport import fixtures
+from components.data import storage
 from components.push import canary
 
 
@@ -16,7 +17,7 @@ def test_the_canary_is_read_from_any_store_and_a_missing_one_stops_the_push(wher
     """A model on an object store once skipped the comparison silently: its canary request is read
     through the storage layer, the same as from a disk, and its absence is named."""
     root = "minio://mlpipeline" if where == "store" else str(tmp_path)
-    with testing.stand_in_store("minio://mlpipeline"):
+    with fixtures.stand_in_store("minio://mlpipeline"):
         model_dir = storage.join(root, tmp_path.name, "model")
         path = canary.write_expected(model_dir, _answers)
         assert path == storage.join(model_dir, canary.CANARY_FILE)

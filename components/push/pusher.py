@@ -12,13 +12,13 @@ from tfx.utils import json_utils, proto_utils
 
 from components.data import storage
 from components.evaluation.evaluator import COMPARED_WITH_KEY
-from components.push import canary, kserve, serving, tf_serving
+from components.push import canary, kserve_manifests, tf_serving, version_dirs
 
 NOT_PUSHED_KEY = "not_pushed_reason"  # PushedModel custom property: why a blessed model was not pushed
 KSERVE_MANIFEST_KEY = "kserve_manifest"  # PushedModel custom property: the InferenceService written beside it
 
 
-class Executor(pusher_executor.Executor):
+class VersionedPusherExecutor(pusher_executor.Executor):
     """Pushes to `<base_directory>/<next version>` atomically; skips a model already serving.
 
     The candidate is first loaded in a process of its own and must answer the Trainer's canary
@@ -29,7 +29,7 @@ class Executor(pusher_executor.Executor):
     since, this run is not pushed, and says why.
 
     `custom_config` may hold `keep_last` (int, 0 = keep every version) and `kserve` (the
-    `components.push.kserve.inference_service` settings: name, namespace, service_account): then
+    `components.push.kserve_manifests.inference_service` settings: name, namespace, service_account): then
     a push to an object store also writes the version's InferenceService manifest beside it.
     """
 
@@ -47,8 +47,8 @@ class Executor(pusher_executor.Executor):
         serving_dir = destination.filesystem.base_directory
         custom = json_utils.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null") or {}
 
-        newest, _ = serving.newest_servable(serving_dir)  # a broken copy of this model is no reason to skip it
-        if newest is not None and serving.push_info(serving_dir, newest).get("model_uri") == model.uri:
+        newest, _ = version_dirs.newest_servable(serving_dir)  # a broken copy of this model is no reason to skip it
+        if newest is not None and version_dirs.push_info(serving_dir, newest).get("model_uri") == model.uri:
             logging.info("Model %s is already serving as version %d; not pushed again.", model.uri, newest)
             self._MarkNotPushed(pushed)
             pushed.set_int_custom_property("already_serving_version", newest)
@@ -68,21 +68,21 @@ class Executor(pusher_executor.Executor):
         after = blessing.get_int_custom_property(COMPARED_WITH_KEY) \
             if blessing.has_custom_property(COMPARED_WITH_KEY) else None
         try:
-            version = serving.push(model_path, serving_dir, {"model_uri": model.uri, "model_id": model.id},
+            version = version_dirs.push(model_path, serving_dir, {"model_uri": model.uri, "model_id": model.id},
                                    keep_last=int(custom.get("keep_last", 0)), after=after)
-        except serving.PushConflict as e:
+        except version_dirs.PushConflict as e:
             logging.warning("Not pushed: %s", e)
             print(f"Not pushed: {e}", flush=True)
             self._MarkNotPushed(pushed)
             pushed.set_string_custom_property(NOT_PUSHED_KEY, str(e))
             return
-        destination_path = serving.version_dir(serving_dir, version)
+        destination_path = version_dirs.version_dir(serving_dir, version)
         logging.info("Model pushed to %s.", destination_path)
         self._MarkPushed(pushed, pushed_destination=destination_path, pushed_version=str(version))
         if custom.get("kserve") is not None and storage.is_remote(serving_dir):
-            manifest = kserve.inference_service(serving_dir, version=version, pipeline_run=self._pipeline_run(),
+            manifest = kserve_manifests.inference_service(serving_dir, version=version, pipeline_run=self._pipeline_run(),
                                                 tf_version=tf_serving.saved_model_tf_version(model_path), **custom["kserve"])
-            path = kserve.write_manifest(serving_dir, version, manifest)
+            path = kserve_manifests.write_manifest(serving_dir, version, manifest)
             logging.info("KServe InferenceService for version %d: %s", version, path)
             pushed.set_string_custom_property(KSERVE_MANIFEST_KEY, path)
 
@@ -94,4 +94,4 @@ class Executor(pusher_executor.Executor):
 class VersionedPusher(pusher_component.Pusher):
     """TFX's Pusher component with the executor above."""
 
-    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(VersionedPusherExecutor)

@@ -10,9 +10,11 @@ import os
 
 import pytest
 
-from components.data import startup, storage, testing
-from components.push import serving
-from components.push.testing import saved_model
+from components.data import startup
+from testsupport import fixtures
+from components.data import storage
+from components.push import version_dirs
+from testsupport.saved_models import saved_model
 
 
 def _model_artifact(path, payload):
@@ -44,7 +46,7 @@ def _push(barrier, model_uri, blessing_uri, serving_dir, compared_with, results,
     destination = pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_dir))
     props = {"push_destination": json_format.MessageToJson(destination), "custom_config": "null"}
     barrier.wait()
-    pusher.Executor().Do({"model": [model], "model_blessing": [blessing]}, {"pushed_model": [pushed]}, props)
+    pusher.VersionedPusherExecutor().Do({"model": [model], "model_blessing": [blessing]}, {"pushed_model": [pushed]}, props)
     props = pushed.mlmd_artifact.custom_properties
     results.put((props["pushed"].int_value,
                  props["pushed_version"].string_value if "pushed_version" in props else "",
@@ -53,7 +55,7 @@ def _push(barrier, model_uri, blessing_uri, serving_dir, compared_with, results,
 
 @pytest.fixture(scope="module")
 def minio():
-    with testing.stand_in_store("minio://mlpipeline") as endpoint:
+    with fixtures.stand_in_store("minio://mlpipeline") as endpoint:
         yield endpoint
 
 
@@ -63,7 +65,7 @@ def test_two_pushers_blessed_against_the_same_version_ship_one_model(where, mini
     del minio
     serving_dir = str(tmp_path / "serving") if where == "disk" else f"minio://mlpipeline/{tmp_path.name}/serving_model"
     first = _model_artifact(str(tmp_path / "first"), "v1")
-    serving.push(os.path.join(first, "Format-Serving"), serving_dir, {"model_uri": first})
+    version_dirs.push(os.path.join(first, "Format-Serving"), serving_dir, {"model_uri": first})
     env = {k: v for k, v in os.environ.items() if k.startswith(("SIGNS_", "AWS_"))}
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(2), ctx.Queue()
@@ -80,8 +82,8 @@ def test_two_pushers_blessed_against_the_same_version_ship_one_model(where, mini
     # ... the other was gated out, and says why: version 2 landed, or (on a store, mid-copy) is being pushed.
     assert outcomes[0][0] == 0 and outcomes[0][2].endswith("; re-run to compare against it")
     assert outcomes[0][2].startswith(("version 2 was pushed while this run was evaluating against version 1",
-                                      f"{serving.version_dir(serving_dir, 2)} is being pushed by another run"))
-    assert serving.list_versions(serving_dir) == [1, 2]
+                                      f"{version_dirs.version_dir(serving_dir, 2)} is being pushed by another run"))
+    assert version_dirs.list_versions(serving_dir) == [1, 2]
 
 
 @pytest.mark.parametrize("where", ["disk", "store"])
@@ -93,7 +95,7 @@ def test_a_push_to_a_store_leaves_its_kserve_manifest_in_the_version(where, mini
     from google.protobuf import json_format
     from tfx.proto import pusher_pb2
     from tfx.types import standard_artifacts
-    from components.push import kserve, pusher
+    from components.push import kserve_manifests, pusher
 
     serving_dir = str(tmp_path / "serving") if where == "disk" else f"minio://mlpipeline/{tmp_path.name}/serving_model"
     model, blessing, pushed = standard_artifacts.Model(), standard_artifacts.ModelBlessing(), standard_artifacts.PushedModel()
@@ -102,9 +104,9 @@ def test_a_push_to_a_store_leaves_its_kserve_manifest_in_the_version(where, mini
     destination = pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_dir))
     props = {"push_destination": json_format.MessageToJson(destination),
              "custom_config": '{"kserve": {"name": "hands", "namespace": "ml", "service_account": null}}'}
-    pusher.Executor().Do({"model": [model], "model_blessing": [blessing]}, {"pushed_model": [pushed]}, props)
-    assert serving.list_versions(serving_dir) == [1]
-    path = kserve.manifest_path(serving_dir, 1)
+    pusher.VersionedPusherExecutor().Do({"model": [model], "model_blessing": [blessing]}, {"pushed_model": [pushed]}, props)
+    assert version_dirs.list_versions(serving_dir) == [1]
+    path = kserve_manifests.manifest_path(serving_dir, 1)
     if where == "disk":  # a local serving dir is served by `python -m pipeline.serve`, not KServe
         assert not storage.exists(path) and "kserve_manifest" not in pushed.mlmd_artifact.custom_properties
         return
@@ -146,7 +148,7 @@ def test_a_blessed_candidate_that_does_not_serve_is_not_pushed_and_says_why(dama
             f.truncate(3)
     destination = pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_dir))
     props = {"push_destination": json_format.MessageToJson(destination), "custom_config": "null"}
-    pusher.Executor().Do({"model": [model], "model_blessing": [blessing]}, {"pushed_model": [pushed]}, props)
+    pusher.VersionedPusherExecutor().Do({"model": [model], "model_blessing": [blessing]}, {"pushed_model": [pushed]}, props)
     custom = pushed.mlmd_artifact.custom_properties
     assert custom["pushed"].int_value == 0 and custom["not_pushed_reason"].string_value.startswith(reason)
-    assert serving.list_versions(serving_dir) == []
+    assert version_dirs.list_versions(serving_dir) == []

@@ -28,17 +28,17 @@ def main(argv=None) -> int:
         return 1
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TFMA's deprecation notices
     warnings.filterwarnings("ignore", category=FutureWarning)  # google-api-core's Python 3.10 notice
-    from components.report import runs  # pylint: disable=import-outside-toplevel
+    from components.report import run_summary  # pylint: disable=import-outside-toplevel
 
-    problem = runs.metadata_problem(metadata_path)
+    problem = run_summary.metadata_problem(metadata_path)
     if problem:
         print(f"error: {problem}")
         return 1
     if os.path.getsize(metadata_path) == 0:  # a run that stopped before it recorded anything
         print(f"error: {metadata_path}: no pipeline runs recorded")
         return 1
-    store = runs.open_store(metadata_path)
-    pipeline_runs = runs.run_contexts(store)
+    store = run_summary.open_store(metadata_path)
+    pipeline_runs = run_summary.run_contexts(store)
     if not pipeline_runs:
         print(f"error: {metadata_path}: no pipeline runs recorded")
         return 1
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
         return 1
     print(f"{'run id':<28}{'data':<40}{'accuracy':>9}  {'blessed':<8}{'pushed':<10}")
     for run in pipeline_runs:
-        report = runs.read_run(store, run)
+        report = run_summary.read_run(store, run)
         example_gen = report.component("ExampleGen")
         data = example_gen.execution.custom_properties["input_base"].string_value if example_gen else "-"
         data = ("..." + data[-36:]) if len(data) > 39 else data
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
         failed = any(c.state == "failed" for c in report.components)
         marker = "*" if run.id == chosen.id else " "
         print(f"{marker}{run.name:<27}{data:<40}{accuracy:>9}  {blessed:<8}{pushed:<10}{' FAILED' if failed else ''}")
-    report = runs.read_run(store, chosen)
+    report = run_summary.read_run(store, chosen)
     if report.report_path:
         print(f"\nreview report of run {chosen.name}:\n{report.report_path}")
         return 0

@@ -10,7 +10,7 @@ import io
 import os
 from typing import Any, Dict, List, Optional
 
-from components.data.redact import printable
+from common.redact import printable
 from components.report.results import BASELINE, CANDIDATE, DISPLAY, LOWER_IS_BETTER, decision_text
 
 TEMPLATE = "report.html.j2"

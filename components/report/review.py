@@ -9,9 +9,11 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.artifact import Artifact
 from tfx.types.standard_artifacts import Examples, Model, ModelBlessing, ModelEvaluation, PushedModel
+from tfx.utils import path_utils
 
 from components.evaluation.baseline import ABSENT
 from components.report import render
+from components.training.train_config import HISTORY_FILE
 from components.validation.data_checks import FINDINGS_FILE, DataFindings
 
 REPORT_FILE = "report.html"
@@ -73,7 +75,7 @@ def shifted_accuracy(model, examples_uri: str, limit: int) -> Dict[str, Any]:
     from PIL import Image  # pylint: disable=import-outside-toplevel
 
     from components.evaluation import shifts  # pylint: disable=import-outside-toplevel
-    from components.training.config import IMAGE_BYTES_SIGNATURE  # pylint: disable=import-outside-toplevel
+    from components.training.train_config import IMAGE_BYTES_SIGNATURE  # pylint: disable=import-outside-toplevel
 
     pngs, labels, keys = [], [], []
     ds = tf.data.TFRecordDataset(_split_files(examples_uri, "eval"), compression_type="GZIP").take(limit)
@@ -115,8 +117,8 @@ def gather(examples_uri: str, findings_uri: str, model_uri: str, evaluation_uri:
 
     from components.report import results  # pylint: disable=import-outside-toplevel
 
-    serving = tf.saved_model.load(os.path.join(model_uri, "Format-Serving"))  # once, for both sections
-    history_path = os.path.join(model_uri, "history.json")
+    serving = tf.saved_model.load(path_utils.serving_model_dir(model_uri))  # once, for both sections
+    history_path = os.path.join(model_uri, HISTORY_FILE)
     history = json.load(open(history_path)) if os.path.exists(history_path) else {"epochs": [], "config": {}}
     return {
         "evaluation": results.read(evaluation_uri),

@@ -1,7 +1,7 @@
 """SignsTrainer: TFX's Trainer with every training knob as a parameter of its own.
 
 A value inside `custom_config` cannot be a RuntimeParameter, so each field of
-`components.training.config.TrainConfig` that a user sets becomes an execution parameter here, and a compiled
+`components.training.train_config.TrainConfig` that a user sets becomes an execution parameter here, and a compiled
 Kubeflow pipeline can take any of them per run. The executor puts them back into the
 `custom_config` that `trainer.task.run_fn` reads; `custom_config` itself carries only what the
 runners derive (the number of classes, the checkpoint root).
@@ -20,7 +20,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils
 
-from components.training.config import DERIVED_FIELDS, TrainConfig
+from components.training.train_config import DERIVED_FIELDS, TrainConfig
 
 
 def _parameter_type(field: dataclasses.Field) -> type:
@@ -46,7 +46,7 @@ def knob_values(exec_properties: Mapping[str, Any]) -> Dict[str, Any]:
     return values
 
 
-class Executor(trainer_executor.GenericExecutor):
+class SignsTrainerExecutor(trainer_executor.GenericExecutor):
     """Puts the knob parameters into the custom_config that `run_fn` reads."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
@@ -72,7 +72,7 @@ class SignsTrainer(base_component.BaseComponent):
     """
 
     SPEC_CLASS = SignsTrainerSpec
-    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(SignsTrainerExecutor)
 
     def __init__(self, examples: types.BaseChannel, schema: types.BaseChannel, run_fn: str, config: TrainConfig,
                  parameters: Optional[Mapping[str, data_types.RuntimeParameter]] = None):

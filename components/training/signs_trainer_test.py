@@ -7,7 +7,7 @@ from tfx.orchestration import data_types
 from tfx.types import channel_utils, standard_artifacts
 
 from components.training import signs_trainer
-from components.training.config import DERIVED_FIELDS, TrainConfig
+from components.training.train_config import DERIVED_FIELDS, TrainConfig
 
 
 def _channels():
@@ -47,6 +47,6 @@ def test_the_executor_hands_run_fn_the_config_the_parameters_say(monkeypatch):
              for f in TrainConfig.knobs() for v in [getattr(wanted, f.name)]}
     props["custom_config"] = json.dumps({name: getattr(wanted, name) for name in DERIVED_FIELDS})
     props["run_fn"] = "trainer.task.run_fn"
-    signs_trainer.Executor().Do({}, {}, props)
+    signs_trainer.SignsTrainerExecutor().Do({}, {}, props)
     assert TrainConfig.from_dict(json.loads(seen["custom_config"])) == wanted
     assert not set(seen) & {f.name for f in TrainConfig.knobs()}  # only run_fn's custom_config carries them

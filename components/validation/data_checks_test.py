@@ -14,7 +14,7 @@ from components.validation import data_checks
 from components.data import example_gen
 from components.validation import schema as signs_schema
 from components.data import synthetic
-from components.data.testing import png_bytes
+from testsupport.fixtures import png_bytes
 
 CLASSES = [0, 1, 2]
 

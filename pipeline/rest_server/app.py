@@ -1,0 +1,175 @@
+"""The server: TF Serving's REST API under /v1/ (`routes`), the page at / to try the model.
+
+    server = BackgroundServer(make_app(serving_dir, ServerSettings(poll_seconds=0.5)))   # port 0: a free port
+    urllib.request.urlopen(server.url + "v1/models/signs")
+    server.stop()
+
+`python -m pipeline.serve` runs it from the command line.
+"""
+
+import asyncio
+import dataclasses
+import os
+import re
+import threading
+from typing import Tuple
+
+from aiohttp import web
+
+from pipeline.rest_server import limits, routes
+from pipeline.rest_server.batching import Batcher
+from pipeline.rest_server.model_manager import ModelManager
+
+MANAGER = web.AppKey("manager", ModelManager)
+SETTINGS = web.AppKey("settings", object)
+BATCHER = web.AppKey("batcher", Batcher)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    """How the server serves; `python -m pipeline.serve`'s flags fill it."""
+
+    model_name: str = "signs"  # the name in the URLs, /v1/models/<model_name>
+    poll_seconds: float = 2.0  # how often to look for a newly pushed version, in seconds (TF Serving: 1)
+    max_batch_size: int = 32  # a batch stops collecting requests once it holds this many rows
+    # How long a batch waits for more requests after the first, in ms (0: only those already
+    # waiting; they pile up while the model is busy).
+    batch_timeout_ms: float = 2.0
+    max_request_bytes: int = 64 * 2 ** 20  # larger bodies get 413; a 40-megapixel JPEG is ~27 MB in base64
+    # What one client can hold (limits.py): rows and declared image pixels in one request, open
+    # connections, and the time to send a request's headers and then its body.
+    max_request_rows: int = 256
+    max_request_pixels: int = 50_000_000  # one 40-megapixel photo fits
+    max_connections: int = 256
+    max_client_connections: int = 32  # from one client address
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    # When every connection slot is taken, the slowest sender below this many bytes a second, of
+    # the address holding the most connections, is dropped to make room for an address holding
+    # fewer (limits.py); 0: none is.
+    min_data_rate: float = 16 * 1024
+
+    def __post_init__(self):
+        problem = settings_problem(self)
+        if problem:
+            raise ValueError(problem)
+
+
+# Each setting's range, both ends included: what `python -m pipeline.serve`'s flags take, and what
+# ServerSettings takes from code. No limit can be turned off by a value (min_data_rate 0 only stops
+# dropping slow connections; the connection limits still hold).
+RANGES = {"poll_seconds": (1e-3, 3600.0), "max_batch_size": (1, 4096), "batch_timeout_ms": (0.0, 10_000.0),
+          "max_request_bytes": (1024, 2 ** 31), "max_request_rows": (1, 65_536),
+          "max_request_pixels": (1, 10_000_000_000), "max_connections": (1, 65_535),
+          "max_client_connections": (1, 65_535), "header_timeout_s": (1e-3, 3600.0), "body_timeout_s": (1e-3, 3600.0),
+          "min_data_rate": (0.0, 1e9)}
+# A model name a request can reach: /v1/models/<name> takes no '/' or ':' (routes.py), and '.' or
+# '..' alone would be a path step.
+MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def range_problem(name: str, value) -> str:
+    """What is wrong with `value` for the setting `name` (not finite, or out of its range); "" if nothing."""
+    low, high = RANGES[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:  # NaN too
+        return f"expected a number from {low:g} to {high:g}, got {value}"
+    return ""
+
+
+def settings_problem(settings: ServerSettings) -> str:
+    if not MODEL_NAME.fullmatch(settings.model_name):
+        return (f"model_name {settings.model_name!r}: expected letters, digits, '_', '.' and '-' (not first), "
+                f"as a URL path step /v1/models/<name> takes it")
+    for name in RANGES:
+        problem = range_problem(name, getattr(settings, name))
+        if problem:
+            return f"{name}: {problem}"
+    return ""
+
+
+
+
+def page(model_name: str) -> str:
+    """The page at /, from page.html.j2 (Jinja2, autoescaped, as the review report)."""
+    import jinja2  # pylint: disable=import-outside-toplevel
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.dirname(os.path.abspath(__file__))),
+                             autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.get_template("page.html.j2").render(model_name=model_name)
+
+
+def make_app(serving_dir: str, settings: ServerSettings = ServerSettings()) -> web.Application:
+    """The server for a serving dir (a path, or a gs://, s3://, minio:// URL the Pusher writes).
+
+    Returns:
+      An aiohttp application; its startup starts the version watcher and the batcher.
+    """
+    app = web.Application(client_max_size=settings.max_request_bytes,
+                          middlewares=[routes.header_clock, routes.json_errors])
+    app[SETTINGS] = settings
+    app[MANAGER] = ModelManager(serving_dir, settings.model_name, settings.poll_seconds)
+    app[BATCHER] = Batcher(settings.max_batch_size, settings.batch_timeout_ms / 1000)
+    app[routes.REST_API] = routes.RestApi(app[MANAGER], app[BATCHER], settings.max_request_rows,
+                                          settings.max_request_pixels, max_bytes=settings.max_request_bytes)
+    app[routes.BODY_TIMEOUT] = settings.body_timeout_s
+    app[routes.GUARDS] = []
+    text = page(settings.model_name)
+
+    async def page_handler(_):
+        return web.Response(text=text, content_type="text/html")
+
+    app.router.add_get("/", page_handler)
+    app.router.add_route("*", "/{prefix:[vV]1}/{rest:.*}", routes.rest_handler)
+    app.cleanup_ctx.append(_background_tasks)
+    return app
+
+
+async def _background_tasks(app: web.Application):
+    """Runs the version watcher and the batcher from startup to cleanup."""
+    tasks = [asyncio.create_task(app[MANAGER].watch()), asyncio.create_task(app[BATCHER].run())]
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    app[BATCHER].close()
+    app[routes.REST_API].decoder.close()
+
+
+async def start(app: web.Application, host: str, port: int) -> Tuple[web.AppRunner, str]:
+    """Starts serving `app`; returns the runner (to clean up) and the URL (port 0: a free port)."""
+    # The handler inflates a compressed body itself, within the body limit (serving.decoding).
+    runner = web.AppRunner(app, access_log=None, auto_decompress=False)
+    await runner.setup()
+    settings = app[SETTINGS]
+    site = limits.GuardedSite(runner, (settings.max_connections, settings.header_timeout_s,
+                                       settings.max_client_connections, settings.min_data_rate), host, port)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    app[routes.GUARDS].append(site.guard)
+    bound_host, bound_port = runner.addresses[0][:2]
+    return runner, f"http://{'[' + bound_host + ']' if ':' in bound_host else bound_host}:{bound_port}/"
+
+
+class BackgroundServer:
+    """Serves an app from a thread of its own: for tests, benchmarks and notebooks (see the module docstring)."""
+
+    def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0):
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="serve", daemon=True)
+        self._thread.start()
+        try:
+            self._runner, self.url = asyncio.run_coroutine_threadsafe(start(app, host, port), self._loop).result(60)
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(60)
+        self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(60)
+        self._loop.close()
