@@ -41,6 +41,7 @@ import time
 from bench import domains
 from bench.machine import cpu_model
 from components.evaluation import intervals, shifts
+from components.data import startup
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "sign-language-digits", "Dataset")
@@ -179,7 +180,6 @@ def main(argv=None) -> int:
         print(f"error: {args.data}: no photos of 0-5 for {'training' if not train else 'the ' + args.split + ' split'} "
               f"(digit folders 0-9 of JPEG or PNG photos expected)")
         return 2
-    from components.data import startup  # pylint: disable=import-outside-toplevel
     startup.enable()  # before TensorFlow is imported, here and in the runner
     root = args.pipeline_root or tempfile.mkdtemp(prefix="signs-accuracy-")
     print(f"CPU: {cpu_model()}, {len(os.sched_getaffinity(0))} cores")

@@ -24,6 +24,7 @@ import tempfile
 import time
 
 from bench.machine import cpu_model
+from components.data import startup
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
 
@@ -91,7 +92,6 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)
 
-    from components.data import startup  # pylint: disable=import-outside-toplevel
 
     startup.enable()  # as the entry points do; TF_ENABLE_ONEDNN_OPTS=0 profiles Eigen's kernels
     import numpy as np  # pylint: disable=import-outside-toplevel

@@ -31,6 +31,7 @@ import statistics
 import tempfile
 import time
 from typing import Dict, List
+import multiprocessing
 
 from bench.machine import cpu_model
 from bench.serve_load import Server, a_photo, export_untrained
@@ -161,7 +162,6 @@ def _run(url: str, photo_body: bytes, clients: int, seconds: float, abusive: boo
          fresh: bool = False, bomb_mib: int = 60) -> Dict:
     """One run: the well-behaved clients here, the abusive one (if any) in a process of its own, so
     neither's event loop delays the other's measurements."""
-    import multiprocessing  # pylint: disable=import-outside-toplevel
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     abuser = context.Process(target=_abuser_process, args=(url, seconds, retry_after, results, bomb_mib)) \

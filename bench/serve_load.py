@@ -26,8 +26,10 @@ import sys
 import tempfile
 import time
 from typing import Dict, List
+import io
 
 from bench.machine import cpu_model
+from components.push import version_dirs
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
 
@@ -41,7 +43,6 @@ def a_photo() -> bytes:
     if photos:
         with open(photos[0], "rb") as f:
             return f.read()
-    import io  # pylint: disable=import-outside-toplevel
     from PIL import Image  # pylint: disable=import-outside-toplevel
     from components.data import synthetic  # pylint: disable=import-outside-toplevel
     images, _ = synthetic.make_split(1, seed=0)
@@ -62,7 +63,6 @@ def export_untrained(directory: str) -> str:
 def in_process(serving_dir: str, photo: bytes, batch_sizes: List[int], seconds: float) -> Dict[int, float]:
     """Images per second of the SavedModel's serve_image_bytes called here, per batch size."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from components.push import version_dirs  # pylint: disable=import-outside-toplevel
     from trainer.export import IMAGE_BYTES_SIGNATURE  # pylint: disable=import-outside-toplevel
 
     model = tf.saved_model.load(version_dirs.version_dir(serving_dir, version_dirs.newest_version(serving_dir)))

@@ -25,6 +25,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
 
 from bench.machine import cpu_model  # noqa: E402
+from components.data import startup
 
 
 def parse_value(field: dataclasses.Field, text: str):
@@ -42,7 +43,6 @@ def main(argv=None) -> int:
     p.add_argument("--eval", type=int, default=300, help="synthetic eval images")
     args = p.parse_args(argv)
 
-    from components.data import startup  # pylint: disable=import-outside-toplevel
     startup.enable()
     import keras  # pylint: disable=import-outside-toplevel
     import numpy as np  # pylint: disable=import-outside-toplevel

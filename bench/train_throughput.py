@@ -34,6 +34,7 @@ import time
 import numpy as np
 
 from bench.machine import cpu_model
+from components.data import startup
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
 
@@ -98,7 +99,6 @@ def epoch_timer():
 
 def run_arm(arm: str, pattern: str, n: int, epochs: int, changes: dict) -> dict:
     """Trains one arm in this process; returns its epoch times."""
-    from components.data import startup  # pylint: disable=import-outside-toplevel
 
     if arm != "baseline":  # the baseline keeps TensorFlow's own choice, as a plain script gets
         startup.enable()

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import re
+import json
 
 import pytest
 
@@ -250,7 +251,6 @@ def test_every_training_knob_is_a_runtime_parameter_of_the_trainer():
 
 
 def test_the_pusher_leaves_a_kserve_manifest_unless_told_not_to(spec):
-    import json  # pylint: disable=import-outside-toplevel
 
     def kserve_of(package):
         pusher = package["root"]["dag"]["tasks"]["Pusher"]["inputs"]["parameters"]

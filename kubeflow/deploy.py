@@ -10,9 +10,13 @@ import os
 import re
 import sys
 from typing import Any, Dict, Optional, Tuple
+import json
 
 from common.redact import redact
 from components.push import kserve_manifests
+from components.data import storage
+from components.data import stores
+from components.push import version_dirs
 
 IN_CLUSTER_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 REQUEST_TIMEOUT = (10, 60)  # seconds to connect, to read: an unreachable API server fails fast
@@ -29,7 +33,6 @@ def package_serving_dir(spec: Dict[str, Any]) -> str:
     The Pusher's destination is fixed when the package is compiled; `submit --pipeline-root`
     moves KFP's artifacts, not it, so the package's own value is the one to read.
     """
-    import json  # pylint: disable=import-outside-toplevel
     try:
         constant = spec["root"]["dag"]["tasks"]["Pusher"]["inputs"]["parameters"]["push_destination"]["runtimeValue"]["constant"]
         return json.loads(constant)["filesystem"]["base_directory"]
@@ -38,13 +41,11 @@ def package_serving_dir(spec: Dict[str, Any]) -> str:
     root = spec.get("defaultPipelineRoot")
     if not root:
         raise DeployError("the package names no Pusher destination and no defaultPipelineRoot; pass --serving-dir")
-    from components.push import version_dirs  # pylint: disable=import-outside-toplevel
     return version_dirs.default_dir(root)
 
 
 def package_launcher(spec: Dict[str, Any]):
     """The launcher config (KFP release, providers, namespace) a compiled package's tasks carry, or None."""
-    from components.data import stores  # pylint: disable=import-outside-toplevel
     for executor in spec.get("deploymentSpec", {}).get("executors", {}).values():
         config = stores.from_environment({e.get("name"): e.get("value") for e in executor.get("container", {}).get("env", [])})
         if config is not None:
@@ -72,8 +73,6 @@ def newest_pushed(serving_dir: str) -> Tuple[Optional[int], str]:
     Raises:
       DeployError: the store answers and holds no version: KServe would have nothing to serve.
     """
-    from components.data import storage  # pylint: disable=import-outside-toplevel
-    from components.push import version_dirs  # pylint: disable=import-outside-toplevel
     try:
         version = version_dirs.newest_version(serving_dir)
     except storage.StorageError as e:
@@ -148,7 +147,6 @@ class KServeCluster:
 
 def _status(body) -> Dict[str, Any]:
     """The Kubernetes Status object of an error answer ({} if the body is not one)."""
-    import json  # pylint: disable=import-outside-toplevel
     try:
         status = json.loads(body.decode() if isinstance(body, bytes) else body or "")
     except ValueError:
@@ -194,7 +192,6 @@ STORE_ADMITS = ("kubeflow", "istio-system")
 def store_admits(serving_dir: str, namespace: str, launcher) -> str:
     """Why an InferenceService in `namespace` may not reach the serving dir ('' if it may, as far
     as the package says): a namespace other than the package's profile on KFP's SeaweedFS store."""
-    from components.data import stores  # pylint: disable=import-outside-toplevel
     if not serving_dir.startswith("minio://") or launcher is None:
         return ""
     release = stores.release(launcher.release)
@@ -216,7 +213,6 @@ def manifest_for(args, version: Optional[int]) -> Dict[str, Any]:
 
 def deploy(args) -> int:
     """`kubeflow/runner.py deploy`: returns the exit code."""
-    from components.data import storage  # pylint: disable=import-outside-toplevel
     try:
         if not args.serving_dir:
             args.serving_dir = serving_dir_of_package(args.package)

@@ -30,6 +30,8 @@ import yaml
 from components.push import kserve_manifests
 from kubeflow import deploy
 from testsupport import fixtures
+from components.data import stores
+from components.push import version_dirs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "kube-s3cr3t-bearer-token"
@@ -291,7 +293,6 @@ def pushed(tmp_path):
 
     moto keeps its buckets per process, so each test pushes to a serving dir of its own.
     """
-    from components.push import version_dirs  # pylint: disable=import-outside-toplevel
     model = tmp_path / "model"
     model.mkdir()
     (model / "saved_model.pb").write_text("graph")
@@ -368,7 +369,6 @@ def test_credentials_setup_prints_the_service_account_and_secret(pushed):
 @pytest.mark.parametrize("release, endpoint", [(None, "seaweedfs.kubeflow:9000"), ("2.5", "minio-service.kubeflow:9000")])
 def test_credentials_setup_of_a_package_names_its_releases_store(release, endpoint, tmp_path):
     """Point 1: the KServe secret reaches the store the package's tasks reach, whatever this machine says."""
-    from components.data import stores  # pylint: disable=import-outside-toplevel
     from kubeflow import compile as kfp_compile  # pylint: disable=import-outside-toplevel
     launcher = stores.LauncherConfig(release=release) if release else stores.LauncherConfig()
     package = kfp_compile.write(kfp_compile.build(kfp_compile.CompileConfig(launcher=launcher, namespace="team-a")),

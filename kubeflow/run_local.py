@@ -38,6 +38,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from components.data import storage, stores
 from kubeflow import compile as kfp_compile, entrypoint, launcher, local_store
+from components.data import storage
+from kubeflow import deploy
 
 EXECUTOR_LOGS = launcher.EXECUTOR_LOGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -145,7 +147,6 @@ def run(package: str, overrides: Dict[str, str], work_dir: str, pipeline_root: O
         use_local_store: bool = False, kfp_release: Optional[str] = None, secrets_file: Optional[str] = None,
         data: Optional[str] = None, publish_logs: bool = True) -> int:
     """`kubeflow/runner.py run-local`: runs every task; returns the exit code."""
-    from kubeflow import deploy  # pylint: disable=import-outside-toplevel
     if not os.path.exists(package):
         print(f"error: {package}: no such package; run `python kubeflow/runner.py compile` first")
         return 1
@@ -368,7 +369,6 @@ def _summary(run_id: str, order: List[str], states: Dict[str, Tuple[str, float]]
              produced: Dict[str, Dict[str, Any]], run_dir: str, seconds: float, root: str, data: str) -> str:
     """The run summary, by the local runner's printer; the files it reads are fetched from the store."""
     from ml_metadata.proto import metadata_store_pb2  # pylint: disable=import-outside-toplevel
-    from components.data import storage  # pylint: disable=import-outside-toplevel
     from components.report import run_summary  # pylint: disable=import-outside-toplevel
 
     components = []

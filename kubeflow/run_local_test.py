@@ -3,12 +3,14 @@
 import os
 import subprocess
 import sys
+import io
 
 import pytest
 import yaml
 
 from components.data import stores
 from kubeflow import compile as kfp_compile, local_store, run_local
+from components.data import storage
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -116,7 +118,6 @@ def test_the_namespace_filter_refuses_keys_outside_its_prefixes():
 
 
 def test_the_namespace_filter_checks_every_key_of_a_bulk_delete():
-    import io  # pylint: disable=import-outside-toplevel
     seen = []
     app = local_store.namespace_filter({"k": "team-a"})(lambda env, start: seen.append(env["wsgi.input"].read()) or [b""])
 
@@ -135,7 +136,6 @@ def test_the_namespace_filter_checks_every_key_of_a_bulk_delete():
 def test_a_launcher_of_another_release_serves_a_store_the_package_cannot_reach(spec, tmp_path):
     """Point 1 as a cluster shows it: a 2.5 launcher's store answers as minio-service.kubeflow:9000,
     while the 2.17 package's tasks ask seaweedfs.kubeflow:9000, which is not there."""
-    from components.data import storage  # pylint: disable=import-outside-toplevel
     _, component, executor = _trainer(spec)
     platform = spec[kfp_compile.PLATFORM_KEY]["platforms"]["kubernetes"]["deploymentSpec"]["executors"][
         component["executorLabel"]]

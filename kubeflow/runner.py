@@ -9,6 +9,7 @@
 import argparse
 import os
 import sys
+from importlib import metadata
 
 from components.data import stores
 from kubeflow.compile import CompileConfig
@@ -17,7 +18,6 @@ from components.data import startup
 
 
 def _version() -> str:
-    from importlib import metadata  # pylint: disable=import-outside-toplevel
     try:
         return metadata.version("signs-pipeline")
     except metadata.PackageNotFoundError:

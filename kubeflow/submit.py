@@ -10,6 +10,9 @@ import urllib.request
 from typing import Any, Dict, Optional, Set, Tuple
 
 from common.redact import redact
+from components.data import storage
+from components.push import kserve_manifests, version_dirs
+from kubeflow import deploy
 
 TERMINAL = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED", "CANCELLED"}
 
@@ -76,7 +79,6 @@ def data_fingerprint(data_root: str) -> str:
     The store may not be reachable from where `submit` runs; then the value is unique, so KFP's
     cache never answers ExampleGen with another data set's examples (it reruns instead).
     """
-    from components.data import storage  # pylint: disable=import-outside-toplevel
     try:
         found = storage.fingerprint(data_root)
     except storage.StorageError as e:
@@ -194,9 +196,6 @@ def show_manifest(spec: Dict[str, Any], package: str) -> None:
     line says where the manifest lies. Never raises: the run has succeeded whatever happens here.
     """
     # pylint: disable=import-outside-toplevel
-    from components.data import storage
-    from components.push import kserve_manifests, version_dirs
-    from kubeflow import deploy
     try:
         serving_dir = deploy.package_serving_dir(spec)
     except deploy.DeployError as e:

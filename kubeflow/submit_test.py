@@ -6,9 +6,13 @@ import socket
 import subprocess
 import sys
 import threading
+from types import SimpleNamespace as NS
 
 import pytest
 from testsupport import fixtures
+from components.data import storage
+from components.data import storage, stores
+from components.push import kserve_manifests, version_dirs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "s3cr3t-token-value"
@@ -141,7 +145,6 @@ def test_registry_check(image, ok):
 
 
 def test_fingerprint_of_an_unreachable_store_is_unique_and_said(capsys):
-    from components.data import storage, stores  # pylint: disable=import-outside-toplevel
     from kubeflow import submit  # pylint: disable=import-outside-toplevel
     with storage.configured(stores.StoreSettings(minio_endpoint="http://127.0.0.1:9", access_key="k", secret_key="s")):
         first, second = submit.data_fingerprint("minio://mlpipeline/data"), submit.data_fingerprint("minio://mlpipeline/data")
@@ -153,7 +156,6 @@ class _FakeRuns:
     """Stands in for kfp.Client.get_run: a run whose tasks move through states, then end."""
 
     def __init__(self, final):
-        from types import SimpleNamespace as NS  # pylint: disable=import-outside-toplevel
         task = lambda name, state: NS(display_name=name, state=state)  # noqa: E731
         self.states = [
             NS(state="RUNNING", run_details=NS(task_details=[task("ExampleGen", "RUNNING")])),
@@ -268,7 +270,6 @@ class _FakeKfpClient:
         self.runs = _FakeRuns(self.final)
 
     def create_run_from_pipeline_package(self, *args, **kwargs):
-        from types import SimpleNamespace as NS  # pylint: disable=import-outside-toplevel
         return NS(run_id="run-1")
 
     def get_run(self, run_id):
@@ -276,7 +277,6 @@ class _FakeKfpClient:
 
 
 def _push_with_manifest(tmp_path, serving_dir, manifest=True):
-    from components.push import kserve_manifests, version_dirs  # pylint: disable=import-outside-toplevel
     model = tmp_path / f"model-{len(os.listdir(tmp_path))}"
     model.mkdir()
     (model / "saved_model.pb").write_text("graph")
@@ -292,7 +292,6 @@ def test_wait_prints_the_newest_versions_inferenceservice_after_a_successful_run
                                                                                 monkeypatch, capsys):
     import kfp  # pylint: disable=import-outside-toplevel
     import yaml  # pylint: disable=import-outside-toplevel
-    from components.data import storage  # pylint: disable=import-outside-toplevel
     from kubeflow import runner, submit  # pylint: disable=import-outside-toplevel
     monkeypatch.setattr(kfp, "Client", type("Client", (_FakeKfpClient,), {"final": final}))
     monkeypatch.setattr(submit.time, "sleep", lambda _: None)
@@ -321,7 +320,6 @@ def test_wait_prints_the_newest_versions_inferenceservice_after_a_successful_run
 
 
 def test_after_a_run_an_unreachable_store_is_one_line_saying_where_the_manifest_lies(capsys):
-    from components.data import storage, stores  # pylint: disable=import-outside-toplevel
     from kubeflow import submit  # pylint: disable=import-outside-toplevel
     with storage.configured(stores.StoreSettings(minio_endpoint="http://127.0.0.1:9", access_key="k", secret_key="s")):
         submit.show_manifest({"defaultPipelineRoot": "minio://mlpipeline/v2/artifacts"}, "pipeline.yaml")
@@ -332,7 +330,6 @@ def test_after_a_run_an_unreachable_store_is_one_line_saying_where_the_manifest_
 
 
 def test_after_a_run_a_version_without_a_manifest_or_no_version_is_one_line(tmp_path, capsys):
-    from components.data import storage  # pylint: disable=import-outside-toplevel
     from kubeflow import submit  # pylint: disable=import-outside-toplevel
     root = f"minio://mlpipeline/{tmp_path.name}"
     with fixtures.stand_in_store("minio://mlpipeline"):
@@ -379,7 +376,6 @@ def test_the_run_is_sent_with_the_packages_root(override, package, monkeypatch, 
 
 def test_an_api_that_answers_no_run_id_is_an_error(package, monkeypatch, capsys):
     import kfp  # pylint: disable=import-outside-toplevel
-    from types import SimpleNamespace as NS  # pylint: disable=import-outside-toplevel
     from kubeflow import runner, submit  # pylint: disable=import-outside-toplevel
     monkeypatch.setattr(kfp, "Client", type("Client", (_FakeKfpClient,), {
         "create_run_from_pipeline_package": lambda self, *a, **k: NS(run_id=None)}))

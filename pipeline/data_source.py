@@ -5,6 +5,7 @@ import functools
 import glob
 import os
 from typing import Optional, Tuple
+import hashlib
 
 from components.data import sources, synthetic
 from components.training.train_config import TrainConfig
@@ -141,7 +142,6 @@ def pin_schema(path: str, pipeline_root: str) -> str:
     Raises:
       SignsDataError: the file is missing or is not a text-format tensorflow_metadata Schema.
     """
-    import hashlib  # pylint: disable=import-outside-toplevel
     from google.protobuf import text_format  # pylint: disable=import-outside-toplevel
     from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=import-outside-toplevel
 

@@ -6,6 +6,8 @@ import os
 import shutil
 import sys
 import time
+import datetime
+import uuid
 
 from components.push import version_dirs
 from common.redact import printable
@@ -58,8 +60,6 @@ def one_line(error: BaseException) -> str:
 
 def new_run_id() -> str:
     """A run id no other run on the same root can have: the start time, then a random suffix."""
-    import datetime  # pylint: disable=import-outside-toplevel
-    import uuid  # pylint: disable=import-outside-toplevel
     return f"{datetime.datetime.now().isoformat()}-{uuid.uuid4().hex[:6]}"
 
 

@@ -3,6 +3,9 @@
 import os
 import subprocess
 import sys
+import argparse
+import dataclasses
+import logging
 
 import pytest
 
@@ -104,7 +107,6 @@ def test_beam_args_defaults_and_user_overrides():
 
 def test_the_default_beam_runner_never_reaches_for_prism(caplog):
     """Beam's DirectRunner would first download the Prism runner from GitHub ("Downloading prism from ...")."""
-    import logging  # pylint: disable=import-outside-toplevel
     import apache_beam as beam  # pylint: disable=import-outside-toplevel
     from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=import-outside-toplevel
     from apache_beam.testing.util import assert_that, equal_to  # pylint: disable=import-outside-toplevel
@@ -118,7 +120,6 @@ def test_the_default_beam_runner_never_reaches_for_prism(caplog):
 
 
 def test_every_training_knob_has_a_flag(tmp_path):
-    import dataclasses  # pylint: disable=import-outside-toplevel
     from components.training.train_config import DERIVED_FIELDS, TrainConfig  # pylint: disable=import-outside-toplevel
 
     help_text = options.build_parser("").format_help()
@@ -201,8 +202,6 @@ def test_classes_absent_from_a_folder_source_are_refused_before_any_import(tmp_p
 
 def test_a_kubeflow_user_has_every_knob_a_local_user_has():
     """Both runners' flags come from the same fields; on Kubeflow each is a runtime parameter or fixed."""
-    import argparse  # pylint: disable=import-outside-toplevel
-    import dataclasses  # pylint: disable=import-outside-toplevel
     from components.training.train_config import TrainConfig  # pylint: disable=import-outside-toplevel
 
     kfp = argparse.ArgumentParser()

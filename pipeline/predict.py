@@ -10,15 +10,16 @@ import os
 import sys
 import tempfile
 from typing import List, Optional, Tuple
+import io
 
 from components.data import startup, storage
 from common.redact import printable
 from pipeline import options
+from components.push import version_dirs
 
 
 def _declared_size(data: bytes):
     """(width, height) from an image's header, without decoding it; None if PIL cannot read one."""
-    import io  # pylint: disable=import-outside-toplevel
     from PIL import Image  # pylint: disable=import-outside-toplevel
     try:
         with Image.open(io.BytesIO(data)) as img:
@@ -84,7 +85,6 @@ class PredictError(Exception):
 def _pick_version(push_dir: str, wanted: Optional[int], tmp: str) -> Tuple[int, str]:
     """The version to use (`wanted`, or the newest that can be served) and its local directory
     (a copy in `tmp` for an object store). Versions that cannot be served are named, one line each."""
-    from components.push import version_dirs  # pylint: disable=import-outside-toplevel
 
     versions = version_dirs.list_versions(push_dir)
     if not versions:

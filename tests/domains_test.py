@@ -2,6 +2,7 @@
 
 import os
 import zlib
+import io
 
 from bench import accuracy, domains
 
@@ -44,7 +45,6 @@ def test_the_bench_scores_real_held_out_photos_under_every_shift_with_intervals(
     """held_out_accuracies on 12 real dev photos, with a stand-in classifier that reads the label off a
     photo it has seen as it is and guesses 0 on anything changed: every measure, each inside its interval,
     and the mean of the five phone shifts the mean of their figures."""
-    import io  # pylint: disable=import-outside-toplevel
 
     import numpy as np  # pylint: disable=import-outside-toplevel
     from PIL import Image  # pylint: disable=import-outside-toplevel

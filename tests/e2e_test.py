@@ -4,6 +4,7 @@ import glob
 import os
 import re
 import shutil
+import json
 
 import numpy as np
 import pytest
@@ -113,7 +114,6 @@ def test_planted_duplicate_across_splits_is_reported(first_run):
 def test_trainer_leaves_history_and_summary(first_run):
     root, _, _ = first_run
     [model] = _trained_models(_store(root))
-    import json  # pylint: disable=import-outside-toplevel
     history = json.load(open(os.path.join(model.uri, "history.json")))
     assert history["config"]["epochs"] == 1 and len(history["epochs"]) == 1
     assert (history["config"]["learning_rate"], history["config"]["batch_size"]) == (0.002, 12)  # the flags'

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.request
 
 import aiohttp
 import numpy as np
@@ -42,7 +43,6 @@ def server(exported_model, tmp_path_factory):
 
 
 def _available(url: str) -> bool:
-    import urllib.request  # pylint: disable=import-outside-toplevel
     try:
         with urllib.request.urlopen(url + "v1/models/signs") as response:
             return json.load(response)["model_version_status"][0]["state"] == "AVAILABLE"

@@ -14,6 +14,7 @@ import pytest
 
 from trainer import checkpoints
 from testsupport import fixtures
+from components.data import storage
 
 
 def _model():
@@ -112,7 +113,6 @@ def test_patience_counts_epochs_without_improvement(patience, stops_after):
 
 def test_checkpoints_on_an_object_store_resume_in_a_new_process(capsys):
     """A checkpoint_root on MinIO or S3 (Kubeflow's default): the pod that resumes has no local copy."""
-    from components.data import storage  # pylint: disable=import-outside-toplevel
     with fixtures.stand_in_store("minio://mlpipeline"):
         directory = "minio://mlpipeline/v2/artifacts/checkpoints/abc123"
         values = [0.5, 0.7, 0.6, 0.8, 0.8]

@@ -2,6 +2,7 @@
 
 import io
 import os
+import zlib
 
 import keras
 import numpy as np
@@ -87,7 +88,6 @@ def _jpeg_segment(marker, payload):
 
 
 def _png_chunk(kind, payload):
-    import zlib  # pylint: disable=import-outside-toplevel
     return len(payload).to_bytes(4, "big") + kind + payload + zlib.crc32(kind + payload).to_bytes(4, "big")
 
 

@@ -1,5 +1,7 @@
 """Tests of the Trainer's input pipeline, through TFX's data accessor, on small real records."""
 
+import colorsys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -106,7 +108,6 @@ def test_photo_augment_off_leaves_the_earlier_augmentation():
 
 def test_hue_and_saturation_stay_within_their_bounds():
     """hue 0.05 turns a skin colour by up to 18 degrees either way; saturation 0.3 scales it by 0.54x to 1.86x."""
-    import colorsys  # pylint: disable=import-outside-toplevel
     config = TrainConfig(seed=3, flip=False, shift=0, rotation_degrees=0, zoom=0, zoom_out=0, brightness=0,
                          contrast=0, hue=0.05, saturation=0.3)
     layers = input_pipeline.augmenter(config)

@@ -10,6 +10,7 @@ from PIL import Image
 from components.data import sources
 from components.data.sources import SignsDataError
 from testsupport import fixtures
+from components.data import storage
 
 CLASSES = (0, 1, 2, 3, 4, 5)
 
@@ -126,7 +127,6 @@ def test_image_folder_listing(tmp_path):
 
 def test_sources_on_an_object_store(tmp_path):
     """A data root on S3 (MinIO, AWS): h5 files, class folders and their errors, as on a disk."""
-    from components.data import storage  # pylint: disable=import-outside-toplevel
     with fixtures.stand_in_store("s3://signs-data"):
         root = "s3://signs-data/root"
         os.makedirs(tmp_path / "h5")

@@ -18,6 +18,8 @@ import os
 import sys
 from typing import MutableMapping, Optional
 
+from components.data import storage, stores
+
 ENV = "TF_ENABLE_ONEDNN_OPTS"
 
 
@@ -42,7 +44,6 @@ def start_process(environ: Optional[MutableMapping[str, str]] = None) -> None:
     """What every entry point does first, before anything imports TensorFlow: oneDNN (`enable`), no
     TensorFlow start-up log (`TF_CPP_MIN_LOG_LEVEL=3` unless set), and the object-store settings the
     environment gives, handed to the storage layer."""
-    from components.data import storage, stores  # pylint: disable=import-outside-toplevel
     environ = os.environ if environ is None else environ
     environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     enable(environ)

@@ -1,6 +1,8 @@
 """Tests of the storage layer on a local disk and on a real S3 server (moto, on 127.0.0.1)."""
 
 import os
+import socket
+import time
 
 import pytest
 
@@ -113,8 +115,6 @@ def test_the_storage_layer_reads_no_environment_of_its_own(monkeypatch):
 @pytest.mark.slow
 def test_a_store_that_never_answers_is_one_line_in_about_a_minute():
     """It held `predict` 183 s, then a traceback."""
-    import socket  # pylint: disable=import-outside-toplevel
-    import time  # pylint: disable=import-outside-toplevel
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)  # accepts (the kernel does), never answers

@@ -23,6 +23,11 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from components.data import sources, storage
+from components.data import startup
+from components.data import storage
+from components.push import version_dirs
+
 CANARY_FILE = "canary.json"  # beside the model's Format-Serving directory, written by the Trainer
 TIMEOUT_S = 600.0  # to load the ResNet and answer: about 15 s on 2 cores
 SIGNATURES = ("serving_default", "serve_image_bytes")
@@ -44,7 +49,6 @@ def write_expected(model_dir: str, predict: Callable[[np.ndarray], np.ndarray], 
     from components.data.sources import encode_png  # pylint: disable=import-outside-toplevel
     images = canary_images()
     probabilities = np.asarray(predict(images.astype(np.float32) / 255.0), np.float64)
-    from components.data import storage  # pylint: disable=import-outside-toplevel
     path = storage.join(model_dir, CANARY_FILE)
     storage.write_bytes(path, json.dumps({"png_b64": [base64.b64encode(encode_png(i)).decode() for i in images],
                                           "probabilities": probabilities.round(6).tolist(), "atol": atol}).encode())
@@ -61,7 +65,6 @@ MAX_CANARY_BYTES = 4 * 2 ** 20  # the Trainer's is about 60 KB
 
 def read_canary(path: str) -> dict:
     """The canary request at `path` (a path or an object-store URL), checked; raises CanaryError."""
-    from components.data import sources, storage  # pylint: disable=import-outside-toplevel
     try:
         if not storage.exists(path):
             raise FileNotFoundError(path)
@@ -97,7 +100,6 @@ def check(model_dir: str, canary_path: Optional[str] = None, timeout_s: float = 
     request (`read_canary`, which raises CanaryError), then loads and calls the model in a child
     process for at most `timeout_s`. Without `canary_path` the answers are checked for shape only.
     """
-    from components.push import version_dirs  # pylint: disable=import-outside-toplevel
     problem = version_dirs.model_problem(model_dir)
     if problem:
         return problem
@@ -165,7 +167,6 @@ def _answer(model_dir: str, canary_path: Optional[str]) -> Optional[str]:
 
 def main(argv=None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    from components.data import startup  # pylint: disable=import-outside-toplevel
     startup.start_process()
     problem = _answer(args[0], args[1] if len(args) > 1 else None)
     if problem:

@@ -7,6 +7,7 @@ marked not pushed with its one-line reason, so no pushed version skipped its gat
 
 import multiprocessing
 import os
+import json
 
 import pytest
 
@@ -15,6 +16,7 @@ from testsupport import fixtures
 from components.data import storage
 from components.push import version_dirs
 from testsupport.saved_models import saved_model
+from components.push import kserve_manifests, pusher
 
 
 def _model_artifact(path, payload):
@@ -95,7 +97,6 @@ def test_a_push_to_a_store_leaves_its_kserve_manifest_in_the_version(where, mini
     from google.protobuf import json_format
     from tfx.proto import pusher_pb2
     from tfx.types import standard_artifacts
-    from components.push import kserve_manifests, pusher
 
     serving_dir = str(tmp_path / "serving") if where == "disk" else f"minio://mlpipeline/{tmp_path.name}/serving_model"
     model, blessing, pushed = standard_artifacts.Model(), standard_artifacts.ModelBlessing(), standard_artifacts.PushedModel()
@@ -126,7 +127,6 @@ def test_a_push_to_a_store_leaves_its_kserve_manifest_in_the_version(where, mini
 def test_a_blessed_candidate_that_does_not_serve_is_not_pushed_and_says_why(damage, reason, tmp_path):
     """Nothing ships that cannot be served: the candidate is loaded in a process of its own first."""
     # pylint: disable=import-outside-toplevel
-    import json
     from google.protobuf import json_format
     from tfx.proto import pusher_pb2
     from tfx.types import standard_artifacts

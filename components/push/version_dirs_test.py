@@ -3,6 +3,10 @@
 import multiprocessing
 import os
 import socket
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -226,10 +230,6 @@ version_dirs.push(sys.argv[1], sys.argv[2], {{}})
 
 @pytest.mark.parametrize("where", ["disk", "store"])
 def test_a_push_killed_mid_copy_leaves_no_loadable_half_version(where, minio, tmp_path):
-    import signal  # pylint: disable=import-outside-toplevel
-    import subprocess  # pylint: disable=import-outside-toplevel
-    import sys  # pylint: disable=import-outside-toplevel
-    import time  # pylint: disable=import-outside-toplevel
     del minio
     serving_dir = str(tmp_path / "serving") if where == "disk" else f"minio://mlpipeline/killed-{tmp_path.name}/serving_model"
     big, paused = tmp_path / "big", tmp_path / "paused"

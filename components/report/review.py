@@ -4,6 +4,7 @@ import glob
 import json
 import os
 from typing import Any, Dict, List, Optional
+import io
 
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
@@ -15,6 +16,7 @@ from components.evaluation.baseline import ABSENT
 from components.report import render
 from components.training.train_config import HISTORY_FILE
 from components.validation.data_checks import FINDINGS_FILE, DataFindings
+from components.report import results
 
 REPORT_FILE = "report.html"
 SHIFTED_FILE = "shifted_accuracy.json"  # accuracy on the eval images as they are and under each shift
@@ -68,7 +70,6 @@ def shifted_accuracy(model, examples_uri: str, limit: int) -> Dict[str, Any]:
       "sample": PNG bytes of the first image so shifted}]}, the first row the images as they are;
       no rows for an empty split.
     """
-    import io  # pylint: disable=import-outside-toplevel
 
     import numpy as np  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -115,7 +116,6 @@ def gather(examples_uri: str, findings_uri: str, model_uri: str, evaluation_uri:
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    from components.report import results  # pylint: disable=import-outside-toplevel
 
     serving = tf.saved_model.load(path_utils.serving_model_dir(model_uri))  # once, for both sections
     history_path = os.path.join(model_uri, HISTORY_FILE)

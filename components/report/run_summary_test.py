@@ -1,6 +1,9 @@
 """The run summary: read from a small artifact tree as ML Metadata records it, and each of its branches."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from ml_metadata.proto import metadata_store_pb2
@@ -133,9 +136,6 @@ def test_a_damaged_metadata_store_is_named_with_what_to_do(tmp_path, damage, pro
 @pytest.mark.parametrize("command", ["review", "runner"])
 def test_the_runner_and_the_review_stop_in_one_line_on_a_damaged_store(tmp_path, command):
     """Both were tracebacks."""
-    import os  # pylint: disable=import-outside-toplevel
-    import subprocess  # pylint: disable=import-outside-toplevel
-    import sys  # pylint: disable=import-outside-toplevel
     from components.data import synthetic  # pylint: disable=import-outside-toplevel
     root = tmp_path / "root"
     root.mkdir()

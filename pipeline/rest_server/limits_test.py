@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.error
 import zlib
+import urllib.request
 
 import keras
 import pytest
@@ -205,7 +206,6 @@ def test_client_errors_are_400_without_a_traceback(server_with, caplog, body, he
     """Each was a 500 with a traceback in the log."""
     server = server_with()
     caplog.set_level(logging.INFO)
-    import urllib.request  # pylint: disable=import-outside-toplevel
     request = urllib.request.Request(server.url + "v1/models/signs:predict", data=body, method="POST", headers=headers)
     try:
         urllib.request.urlopen(request, timeout=60)
@@ -239,7 +239,6 @@ def test_declared_pixels_read_the_header_as_the_model_does(fmt):
 
 
 def _post(url, body: bytes, headers):
-    import urllib.request  # pylint: disable=import-outside-toplevel
     request = urllib.request.Request(url + "v1/models/signs:predict", data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
