@@ -6,6 +6,7 @@ status TF Serving gives its code (http_server.cc, ToHTTPStatusCode), or the stat
 
 import json
 import re
+from typing import Optional
 
 # The canonical error codes (tensorflow/core/protobuf/error_codes.proto), by number, with the HTTP
 # status TF Serving answers each with (http_server.cc, ToHTTPStatusCode).
@@ -34,9 +35,10 @@ class ServingError(Exception):
         return self._http_status or HTTP_STATUS.get(self.code, 500)
 
 
-def body(error: ServingError) -> bytes:
-    """The one body every error is answered with, as TF Serving writes it: {"error": message}."""
-    return json.dumps({"error": error.message}, indent=1).encode()
+def body(error: ServingError, indent: Optional[int] = 1) -> bytes:
+    """The one body every error is answered with, as TF Serving writes it: {"error": message}
+    (`indent` None: on one line, as the connection limit's canned answer is written)."""
+    return json.dumps({"error": error.message}, indent=indent).encode()
 
 
 def invalid(message: str) -> ServingError:

@@ -26,7 +26,7 @@ from aiohttp import web
 from pipeline.rest_server import errors
 from pipeline.rest_server.errors import ServingError
 
-_BUSY = errors.body(ServingError("UNAVAILABLE", "Too many open connections; try again later"))
+_BUSY = errors.body(ServingError("UNAVAILABLE", "Too many open connections; try again later"), indent=None)
 BUSY_RESPONSE = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
                  b"Content-Length: " + str(len(_BUSY)).encode() + b"\r\n\r\n" + _BUSY)
 
