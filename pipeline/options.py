@@ -68,14 +68,14 @@ class PipelineConfig:
     enable_cache: bool = _field(True, "re-run every component even when its inputs did not change",
                                 flag="--no-cache", action="store_false")
 
+    def __post_init__(self):
+        if self.serving_dir is None:  # one name for the serving dir everywhere: the default resolved here
+            object.__setattr__(self, "serving_dir", version_dirs.default_dir(self.pipeline_root))
+
     @property
     def train_config(self) -> TrainConfig:
         """The Trainer's config: the flags' knobs, the head sized to the classes, checkpoints here."""
         return self.train.for_pipeline(self.classes, self.pipeline_root)
-
-    @property
-    def push_dir(self) -> str:
-        return self.serving_dir or version_dirs.default_dir(self.pipeline_root)
 
     @property
     def metadata_path(self) -> str:

@@ -20,7 +20,7 @@ def test_defaults():
     assert c.data is None and c.train.batch_size == 32
     assert c.min_accuracy == 0.9 and c.classes == (0, 1, 2, 3, 4, 5)
     assert c.pipeline_root == os.path.abspath("pipeline_output")
-    assert c.push_dir == os.path.join(c.pipeline_root, "serving_model")
+    assert c.serving_dir == os.path.join(c.pipeline_root, "serving_model")
     assert c.metadata_path.endswith("pipeline_output/metadata.sqlite")
 
 
@@ -45,7 +45,7 @@ def test_flags_map_onto_the_config(tmp_path):
                        "--serving-dir", str(tmp_path / "serve"), "--classes", "0,1,2",
                        "--beam-arg=--direct_num_workers=2", "--no-cache"])
     assert (c.data, c.train.epochs, c.train.batch_size, c.min_accuracy) == (str(tmp_path), 3, 16, 0.5)
-    assert c.push_dir == str(tmp_path / "serve") and c.classes == (0, 1, 2)
+    assert c.serving_dir == str(tmp_path / "serve") and c.classes == (0, 1, 2)
     assert c.beam_args == ("--direct_num_workers=2",) and not c.enable_cache
 
 

@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     config = options.config_from_args(args)
     with tempfile.TemporaryDirectory(prefix="signs-predict-") as tmp:
         try:
-            version, model_dir = _pick_version(config.push_dir, args.version, tmp)
+            version, model_dir = _pick_version(config.serving_dir, args.version, tmp)
         except (PredictError, storage.StorageError) as e:
             print(f"error: {e}")
             return 1
@@ -82,17 +82,17 @@ class PredictError(Exception):
     """No version to classify with; the message is one line."""
 
 
-def _pick_version(push_dir: str, wanted: Optional[int], tmp: str) -> Tuple[int, str]:
+def _pick_version(serving_dir: str, wanted: Optional[int], tmp: str) -> Tuple[int, str]:
     """The version to use (`wanted`, or the newest that can be served) and its local directory
     (a copy in `tmp` for an object store). Versions that cannot be served are named, one line each."""
 
-    versions = version_dirs.list_versions(push_dir)
+    versions = version_dirs.list_versions(serving_dir)
     if not versions:
-        raise PredictError(f"{push_dir}: no pushed model; run the pipeline until a model is blessed")
+        raise PredictError(f"{serving_dir}: no pushed model; run the pipeline until a model is blessed")
     if wanted is not None and wanted not in versions:
-        raise PredictError(f"{push_dir}: no version {wanted}; pushed versions are {versions}")
+        raise PredictError(f"{serving_dir}: no version {wanted}; pushed versions are {versions}")
     for version in [wanted] if wanted is not None else reversed(versions):
-        location = version_dirs.version_dir(push_dir, version)
+        location = version_dirs.version_dir(serving_dir, version)
         local = location
         if storage.is_remote(location):
             local = os.path.join(tmp, str(version))
@@ -103,7 +103,7 @@ def _pick_version(push_dir: str, wanted: Optional[int], tmp: str) -> Tuple[int, 
         if wanted is not None:
             raise PredictError(f"version {version} ({location}) cannot be served: {problem}")
         print(f"warning: version {version} ({location}) cannot be served: {problem}; passed over", file=sys.stderr)
-    raise PredictError(f"{push_dir}: no pushed version can be served (versions {versions})")
+    raise PredictError(f"{serving_dir}: no pushed version can be served (versions {versions})")
 
 
 def _classify(model_dir: str, version: int, paths: List[str], images: List[bytes], as_json: bool) -> int:

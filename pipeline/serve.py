@@ -102,7 +102,7 @@ async def _serve_until_stopped(app: web.Application, host: str, port: int, servi
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     startup.start_process()
-    serving_dir = options.config_from_args(args).push_dir
+    serving_dir = options.config_from_args(args).serving_dir
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
     try:
         pushed = version_dirs.list_versions(serving_dir)
