@@ -5,8 +5,7 @@ A location is a local path or a URL: `gs://bucket/key`, `s3://bucket/key`, or `m
 s3fs for `s3://` and `minio://`, its local filesystem for paths.
 
 Endpoints and credentials come from `stores.StoreSettings`, which each entry point reads from its
-environment once and hands over (`configure`, through `startup.start_process`); nothing here
-reads the environment:
+environment once and hands over (`configure`, through `startup.start_process`); nothing here reads it:
 
 - In a task of the compiled package, the package's launcher config (KFP release, the
   `kfp-launcher` ConfigMap's providers): `minio://` reaches the release's KFP store
