@@ -237,7 +237,7 @@ def build(config: CompileConfig) -> Dict[str, Any]:
     from tfx.orchestration import data_types  # pylint: disable=import-outside-toplevel
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner  # pylint: disable=import-outside-toplevel
 
-    from pipeline.definition import create_pipeline  # pylint: disable=import-outside-toplevel
+    from pipeline.definition import Placement, create_pipeline  # pylint: disable=import-outside-toplevel
 
     check_config(config)
     shared = config.pipeline
@@ -245,18 +245,13 @@ def build(config: CompileConfig) -> Dict[str, Any]:
                 **options.runtime_parameters(shared)}
     params = {name: data_types.RuntimeParameter(name=name, ptype=type(value), default=value)
               for name, value in defaults.items() if name != FINGERPRINT}
-    train_config = shared.train.for_pipeline(shared.classes, config.root)
-    train_parameters = {f.name: params[f.name] for f in train_config.knobs() if f.name in params}
-    tfx_pipeline = create_pipeline(
-        pipeline_name=options.PIPELINE_NAME, pipeline_root=config.root,
-        data_root=params["data_root"], input_splits=INPUT_SPLITS[config.source_kind],
-        source_kind=config.source_kind, classes=shared.classes, eval_percent=shared.eval_percent,
-        train_config=train_config, train_parameters=train_parameters, min_accuracy=params["min_accuracy"],
-        min_improvement=params["min_improvement"], min_class_share=params["min_class_share"],
-        serving_dir=config.serving_dir, keep_last=shared.keep_last, bad_images=shared.bad_images,
+    data_root = params.pop("data_root")
+    tfx_pipeline = create_pipeline(shared, Placement(
+        pipeline_root=config.root, data_root=data_root, input_splits=INPUT_SPLITS[config.source_kind],
+        source_kind=config.source_kind, serving_dir=config.serving_dir,
         kserve={"name": config.kserve_name, "namespace": config.kserve_namespace,
                 "service_account": config.kserve_service_account} if config.kserve else None,
-        beam_pipeline_args=options.beam_pipeline_args(shared.beam_args, local=False), enable_cache=True)
+        beam_pipeline_args=options.beam_pipeline_args(shared.beam_args, local=False), enable_cache=True), params)
     for component in tfx_pipeline.components:
         if component.id == "Trainer":
             component.with_platform_config(_resources(config.trainer_cpu, config.trainer_memory,

@@ -1,6 +1,7 @@
 """The SIGNS pipeline: `create_pipeline` wires the TFX components; it reads no flags or environment."""
 
-from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
+import dataclasses
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
 from tensorflow_data_validation.statistics.stats_options import StatsOptions
 from tfx.components import ExampleValidator, SchemaGen, StatisticsGen
@@ -20,7 +21,7 @@ from components.push.pusher import VersionedPusher
 from components.report.review import Review
 from components.validation.schema import CurateSchema
 from components.training.signs_trainer import SignsTrainer
-from components.training.train_config import TrainConfig
+from pipeline.options import PIPELINE_NAME, PipelineConfig
 
 TRAINER_RUN_FN = "trainer.task.run_fn"
 
@@ -37,63 +38,65 @@ def statistics(examples) -> StatisticsGen:
                          stats_options=StatsOptions(use_sketch_based_topk_uniques=True)).with_id("StatisticsGen")
 
 
-def create_pipeline(
-    *,
-    pipeline_name: str,
-    pipeline_root: str,
-    data_root: Union[str, data_types.RuntimeParameter],
-    input_splits: Sequence[Tuple[str, str]],
-    source_kind: str,
-    classes: Sequence[int],
-    eval_percent: int,
-    train_config: TrainConfig,
-    min_accuracy: Union[float, data_types.RuntimeParameter],
-    min_improvement: Union[float, data_types.RuntimeParameter],
-    serving_dir: str,
-    serving_state: str = "",
-    keep_last: int = 0,
-    kserve: Optional[Mapping[str, Any]] = None,
-    bad_images: str = "fail",
-    schema_path: Optional[str] = None,
-    min_class_share: Union[float, data_types.RuntimeParameter] = 0.5,
-    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
-    beam_pipeline_args: Optional[List[str]] = None,
-    enable_cache: bool = True,
-    train_parameters: Optional[Mapping[str, data_types.RuntimeParameter]] = None,
-) -> tfx_pipeline.Pipeline:
-    """Builds the TFX pipeline from SIGNS data to a pushed ResNet50.
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where one runner's pipeline reads and writes: what the local and the Kubeflow runner set apart.
 
-    Args:
-      pipeline_name: the pipeline's name in ML Metadata.
+    Attributes:
       pipeline_root: where component outputs go.
       data_root: the data directory ExampleGen reads (its `input_base`); a RuntimeParameter in Kubeflow.
       input_splits: (split name, glob pattern under `data_root`) pairs; see `example_gen_io`.
       source_kind: one of `components.data.sources.SOURCE_KINDS`.
-      classes: the labels to keep.
-      eval_percent: percent of a single-split source held out for eval.
-      train_config: the Trainer's configuration, its derived fields set (`TrainConfig.for_pipeline`).
-      min_accuracy: the eval accuracy a model needs to be blessed.
-        min_accuracy, min_improvement and min_class_share may be RuntimeParameters too (the
-        Kubeflow runner makes them so).
-      min_improvement: how much the candidate's accuracy must exceed the serving model's (0: not worse).
-      serving_dir: the Pusher's filesystem destination.
+      serving_dir: the Pusher's destination.
       serving_state: `components.push.version_dirs.state(serving_dir)` when the run starts (a cache key).
-      keep_last: versions the Pusher keeps in `serving_dir`; 0 keeps all.
+      schema_path: a curated schema.pbtxt to validate against; None infers one and curates it.
       kserve: with a serving dir on an object store, the Pusher writes each pushed version's KServe
         InferenceService beside it, with these settings (`components.push.kserve_manifests.inference_service`:
         name, namespace, service_account); None writes none.
-      bad_images: 'fail' (default) stops at a bad image; 'skip' leaves it out and reports it.
-      schema_path: a curated schema.pbtxt to validate against; None infers one and curates it.
-      min_class_share: DataChecks warns about a class below this share of a split's mean.
       metadata_connection_config: ML Metadata connection; None lets the runner choose.
       beam_pipeline_args: Apache Beam arguments for the data components and the Evaluator.
       enable_cache: reuse outputs of components whose inputs did not change.
-      train_parameters: RuntimeParameters that stand for training knobs, by field name (Kubeflow's
-        per-run settings); their defaults should be the config's values.
+    """
+
+    pipeline_root: str
+    data_root: Union[str, data_types.RuntimeParameter]
+    input_splits: Sequence[Tuple[str, str]]
+    source_kind: str
+    serving_dir: str
+    serving_state: str = ""
+    schema_path: Optional[str] = None
+    kserve: Optional[Mapping[str, Any]] = None
+    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None
+    beam_pipeline_args: Sequence[str] = ()
+    enable_cache: bool = True
+
+
+def create_pipeline(settings: PipelineConfig, where: Placement,
+                    parameters: Optional[Mapping[str, data_types.RuntimeParameter]] = None) -> tfx_pipeline.Pipeline:
+    """Builds the TFX pipeline from SIGNS data to a pushed ResNet50; both runners call it.
+
+    Args:
+      settings: what both runners share (`pipeline.options`): the classes, the thresholds, the
+        Trainer's knobs. Its own paths are not read: `where` has this runner's.
+      where: where this runner's pipeline reads and writes.
+      parameters: Kubeflow's per-run settings, by the name of the setting or training knob each
+        stands for; each is used in place of that value (their defaults should be the values).
 
     Returns:
       The `tfx.dsl.Pipeline`.
     """
+    parameters = dict(parameters or {})
+    shared = {f.name for f in dataclasses.fields(PipelineConfig)}
+
+    def value(name):
+        return parameters.get(name, getattr(settings, name))
+    classes, eval_percent, bad_images = settings.classes, settings.eval_percent, settings.bad_images
+    min_accuracy, min_improvement = value("min_accuracy"), value("min_improvement")
+    min_class_share, keep_last = value("min_class_share"), settings.keep_last
+    train_config = settings.train.for_pipeline(classes, where.pipeline_root)
+    train_parameters = {name: p for name, p in parameters.items() if name not in shared}
+    data_root, input_splits, source_kind = where.data_root, where.input_splits, where.source_kind
+    serving_dir, serving_state, schema_path, kserve = where.serving_dir, where.serving_state, where.schema_path, where.kserve
     input_config, output_config = example_gen_io(input_splits, eval_percent)
     classes_text = ",".join(str(c) for c in classes)
     # Reads the source into tf.Example splits: PNG image, label, source id.
@@ -158,11 +161,11 @@ def create_pipeline(
     ).with_id("Review")
 
     return tfx_pipeline.Pipeline(
-        pipeline_name=pipeline_name,
-        pipeline_root=pipeline_root,
+        pipeline_name=PIPELINE_NAME,
+        pipeline_root=where.pipeline_root,
         components=[example_gen, statistics_gen, *schema_components, example_validator,
                     data_checks, trainer, latest_served_model, evaluator, pusher, review],
-        enable_cache=enable_cache,
-        metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=list(beam_pipeline_args or []),
+        enable_cache=where.enable_cache,
+        metadata_connection_config=where.metadata_connection_config,
+        beam_pipeline_args=list(where.beam_pipeline_args),
     )

@@ -6,17 +6,17 @@ import pytest
 from tfx.orchestration import data_types
 
 from components.training.train_config import TrainConfig
-from pipeline.definition import create_pipeline
+from pipeline.definition import Placement, create_pipeline
 from pipeline.data_source import H5_PAIR_SPLITS
+from pipeline.options import PipelineConfig
 
 
-def _pipeline(**changes):
-    settings = dict(pipeline_name="signs", pipeline_root="/r", data_root="/d", input_splits=H5_PAIR_SPLITS,
-                    source_kind="h5_pair", classes=(0, 1, 2), eval_percent=20,
-                    train_config=TrainConfig(epochs=4).for_pipeline((0, 1, 2), "/r"), min_accuracy=0.8,
-                    min_improvement=0.0, serving_dir="/r/serving_model")
-    settings.update(changes)
-    return create_pipeline(**settings)
+def _pipeline(train=TrainConfig(epochs=4), parameters=None, **where):
+    settings = PipelineConfig(classes=(0, 1, 2), train=train, min_accuracy=0.8)
+    placement = dict(pipeline_root="/r", data_root="/d", input_splits=H5_PAIR_SPLITS, source_kind="h5_pair",
+                     serving_dir="/r/serving_model")
+    placement.update(where)
+    return create_pipeline(settings, Placement(**placement), parameters)
 
 
 def _by_id(pipeline):
@@ -41,10 +41,10 @@ def test_a_curated_schema_replaces_the_inferred_one():
 
 def test_kubeflow_parameters_stand_for_training_knobs():
     epochs = data_types.RuntimeParameter(name="epochs", ptype=int, default=4)
-    trainer = _by_id(_pipeline(train_parameters={"epochs": epochs}))["Trainer"].exec_properties
+    trainer = _by_id(_pipeline(parameters={"epochs": epochs}))["Trainer"].exec_properties
     assert trainer["epochs"] is epochs and trainer["batch_size"] == 32
     with pytest.raises(ValueError, match="checkpoint_root: not a training knob"):
-        _pipeline(train_parameters={"checkpoint_root": data_types.RuntimeParameter(name="c", ptype=str, default="")})
+        _pipeline(parameters={"checkpoint_root": data_types.RuntimeParameter(name="c", ptype=str, default="")})
 
 
 def test_a_changed_training_flag_changes_the_trainers_inputs():
@@ -52,8 +52,8 @@ def test_a_changed_training_flag_changes_the_trainers_inputs():
     --time-budget-minutes) reaches the Trainer's execution properties, which key TFX's cache: the
     next run trains again rather than reusing the model."""
     def trainer_properties(**changes):
-        config = TrainConfig(epochs=4, time_budget_minutes=5.0).replace(**changes).for_pipeline((0, 1, 2), "/r")
-        return _by_id(_pipeline(train_config=config))["Trainer"].exec_properties
+        config = TrainConfig(epochs=4, time_budget_minutes=5.0).replace(**changes)
+        return _by_id(_pipeline(train=config))["Trainer"].exec_properties
 
     before = trainer_properties()
     assert trainer_properties(time_budget_minutes=10.0) != before and trainer_properties(epochs=8) != before

@@ -1,17 +1,18 @@
 """Runs the pipeline with LocalDagRunner and reports: progress, one-line errors, a final summary."""
 
 import atexit
+import dataclasses
+import datetime
 import logging
 import os
 import shutil
 import sys
 import time
-import datetime
 import uuid
 
-from components.push import version_dirs
 from common.redact import printable
 from components.data.sources import SignsDataError
+from components.push import version_dirs
 from components.report import run_summary
 from pipeline import data_source, monitor, options
 
@@ -99,7 +100,7 @@ def run_locally(config: options.PipelineConfig) -> int:
         print(printable(f"error: {problem}"))
         return 1
     data_text = source.describe()
-    train_config, note = data_source.training_config(config.train_config, source)
+    train, note = data_source.training_config(config.train, source)
     if source.is_synthetic:
         print(f"No --data given: using the {data_text}. Pass --data for real photos.", flush=True)
     else:
@@ -110,29 +111,13 @@ def run_locally(config: options.PipelineConfig) -> int:
     print(f"Beam: {' '.join(beam_args)} (about {n_images} images)", flush=True)
 
     from tfx.orchestration import metadata  # pylint: disable=import-outside-toplevel
-    from pipeline.definition import create_pipeline  # pylint: disable=import-outside-toplevel
+    from pipeline.definition import Placement, create_pipeline  # pylint: disable=import-outside-toplevel
 
-    tfx_pipeline = create_pipeline(
-        pipeline_name=options.PIPELINE_NAME,
-        pipeline_root=config.pipeline_root,
-        data_root=source.root,
-        input_splits=source.splits,
-        source_kind=source.kind,
-        classes=config.classes,
-        eval_percent=config.eval_percent,
-        train_config=train_config,
-        min_accuracy=config.min_accuracy,
-        min_improvement=config.min_improvement,
-        serving_dir=config.serving_dir,
-        serving_state=version_dirs.state(config.serving_dir),
-        keep_last=config.keep_last,
-        bad_images=config.bad_images,
-        schema_path=schema_path,
-        min_class_share=config.min_class_share,
-        metadata_connection_config=metadata.sqlite_metadata_connection_config(config.metadata_path),
-        beam_pipeline_args=beam_args,
-        enable_cache=config.enable_cache,
-    )
+    tfx_pipeline = create_pipeline(dataclasses.replace(config, train=train), Placement(
+        pipeline_root=config.pipeline_root, data_root=source.root, input_splits=source.splits,
+        source_kind=source.kind, serving_dir=config.serving_dir, serving_state=version_dirs.state(config.serving_dir),
+        schema_path=schema_path, beam_pipeline_args=beam_args, enable_cache=config.enable_cache,
+        metadata_connection_config=metadata.sqlite_metadata_connection_config(config.metadata_path)))
     run_id = new_run_id()
     print(f"Run id: {run_id}", flush=True)
     names = [c.id for c in tfx_pipeline.components]
