@@ -8,7 +8,7 @@ import os
 from typing import Any, Dict, List, Optional, Tuple
 
 from components.push import version_dirs
-from components.training.train_config import TrainConfig, bounds_problem
+from components.training.train_config import TrainConfig, bounds_problem, to_parameter
 
 PIPELINE_NAME = "signs"
 ALL_CLASSES = tuple(range(10))  # `--classes all`: the ten digits of the sign-language-digits set
@@ -322,8 +322,7 @@ def runtime_parameters(config: PipelineConfig) -> Dict[str, Any]:
             values[field.name] = getattr(config, field.name)
     for field in TrainConfig.knobs():
         if field.metadata.get("kubeflow") == "runtime":
-            value = getattr(config.train, field.name)
-            values[field.name] = int(value) if isinstance(value, bool) else value
+            values[field.name] = to_parameter(getattr(config.train, field.name))
     return values
 
 

@@ -7,7 +7,6 @@ Kubeflow pipeline can take any of them per run. The executor puts them back into
 runners derive (the number of classes, the checkpoint root).
 """
 
-import dataclasses
 import json
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -20,30 +19,20 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils
 
-from components.training.train_config import DERIVED_FIELDS, TrainConfig
-
-
-def _parameter_type(field: dataclasses.Field) -> type:
-    """A knob's parameter type: KFP has no boolean runtime parameter, so booleans travel as 0/1."""
-    kind = {"bool": bool, "int": int, "float": float, "str": str}.get(field.type, field.type)
-    return int if kind is bool else kind
-
+from components.training.train_config import (DERIVED_FIELDS, TrainConfig, from_parameter, parameter_type,
+                                                to_parameter)
 
 KNOBS = {f.name: f for f in TrainConfig.knobs()}
 
 
 class SignsTrainerSpec(standard_component_specs.TrainerSpec):
     PARAMETERS = dict(standard_component_specs.TrainerSpec.PARAMETERS,
-                      **{name: ExecutionParameter(type=_parameter_type(f)) for name, f in KNOBS.items()})
+                      **{name: ExecutionParameter(type=parameter_type(f)) for name, f in KNOBS.items()})
 
 
 def knob_values(exec_properties: Mapping[str, Any]) -> Dict[str, Any]:
     """The knobs among a run's execution properties, each in its TrainConfig type."""
-    values = {}
-    for name, field in KNOBS.items():
-        value = exec_properties[name]
-        values[name] = bool(int(value)) if field.type in (bool, "bool") else _parameter_type(field)(value)
-    return values
+    return {name: from_parameter(field, exec_properties[name]) for name, field in KNOBS.items()}
 
 
 class SignsTrainerExecutor(trainer_executor.GenericExecutor):
@@ -80,7 +69,7 @@ class SignsTrainer(base_component.BaseComponent):
         if unknown:
             raise ValueError(f"SignsTrainer: {', '.join(unknown)}: not a training knob a run can set")
         knobs = {name: (parameters or {}).get(name, getattr(config, name)) for name in KNOBS}
-        parameters = {name: int(v) if isinstance(v, bool) else v for name, v in knobs.items()}
+        parameters = {name: to_parameter(v) for name, v in knobs.items()}
         derived = {name: getattr(config, name) for name in DERIVED_FIELDS}
         spec = SignsTrainerSpec(
             examples=examples, schema=schema, run_fn=run_fn,

@@ -166,3 +166,18 @@ class TrainConfig:
         if self.photo_augment != "off":
             return self
         return self.replace(**{name: 0.0 for name in PHOTO_AUGMENT_FIELDS})
+
+
+# KFP has no boolean runtime parameter: a knob travels as a parameter in these types, booleans as
+# 0/1, and is read back into its TrainConfig type. Every crossing of that boundary goes through these.
+def parameter_type(field: dataclasses.Field) -> type:
+    kind = {"bool": bool, "int": int, "float": float, "str": str}.get(field.type, field.type)
+    return int if kind is bool else kind
+
+
+def to_parameter(value: Any) -> Any:
+    return int(value) if isinstance(value, bool) else value
+
+
+def from_parameter(field: dataclasses.Field, value: Any) -> Any:
+    return bool(int(value)) if field.type in (bool, "bool") else parameter_type(field)(value)
