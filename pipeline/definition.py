@@ -87,31 +87,26 @@ def create_pipeline(settings: PipelineConfig, where: Placement,
     """
     parameters = dict(parameters or {})
     shared = {f.name for f in dataclasses.fields(PipelineConfig)}
-
-    def value(name):
-        return parameters.get(name, getattr(settings, name))
-    classes, eval_percent, bad_images = settings.classes, settings.eval_percent, settings.bad_images
-    min_accuracy, min_improvement = value("min_accuracy"), value("min_improvement")
-    min_class_share, keep_last = value("min_class_share"), settings.keep_last
-    train_config = settings.train.for_pipeline(classes, where.pipeline_root)
+    # A setting's RuntimeParameter where Kubeflow gave one, else its value; the rest are the Trainer's knobs.
+    value = {name: parameters.get(name, getattr(settings, name)) for name in shared}
     train_parameters = {name: p for name, p in parameters.items() if name not in shared}
-    data_root, input_splits, source_kind = where.data_root, where.input_splits, where.source_kind
-    serving_dir, serving_state, schema_path, kserve = where.serving_dir, where.serving_state, where.schema_path, where.kserve
-    input_config, output_config = example_gen_io(input_splits, eval_percent)
+    classes = settings.classes
+    train_config = settings.train.for_pipeline(classes, where.pipeline_root)
+    input_config, output_config = example_gen_io(where.input_splits, settings.eval_percent)
     classes_text = ",".join(str(c) for c in classes)
     # Reads the source into tf.Example splits: PNG image, label, source id.
     example_gen = FileBasedExampleGen(
-        input_base=data_root, input_config=input_config, output_config=output_config,
+        input_base=where.data_root, input_config=input_config, output_config=output_config,
         custom_config=signs_example_gen.make_custom_config(
-            classes, source_kind, bad_images,
+            classes, where.source_kind, settings.bad_images,
             train_config.max_image_pixels),
         custom_executor_spec=executor_spec.BeamExecutorSpec(signs_example_gen.SignsExampleGenExecutor),
     ).with_id("ExampleGen")
     # Per-split feature statistics, for the schema and for reviewing the data.
     statistics_gen = statistics(example_gen.outputs["examples"])
-    if schema_path:
+    if where.schema_path:
         # The user's curated schema, used as it is.
-        schema_gen = ImportSchemaGen(schema_file=schema_path).with_id("SchemaImporter")
+        schema_gen = ImportSchemaGen(schema_file=where.schema_path).with_id("SchemaImporter")
         schema_components = [schema_gen]
         schema = schema_gen.outputs["schema"]
     else:
@@ -129,7 +124,7 @@ def create_pipeline(settings: PipelineConfig, where: Placement,
     # The gate: anomalies and our own checks; errors stop the run here, before the Trainer.
     data_checks = DataChecks(examples=example_gen.outputs["examples"],
                              anomalies=example_validator.outputs["anomalies"],
-                             classes=classes_text, min_class_share=min_class_share).with_id("DataChecks")
+                             classes=classes_text, min_class_share=value["min_class_share"]).with_id("DataChecks")
     # Trains the seed's ResNet50 and exports it with two serving signatures.
     trainer = SignsTrainer(
         run_fn=TRAINER_RUN_FN, examples=example_gen.outputs["examples"], schema=schema,
@@ -138,19 +133,21 @@ def create_pipeline(settings: PipelineConfig, where: Placement,
     trainer.add_upstream_node(data_checks)  # runs only once the data passed the gate
     # The model now serving (newest version in serving_dir), or an absent marker on the first run.
     latest_served_model = LatestServedModel(
-        serving_dir=serving_dir, serving_state=serving_state).with_id("LatestServedModel")
+        serving_dir=where.serving_dir, serving_state=where.serving_state).with_id("LatestServedModel")
     # TFMA on the eval split, candidate against the serving model; blesses or not.
     evaluator = BaselineAwareEvaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         baseline_model=latest_served_model.outputs["baseline"],
-        eval_config=eval_config(classes), min_accuracy=min_accuracy, min_improvement=min_improvement,
+        eval_config=eval_config(classes), min_accuracy=value["min_accuracy"],
+        min_improvement=value["min_improvement"],
     ).with_id("Evaluator")
     # Copies a blessed model into the next integer version of serving_dir, atomically.
     pusher = VersionedPusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
-            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_dir)),
-        custom_config={"keep_last": keep_last, "kserve": dict(kserve) if kserve is not None else None},
+            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=where.serving_dir)),
+        custom_config={"keep_last": settings.keep_last,
+                       "kserve": dict(where.kserve) if where.kserve is not None else None},
     ).with_id("Pusher")
     # The HTML review: decision, metrics against the baseline, curves, confusions, data.
     review = Review(

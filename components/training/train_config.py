@@ -51,7 +51,8 @@ class TrainConfig:
 
     num_classes: int = _field(6, "outputs of the softmax; labels are 0 .. num_classes - 1", bounds=(1, 1000))
     # 30: on real photos fewer left the model underfit and more scored worse on held-out people and
-    # on the phone proxy (bench/README.md, "Accuracy on real photos"). The learning rate's cosine follows the epochs; `make run`'s budget cuts them.
+    # on the phone proxy (bench/README.md, "Accuracy on real photos"). The learning rate's cosine
+    # follows the epochs; `make run`'s budget cuts them.
     epochs: int = _field(30, "passes over the train split; 0 exports the untrained model", bounds=(0, 10000))
     batch_size: int = _field(32, "images per step on one device; with N GPUs a step takes N x this", bounds=(1, 4096))
     learning_rate: float = _field(1e-3, "Adam's peak step size (scaled by the number of GPUs)", bounds=(1e-07, 1.0))
