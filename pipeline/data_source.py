@@ -1,14 +1,12 @@
-"""Finds out what `--data` points at, or makes the synthetic default set; the training that suits it."""
+"""Finds out what `--data` points at, or makes the synthetic default set."""
 
 import dataclasses
-import functools
 import glob
 import os
 from typing import Optional, Tuple
 import hashlib
 
 from components.data import sources, synthetic
-from components.training.train_config import TrainConfig
 
 HASHED_SPLIT = "all"  # the input split name of a source that ExampleGen splits by content hash
 H5_PAIR_SPLITS = (("train", "train_signs.h5"), ("eval", "test_signs.h5"))  # split as given
@@ -36,24 +34,8 @@ class Source:
         return f"{self.root} ({self.kind}: {files})"
 
 
-def training_config(config: TrainConfig, source: Source) -> Tuple[TrainConfig, Optional[str]]:
-    """The Trainer's config for this data, and a line to print about it (or None).
-
-    `photo_augment` "auto" is on, except on the synthetic set: its drawn hands on one kind of wall
-    learn so much slower under the photo augmentation that `make run`'s time budget ends before
-    the model is blessed (bench/README.md, "The first run").
-    """
-    if source.is_synthetic and config.photo_augment == "auto":
-        return config.replace(photo_augment="off"), (
-            "Photo augmentation (new walls, colour casts, zoom out) is off for the synthetic set; "
-            "--photo-augment on turns it on.")
-    return config, None
-
-
-@functools.lru_cache(maxsize=8)
 def resolve(data: Optional[str], synthetic_dir: str) -> Source:
-    """Returns the `Source` a `--data` value names, resolved once per process (the flags' check
-    before TFX loads and the run share it).
+    """Returns the `Source` a `--data` value names.
 
     Args:
       data: one of

@@ -7,7 +7,6 @@ import pytest
 from components.data import sources, synthetic
 from components.data.sources import SignsDataError
 from pipeline import data_source
-from components.training.train_config import TrainConfig
 
 
 def test_each_layout_is_recognised(tmp_path):
@@ -67,16 +66,3 @@ def test_schema_is_pinned_by_content(tmp_path):
         data_source.pin_schema(str(path), str(tmp_path / "root"))
     with pytest.raises(SignsDataError, match="missing.pbtxt: unreadable schema"):
         data_source.pin_schema(str(tmp_path / "missing.pbtxt"), str(tmp_path / "root"))
-
-
-def test_the_synthetic_set_trains_without_the_photo_augmentation_unless_asked(tmp_path):
-    synthetic_set = data_source.resolve(None, str(tmp_path / "synthetic"))
-    photos = data_source.Source(str(tmp_path), sources.IMAGE_FOLDER, data_source.IMAGE_FOLDER_SPLITS)
-    config, note = data_source.training_config(TrainConfig(), synthetic_set)
-    assert config.photo_augment == "off" and "--photo-augment on" in note
-    assert config.augmentation().background == 0 and config.augmentation().hue == 0
-    assert config.augmentation().flip and config.augmentation().zoom == TrainConfig().zoom  # the rest stays
-    assert data_source.training_config(TrainConfig(), photos) == (TrainConfig(), None)
-    asked = TrainConfig(photo_augment="on")
-    assert data_source.training_config(asked, synthetic_set) == (asked, None)
-    assert asked.augmentation().background == TrainConfig().background > 0

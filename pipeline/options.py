@@ -334,10 +334,8 @@ class ShortUsageParser(argparse.ArgumentParser):
 
 
 def check_paths(config: PipelineConfig) -> Optional[str]:
-    """What is wrong with the run's paths and classes, found before TFX is imported; None if nothing.
-
-    A pipeline root that is a file or cannot be written, a `--data` that is a symlink loop, and
-    classes that a folder source has no sub-folder for.
+    """What is wrong with the run's paths, found before anything is imported or written; None if
+    nothing: a pipeline root that is a file or cannot be written, a `--data` that is a symlink loop.
     """
     root = config.pipeline_root
     if os.path.exists(root) and not os.path.isdir(root):
@@ -353,20 +351,7 @@ def check_paths(config: PipelineConfig) -> Optional[str]:
         except OSError as e:
             if e.errno == errno.ELOOP:
                 return f"--data {config.data}: a symlink loop (too many levels of symbolic links)"
-            return None  # the data source's own check says what is missing, in one line
-        from components.data import sources  # pylint: disable=import-outside-toplevel
-        from pipeline import data_source  # pylint: disable=import-outside-toplevel
-        try:
-            kind = data_source.resolve(config.data, config.synthetic_dir).kind
-        except sources.SignsDataError:
-            return None  # the run says what is wrong with the data, in one line
-        if kind == sources.IMAGE_FOLDER:
-            folders = sorted(n for n in os.listdir(config.data) if os.path.isdir(os.path.join(config.data, n)))
-            missing = [c for c in config.classes if str(c) not in folders]
-            if missing:
-                return (f"--classes: {config.data} has no folder for label{'s' if len(missing) > 1 else ''} "
-                        f"{', '.join(map(str, missing))} (its class folders: {', '.join(folders)})")
-    return None
+    return None  # the data source's own check says what else is wrong with --data, in one line
 
 
 # The training of the synthetic demonstration (no --data): what a new user's first `make run` trains,
@@ -376,6 +361,10 @@ def check_paths(config: PipelineConfig) -> Optional[str]:
 # budget, which the Trainer re-plans in steps as they run (bench/README.md, "The first run"). A flag given on the command line still wins.
 SYNTHETIC_TRAINING = {"epochs": 4, "learning_rate": 0.004, "warmup_epochs": 0.25, "augment": False,
                       "time_budget_minutes": 5.0}
+# `--photo-augment auto` is off on the synthetic set: its drawn hands on one kind of wall learn so much
+# slower under the photo augmentation that `make run`'s time budget ends before the model is blessed.
+SYNTHETIC_PHOTO_AUGMENT_NOTE = ("Photo augmentation (new walls, colour casts, zoom out) is off for the synthetic "
+                                "set; --photo-augment on turns it on.")
 
 
 def parse(argv: Optional[List[str]] = None, description: str = "") -> PipelineConfig:
@@ -389,6 +378,8 @@ def parse(argv: Optional[List[str]] = None, description: str = "") -> PipelineCo
         parser.set_defaults(**SYNTHETIC_TRAINING)
         args = parser.parse_args(argv)
     config = config_from_args(args)
+    if config.data is None and config.train.photo_augment == "auto":
+        config = dataclasses.replace(config, train=config.train.replace(photo_augment="off"))
     problem = check_paths(config)
     if problem:
         parser.error(problem)

@@ -191,15 +191,6 @@ def test_a_symlink_loop_is_named_as_such(tmp_path, capsys):
         f"--data {tmp_path / 'a'}: a symlink loop (too many levels of symbolic links)")
 
 
-def test_classes_absent_from_a_folder_source_are_refused_before_any_import(tmp_path, capsys):
-    for label in ("0", "1"):
-        os.makedirs(tmp_path / "photos" / label)
-    said = _refused(["--data", str(tmp_path / "photos"), "--classes", "0,1,11", "--pipeline-root", str(tmp_path / "r")], capsys)
-    assert said.endswith(f"--classes: {tmp_path / 'photos'} has no folder for label 11 (its class folders: 0, 1)")
-    assert options.parse(["--data", str(tmp_path / "photos"), "--classes", "0,1",
-                          "--pipeline-root", str(tmp_path / "r")]).classes == (0, 1)
-
-
 def test_a_kubeflow_user_has_every_knob_a_local_user_has():
     """Both runners' flags come from the same fields; on Kubeflow each is a runtime parameter or fixed."""
     from components.training.train_config import TrainConfig  # pylint: disable=import-outside-toplevel
@@ -220,3 +211,14 @@ def test_a_kubeflow_user_has_every_knob_a_local_user_has():
     for field in dataclasses.fields(options.PipelineConfig):
         if field.name != "train":
             assert field.metadata["kubeflow"] in (None, "runtime", "compile"), field.name
+
+
+def test_the_synthetic_set_trains_without_the_photo_augmentation_unless_asked(tmp_path):
+    (tmp_path / "photos").mkdir()
+    config = options.parse(["--pipeline-root", str(tmp_path / "r")]).train
+    assert config.photo_augment == "off" and "--photo-augment on" in options.SYNTHETIC_PHOTO_AUGMENT_NOTE
+    assert config.augmentation().background == 0 and config.augmentation().hue == 0
+    assert config.augmentation().flip and config.augmentation().zoom == TrainConfig().zoom  # the rest stays
+    assert options.parse(["--data", str(tmp_path / "photos")]).train.photo_augment == "auto"
+    asked = options.parse(["--photo-augment", "on", "--pipeline-root", str(tmp_path / "r")]).train
+    assert asked.photo_augment == "on" and asked.augmentation().background == TrainConfig().background > 0

@@ -181,7 +181,7 @@ def test_a_disk_without_room_is_refused_before_hdf5_writes(tmp_path, monkeypatch
 FULL_TMPFS = """
 import sys
 import keras
-from pipeline import local_dag
+from pipeline import local_runner
 from trainer import checkpoints
 checkpoints._free_bytes = lambda path: None  # as if the disk filled after the check
 model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(4096)])
@@ -189,7 +189,7 @@ try:
     checkpoints._save_weights(model, sys.argv[1] + "/best.weights.h5")
 except checkpoints.CheckpointError as e:
     print(e, e.hdf5, flush=True)
-    sys.exit(local_dag.exit_code(e))
+    sys.exit(local_runner.exit_code(e))
 """
 
 
