@@ -8,7 +8,9 @@ import os
 from typing import Any, Dict, List, Optional, Tuple
 
 from components.push import version_dirs
-from components.training.train_config import TrainConfig, bounds_problem, to_parameter
+from common import flags
+from common.flags import flag, setting
+from components.training.train_config import TrainConfig, to_parameter
 
 PIPELINE_NAME = "signs"
 ALL_CLASSES = tuple(range(10))  # `--classes all`: the ten digits of the sign-language-digits set
@@ -16,19 +18,65 @@ MAX_LABEL = 999  # TrainConfig.num_classes is at most 1000
 
 
 def _field(default, help_text: str, kubeflow: Optional[str] = None, parse=None, choices=None, **flag):
-    """A PipelineConfig field with what its flag needs.
+    """A PipelineConfig field and its flag (`common.flags.setting`).
 
-    Args:
-      default: the field's default.
-      help_text: the flag's help.
-      kubeflow: "runtime" (a parameter of the compiled pipeline, set per run), "compile" (a flag of
-        `kubeflow/runner.py compile`) or None (the local runner's only).
-      parse: turns the flag's text into the value (and says what is wrong with it).
-      choices: the allowed values.
-      **flag: argparse settings of the flag (`flag`, `action`, `dest`).
+    `kubeflow` says when a Kubeflow user sets it: "runtime" (a parameter of the compiled pipeline, set
+    per run), "compile" (a flag of `kubeflow/runner.py compile`) or None (the local runner's only).
     """
-    return dataclasses.field(default=default, metadata={"help": help_text, "kubeflow": kubeflow, "parse": parse,
-                                                        "choices": choices, "flag": flag})
+    return setting(default, help_text, parse=parse, choices=choices, kubeflow=kubeflow, **flag)
+
+
+def _classes(text: str) -> Tuple[int, ...]:
+    if text == "all":
+        return ALL_CLASSES
+    try:
+        values = tuple(int(c) for c in text.split(","))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--classes takes comma-separated integers, got {text!r}") from e
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"--classes takes non-negative labels, got {text!r}")
+    if max(values) > MAX_LABEL:
+        raise argparse.ArgumentTypeError(f"--classes {text}: labels go up to {MAX_LABEL} (the model has an output "
+                                         f"for each label up to the largest)")
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"--classes {text}: label {twice[0]} is given more than once")
+    return values
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
+def _improvement(text: str) -> float:
+    value = _finite(text)
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected an accuracy difference from -1 to 1, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _finite(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a value in [0, 1], got {text}")
+    return value
+
+
+def _percent(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 99:
+        raise argparse.ArgumentTypeError(f"expected a percent in 1..99, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,22 +92,22 @@ class PipelineConfig:
               "of tf.Example TFRecords (Split-train/ + Split-eval/, or *tfrecord* files); or a folder of "
               "class sub-folders (<data>/<label>/*.jpg|png); default: a generated synthetic set")
     classes: Tuple[int, ...] = _field((0, 1, 2, 3, 4, 5), "comma-separated labels to use (class folder names), "
-                                      "or 'all' for 0-9", kubeflow="compile", parse="classes")
+                                      "or 'all' for 0-9", kubeflow="compile", parse=_classes)
     eval_percent: int = _field(20, "percent of a folder, single-h5 or unsplit TFRecord source held out for "
-                                   "evaluation (by a hash of the image content)", kubeflow="compile", parse="percent")
+                                   "evaluation (by a hash of the image content)", kubeflow="compile", parse=_percent)
     bad_images: str = _field("fail", "a bad image among good ones fails the run, or is skipped and reported",
                              kubeflow="compile", choices=("fail", "skip"))
     schema: Optional[str] = _field(None, "a curated schema.pbtxt to validate the data against, instead of the "
                                          "inferred one")
     min_class_share: float = _field(0.5, "warn when a class has fewer than this times a split's mean examples "
-                                         "per class", kubeflow="runtime", parse="fraction")
+                                         "per class", kubeflow="runtime", parse=_fraction)
     train: TrainConfig = TrainConfig()  # every training knob (flags of their own); num_classes follows `classes`
     min_accuracy: float = _field(0.9, "eval accuracy a model needs to be blessed and pushed",
-                                 kubeflow="runtime", parse="fraction")
+                                 kubeflow="runtime", parse=_fraction)
     min_improvement: float = _field(0.0, "accuracy the model must gain over the model now serving (absolute; "
-                                         "0 = must not be worse)", kubeflow="runtime", parse="improvement")
+                                         "0 = must not be worse)", kubeflow="runtime", parse=_improvement)
     keep_last: int = _field(0, "versions to keep in the serving directory after a push (0 = all)",
-                            kubeflow="compile", parse="non_negative")
+                            kubeflow="compile", parse=_non_negative)
     pipeline_root: str = _field("pipeline_output", "where artifacts and ML Metadata (metadata.sqlite) go")
     serving_dir: Optional[str] = _field(None, "push destination (default: <pipeline-root>/serving_model)")
     beam_args: Tuple[str, ...] = _field((), "an Apache Beam pipeline argument, repeatable (e.g. "
@@ -133,110 +181,6 @@ def beam_pipeline_args(user_args: Tuple[str, ...], local: bool = True) -> List[s
     return [d for d in defaults if d.split("=", 1)[0] not in names] + list(user_args)
 
 
-def _classes(text: str) -> Tuple[int, ...]:
-    if text == "all":
-        return ALL_CLASSES
-    try:
-        values = tuple(int(c) for c in text.split(","))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"--classes takes comma-separated integers, got {text!r}") from e
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"--classes takes non-negative labels, got {text!r}")
-    if max(values) > MAX_LABEL:
-        raise argparse.ArgumentTypeError(f"--classes {text}: labels go up to {MAX_LABEL} (the model has an output "
-                                         f"for each label up to the largest)")
-    twice = sorted({v for v in values if values.count(v) > 1})
-    if twice:
-        raise argparse.ArgumentTypeError(f"--classes {text}: label {twice[0]} is given more than once")
-    return values
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
-    return value
-
-
-def _improvement(text: str) -> float:
-    value = _finite(text)
-    if not -1.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected an accuracy difference from -1 to 1, got {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = _finite(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a value in [0, 1], got {text}")
-    return value
-
-
-def _percent(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 99:
-        raise argparse.ArgumentTypeError(f"expected a percent in 1..99, got {text}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
-
-
-_PARSERS = {"classes": _classes, "percent": _percent, "fraction": _fraction, "improvement": _improvement,
-            "non_negative": _non_negative, "positive": _positive}
-
-
-def checked_number(kind, problem):
-    """An argparse type: a `kind` (int or float) that `problem(value)` finds nothing wrong with;
-    its message names the text as given. The flags of the runners and of `pipeline.serve` use it."""
-    def parse(text: str):
-        value = kind(text)
-        said = problem(value)
-        if said:
-            raise argparse.ArgumentTypeError(said.rpartition(", got ")[0] + f", got {text}")
-        return value
-    parse.__name__ = kind.__name__  # argparse: "invalid int value: 'x'"
-    return parse
-
-
-def _bounded(field: dataclasses.Field, kind):
-    """An argparse type: a `kind` within the field's bounds (`bounds_problem`)."""
-    return checked_number(kind, lambda value: bounds_problem(field, value))
-
-
-def _flag(field: dataclasses.Field) -> Tuple[str, Dict[str, Any]]:
-    """The flag name and argparse settings of a PipelineConfig or TrainConfig field."""
-    meta = field.metadata
-    settings = dict(meta.get("flag", {}))
-    name = settings.pop("flag", "--" + field.name.replace("_", "-"))
-    settings.update(default=field.default, help=meta["help"], dest=field.name)
-    if "action" in settings:
-        if settings["action"] == "append":
-            settings["default"] = []
-        return name, settings
-    kind = {"bool": bool, "int": int, "float": float}.get(field.type, field.type)
-    if meta.get("parse"):
-        settings["type"] = _PARSERS[meta["parse"]]
-    elif meta.get("choices"):
-        settings["choices"] = meta["choices"]
-    elif kind is bool:
-        settings["action"] = argparse.BooleanOptionalAction
-    elif kind in (int, float):
-        settings["type"] = _bounded(field, kind)
-    return name, settings
-
-
 def check_value(name: str, text: str) -> Optional[str]:
     """What is wrong with `text` as the value of the setting `name`, as its flag would say (the
     local runner's check, for a compiled pipeline's runtime parameters); None if nothing, or if no
@@ -245,7 +189,7 @@ def check_value(name: str, text: str) -> Optional[str]:
     field = next((f for f in fields if f.name == name), None)
     if field is None:
         return None
-    _, settings = _flag(field)
+    _, settings = flag(field)
     if settings.get("action") == argparse.BooleanOptionalAction:
         return None if text.strip().lower() in ("0", "1", "true", "false") else f"expected 0 or 1, got {text}"
     if "choices" in settings and text not in settings["choices"]:
@@ -270,7 +214,7 @@ def add_flags(parser: argparse.ArgumentParser, kubeflow: bool = False,
       only: only these fields (a tool that needs a few of the pipeline's settings).
     """
     def add(container, field):
-        name, settings = _flag(field)
+        name, settings = flag(field)
         when = field.metadata.get("kubeflow")
         if kubeflow and when == "runtime":
             settings["help"] += f"; the default of the runtime parameter `{field.name}`"
@@ -299,16 +243,11 @@ _PATHS = ("data", "schema", "pipeline_root", "serving_dir")
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     """Maps parsed flags onto PipelineConfig (local paths made absolute); flags not given keep defaults."""
-    given = vars(args)
-    values = {}
-    for field in dataclasses.fields(PipelineConfig):
-        if field.name in given:
-            value = given[field.name]
-            if field.name in _PATHS and value and "://" not in value:
-                value = os.path.abspath(value)
-            values[field.name] = tuple(value) if isinstance(field.default, tuple) else value
-    values["train"] = TrainConfig(**{f.name: given[f.name] for f in TrainConfig.knobs() if f.name in given})
-    return PipelineConfig(**values)
+    values = flags.values(PipelineConfig, args)
+    for name in _PATHS:
+        if values.get(name) and "://" not in values[name]:
+            values[name] = os.path.abspath(values[name])
+    return PipelineConfig(**values, train=TrainConfig(**flags.values(TrainConfig, args)))
 
 
 def runtime_parameters(config: PipelineConfig) -> Dict[str, Any]:

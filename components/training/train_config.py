@@ -10,6 +10,7 @@ own, and the Trainer writes the whole config into `history.json` beside the mode
 import dataclasses
 from typing import Any, Dict, Optional, Tuple
 
+from common.flags import bounds_problem, setting
 from components.data import storage
 from components.data.sources import MAX_IMAGE_PIXELS
 
@@ -28,21 +29,9 @@ HISTORY_FILE = "history.json"
 
 def _field(default, help_text: str, choices: Optional[Tuple[str, ...]] = None, kubeflow: str = "runtime",
            bounds: Optional[Tuple[float, float]] = None):
-    """A TrainConfig field: its help, its allowed values (`choices`, or a number within `bounds`,
-    both ends included) and when a Kubeflow user sets it."""
-    return dataclasses.field(default=default, metadata={"help": help_text, "choices": choices,
-                                                        "kubeflow": kubeflow, "bounds": bounds})
-
-
-def bounds_problem(field: dataclasses.Field, value: Any) -> Optional[str]:
-    """What is wrong with `value` for a field with `bounds` (not finite, or outside them); None if
-    nothing. The one check of a knob's range: flags, KFP parameters and the Trainer all ask it."""
-    low, high = field.metadata.get("bounds") or (None, None)
-    if low is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if not low <= value <= high:  # NaN fails both
-        return f"expected a number from {low:g} to {high:g}, got {value:g}"
-    return None
+    """A TrainConfig field and its flag: its help, its allowed values (`choices`, or a number within
+    `bounds`, both ends included) and when a Kubeflow user sets it."""
+    return setting(default, help_text, choices=choices, bounds=bounds, kubeflow=kubeflow)
 
 
 @dataclasses.dataclass(frozen=True)

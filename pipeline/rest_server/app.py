@@ -7,6 +7,7 @@
 `python -m pipeline.serve` runs it from the command line.
 """
 
+import argparse
 import asyncio
 import dataclasses
 import os
@@ -15,6 +16,8 @@ import threading
 from typing import Tuple
 
 from aiohttp import web
+
+from common.flags import setting
 
 from pipeline.rest_server import limits, routes
 from pipeline.rest_server.batching import Batcher
@@ -25,29 +28,62 @@ SETTINGS = web.AppKey("settings", object)
 BATCHER = web.AppKey("batcher", Batcher)
 
 
+# A model name a request can reach: /v1/models/<name> takes no '/' or ':' (routes.py), and '.' or
+# '..' alone would be a path step.
+MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def _model_name(text: str) -> str:
+    if not MODEL_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected letters, digits, '_', '.' and '-' (not first), as a "
+                                         f"URL path step /v1/models/<name> takes it")
+    return text
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text}")
+    return value
+
+
+# The settings of what one client can hold (limits.py): `python -m pipeline.serve` groups their flags.
+CLIENT_LIMITS = ("max_request_rows", "max_request_pixels", "max_connections", "max_client_connections",
+                 "header_timeout_s", "body_timeout_s", "min_data_rate")
+
+
 @dataclasses.dataclass(frozen=True)
 class ServerSettings:
-    """How the server serves; `python -m pipeline.serve`'s flags fill it."""
+    """How and where the server serves; `python -m pipeline.serve` makes its flags from these fields.
 
-    model_name: str = "signs"  # the name in the URLs, /v1/models/<model_name>
-    poll_seconds: float = 2.0  # how often to look for a newly pushed version, in seconds (TF Serving: 1)
-    max_batch_size: int = 32  # a batch stops collecting requests once it holds this many rows
-    # How long a batch waits for more requests after the first, in ms (0: only those already
-    # waiting; they pile up while the model is busy).
-    batch_timeout_ms: float = 2.0
+    Each number's range (both ends included) is what its flag takes and what the class takes from
+    code. No limit can be turned off by a value (min_data_rate 0 only stops the dropping of slow senders).
+    """
+
+    port: int = setting(8501, "port to listen on (TF Serving's REST port is 8501; 0 picks a free one)",
+                        parse=_port, bounds=(0, 65535))
+    host: str = setting("127.0.0.1", "address to listen on (0.0.0.0: every interface)")
+    model_name: str = setting("signs", "the model's name in the URLs: /v1/models/<name>", parse=_model_name)
+    poll_seconds: float = setting(2.0, "how often to look for a newly pushed version, in seconds (TF Serving: 1)",
+                                  bounds=(1e-3, 3600.0))
+    max_batch_size: int = setting(32, "rows a batch of concurrent predict requests collects at most", bounds=(1, 4096))
+    # 0: only the requests already waiting; they pile up while the model is busy.
+    batch_timeout_ms: float = setting(2.0, "how long a batch waits for more requests after the first, in "
+                                           "milliseconds", bounds=(0.0, 10_000.0))
     max_request_bytes: int = 64 * 2 ** 20  # larger bodies get 413; a 40-megapixel JPEG is ~27 MB in base64
-    # What one client can hold (limits.py): rows and declared image pixels in one request, open
-    # connections, and the time to send a request's headers and then its body.
-    max_request_rows: int = 256
-    max_request_pixels: int = 50_000_000  # one 40-megapixel photo fits
-    max_connections: int = 256
-    max_client_connections: int = 32  # from one client address
-    header_timeout_s: float = 10.0
-    body_timeout_s: float = 30.0
-    # When every connection slot is taken, the slowest sender below this many bytes a second, of
-    # the address holding the most connections, is dropped to make room for an address holding
-    # fewer (limits.py); 0: none is.
-    min_data_rate: float = 16 * 1024
+    max_request_rows: int = setting(256, "rows (images) in one request", bounds=(1, 65_536))
+    max_request_pixels: int = setting(50_000_000, "image pixels, as the headers declare them, in one request "
+                                                  "(one 40-megapixel photo fits)", bounds=(1, 10_000_000_000))
+    max_connections: int = setting(256, "open connections; the next is answered 503 and closed", bounds=(1, 65_535))
+    max_client_connections: int = setting(32, "open connections from one client address", bounds=(1, 65_535))
+    header_timeout_s: float = setting(10.0, "seconds a request's headers may take to arrive, and a kept-alive "
+                                            "connection may stay idle", bounds=(1e-3, 3600.0), flag="--header-timeout")
+    body_timeout_s: float = setting(30.0, "seconds a request's body may take to arrive after its headers",
+                                    bounds=(1e-3, 3600.0), flag="--body-timeout")
+    min_data_rate: float = setting(16 * 1024, "when every connection is taken, the slowest sender below this many "
+                                              "bytes a second (of the address holding the most connections) is "
+                                              "dropped to make room for an address holding fewer; 0: none is",
+                                   bounds=(0.0, 1e9))
 
     def __post_init__(self):
         problem = settings_problem(self)
@@ -55,17 +91,8 @@ class ServerSettings:
             raise ValueError(problem)
 
 
-# Each setting's range, both ends included: what `python -m pipeline.serve`'s flags take, and what
-# ServerSettings takes from code. No limit can be turned off by a value (min_data_rate 0 only stops
-# dropping slow connections; the connection limits still hold).
-RANGES = {"poll_seconds": (1e-3, 3600.0), "max_batch_size": (1, 4096), "batch_timeout_ms": (0.0, 10_000.0),
-          "max_request_bytes": (1024, 2 ** 31), "max_request_rows": (1, 65_536),
-          "max_request_pixels": (1, 10_000_000_000), "max_connections": (1, 65_535),
-          "max_client_connections": (1, 65_535), "header_timeout_s": (1e-3, 3600.0), "body_timeout_s": (1e-3, 3600.0),
-          "min_data_rate": (0.0, 1e9)}
-# A model name a request can reach: /v1/models/<name> takes no '/' or ':' (routes.py), and '.' or
-# '..' alone would be a path step.
-MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+RANGES = dict({f.name: f.metadata["bounds"] for f in dataclasses.fields(ServerSettings)
+               if f.metadata.get("bounds")}, max_request_bytes=(1024, 2 ** 31))
 
 
 def range_problem(name: str, value) -> str:
