@@ -114,3 +114,14 @@ def values(cls, args: argparse.Namespace, skip: Iterable[str] = ()) -> Dict[str,
             value = given[field.name]
             found[field.name] = tuple(value) if isinstance(field.default, tuple) and value is not None else value
     return found
+
+
+def key_value(what: str = "NAME=VALUE", flag_name: str = ""):
+    """An argparse type: `KEY=VALUE` text as a (key, value) pair, the key not empty."""
+    def parse(text: str) -> Tuple[str, str]:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"{flag_name + ' takes' if flag_name else 'expected'} {what}, "
+                                             f"got {text!r}")
+        return key, value
+    return parse

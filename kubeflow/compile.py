@@ -3,13 +3,16 @@
 import copy
 import dataclasses
 import os
-import re
+from importlib import metadata
 from typing import Any, Dict, Optional, Tuple
 
 import yaml
 
+from common import flags
+from common.flags import setting
 from components.data import storage, stores
 from components.push import version_dirs
+from kubeflow import kube_checks
 from pipeline import data_source, options
 from pipeline.options import PipelineConfig
 
@@ -30,40 +33,83 @@ INPUT_SPLITS = {
 }
 
 
+def package_version() -> str:
+    try:
+        return metadata.version("signs-pipeline")
+    except metadata.PackageNotFoundError:
+        return "dev"
+
+
+def _toleration(text: str) -> Tuple[str, str, str, str]:
+    """KEY[=VALUE][:EFFECT] as (key, operator, value, effect): Equal with a value, Exists without."""
+    rest, _, effect = text.rpartition(":") if ":" in text else (text, "", "")
+    key, sep, value = rest.partition("=")
+    return key, "Equal" if sep else "Exists", value, effect
+
+
 @dataclasses.dataclass(frozen=True)
 class CompileConfig:
-    """What `compile` needs; the flags of `kubeflow/runner.py compile` fill it.
+    """What `compile` needs; `kubeflow/runner.py compile` makes its flags from these fields.
 
     `pipeline` holds the settings both runners share (`pipeline.options`): its runtime fields
     become the package's runtime parameters, with its values as their defaults; its compile
-    fields are fixed in the package. The other fields are Kubeflow's own.
+    fields are fixed in the package. Its paths are this config's: the root is `root`, the
+    serving dir is under it. The other fields are Kubeflow's own.
     """
 
     pipeline: PipelineConfig = PipelineConfig()
-    output: str = "pipeline.yaml"  # the PipelineSpec to write
-    image: str = "signs-pipeline:0.1.0"  # container image every task runs
-    pipeline_root: str = ""  # gs://, s3:// or minio://; "" = the namespace's, the ConfigMap's, or KFP's default
-    data_root: str = ""  # default of the data_root parameter; "" = <pipeline-root>/data
-    source_kind: str = "h5_pair"  # h5_pair (train_signs.h5 + test_signs.h5) or image_folder
-    gpus: int = 1  # accelerators for the Trainer; 0 runs it on CPU
-    accelerator: str = "nvidia.com/gpu"  # the Kubernetes resource name of the accelerator
-    cpu: str = "2"  # CPU request of each task
-    memory: str = "8G"  # memory request of each task
-    trainer_cpu: str = "8"
-    trainer_memory: str = "32G"
+    output: str = setting("pipeline.yaml", "the package to write")
+    image: str = setting(f"signs-pipeline:{package_version()}", "the image every task runs (kubeflow/Dockerfile)")
+    pipeline_root: str = setting(
+        "", "where every artifact goes, and under it data/, serving_model/ and checkpoints/: gs://, s3:// or "
+            "minio:// (default: the namespace's private-artifacts/<ns>/v2/artifacts with --namespace, else "
+            "--launcher-config's defaultPipelineRoot, else KFP's minio://mlpipeline/v2/artifacts)")
+    kfp_release: str = setting(stores.DEFAULT_RELEASE, "the KFP release the cluster runs: its launcher's store "
+                                                       "defaults (2.16 and newer: seaweedfs.kubeflow:9000; older: "
+                                                       "minio-service.kubeflow:9000)", choices=tuple(sorted(stores.RELEASES)))
+    launcher_config: Optional[str] = setting(
+        None, "the cluster's kfp-launcher ConfigMap (kubectl -n NS get cm kfp-launcher -o yaml): its providers "
+              "and defaultPipelineRoot are used as the launcher uses them", metavar="FILE")
+    namespace: str = setting("", "a multi-user install's profile namespace: the root goes under "
+                                 "private-artifacts/<ns>/, where its keys may write; a root outside that is refused")
+    data_root: str = setting("", "default of the data_root runtime parameter (default: <pipeline-root>/data)")
+    source_kind: str = setting("h5_pair", "what data_root holds: a SIGNS h5 pair, or class sub-folders of images",
+                               choices=("h5_pair", "image_folder"))
+    gpus: int = setting(1, "accelerators for the Trainer (0: CPU only)")
+    accelerator: str = setting("nvidia.com/gpu", "Kubernetes resource name of the accelerator")
+    cpu: str = setting("2", "CPU request of each task")
+    memory: str = setting("8G", "memory request of each task (G, Gi, M, Mi)")
+    trainer_cpu: str = setting("8", "CPU request of the Trainer")
+    trainer_memory: str = setting("32G", "memory request of the Trainer")
     # Where the Trainer's pod may run: node labels it needs (`nodeSelector`), and the taints it
     # tolerates as (key, operator, value, effect): a GPU pool is often tainted, and a pod that does
     # not tolerate the taint stays Pending. kfp-kubernetes' KubernetesExecutorConfig fields 4 and 12.
-    trainer_node_selector: Tuple[Tuple[str, str], ...] = ()
-    trainer_tolerations: Tuple[Tuple[str, str, str, str], ...] = ()
+    trainer_node_selector: Tuple[Tuple[str, str], ...] = setting(
+        (), "a node label the Trainer's pod needs (nodeSelector), repeatable, e.g. "
+            "cloud.google.com/gke-accelerator=nvidia-l4", parse=flags.key_value("LABEL=VALUE"), action="append",
+        metavar="LABEL=VALUE")
+    trainer_tolerations: Tuple[Tuple[str, str, str, str], ...] = setting(
+        (), "a taint the Trainer's pod tolerates, repeatable, e.g. nvidia.com/gpu=present:NoSchedule "
+            "(a tainted GPU pool leaves it Pending otherwise); no VALUE: any value (Exists)",
+        parse=_toleration, action="append", flag="--trainer-toleration", metavar="KEY[=VALUE][:EFFECT]")
+    kserve_name: str = setting("signs", "the KServe InferenceService each push on the store leaves beside the "
+                                        "model (its TF Serving model name)")
+    kserve_namespace: Optional[str] = setting(None, "its namespace (default: --namespace, else the one `deploy` or "
+                                                    "kubectl uses)")
+    kserve_service_account: Optional[str] = setting(None, "its predictor's ServiceAccount (default: signs-kserve for "
+                                                          "minio:// roots, else the namespace's)")
+    kserve: bool = setting(True, "write no InferenceService manifest", flag="--no-kserve", action="store_false")
     # The cluster's store settings: the target KFP release's defaults and the `kfp-launcher`
-    # ConfigMap's providers (components.data.stores); every task resolves stores from it.
+    # ConfigMap's providers (components.data.stores); every task resolves stores from it. The
+    # runner fills it from `kfp_release` and `launcher_config`.
     launcher: stores.LauncherConfig = stores.LauncherConfig()
-    namespace: str = ""  # a multi-user profile namespace: root and keys under private-artifacts/<ns>/
-    kserve: bool = True  # the Pusher writes each pushed version's KServe InferenceService beside it
-    kserve_name: str = "signs"  # the InferenceService's name (and TF Serving's model name)
-    kserve_namespace: Optional[str] = None  # None: the namespace `kubectl apply` / `deploy` uses
-    kserve_service_account: Optional[str] = None  # None: signs-kserve for minio:// roots, else the default
+
+    def __post_init__(self):
+        if self.kserve_namespace is None and self.namespace:
+            object.__setattr__(self, "kserve_namespace", self.namespace)
+        # One root and one serving dir: the shared settings' own (the local runner's) are this config's.
+        object.__setattr__(self, "pipeline", dataclasses.replace(self.pipeline, pipeline_root=self.root,
+                                                                 serving_dir=version_dirs.default_dir(self.root)))
 
     @property
     def root(self) -> str:
@@ -76,7 +122,7 @@ class CompileConfig:
 
     @property
     def serving_dir(self) -> str:
-        return version_dirs.default_dir(self.root)
+        return self.pipeline.serving_dir
 
     @property
     def default_data_root(self) -> str:
@@ -96,101 +142,15 @@ def check_root(root: str) -> None:
                            f"s3://BUCKET/... or minio://BUCKET/... roots")
 
 
-# Kubernetes names (apimachinery validation): namespaces are RFC 1123 labels, Secrets and
-# ServiceAccounts RFC 1123 subdomains, and KServe takes an InferenceService name that is an RFC
-# 1035 label (it becomes a Service's name). Bucket names as S3 takes them (GCS also takes "_").
-_DNS_1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
-_DNS_1123_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
-_BUCKET = {"gs": re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]"), "s3": re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")}
-_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,511}")  # a reference: no spaces, quotes or newlines
-# Kubernetes label keys ([DNS subdomain prefix/]name) and values (validation.IsQualifiedName, IsValidLabelValue).
-_LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
-_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
-_RESOURCE_NAME = re.compile(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
-
-
-def check_location(location: str, what: str) -> None:
-    """Raises CompileError for a store location no store takes: a bucket name outside the naming
-    rules, or a `.` or `..` segment (which would also lead the launcher's local copy of an
-    artifact out of its folder)."""
-    scheme, _, rest = location.partition("://")
-    bucket, _, key = rest.partition("/")
-    if not _BUCKET["gs" if scheme == "gs" else "s3"].fullmatch(bucket):
-        raise CompileError(f"{what} {location!r}: {bucket!r} is not a valid bucket name (3-63 lowercase letters, "
-                           f"digits, dots and hyphens)")
-    if any(segment in (".", "..") for segment in key.split("/")):
-        raise CompileError(f"{what} {location!r}: '.' and '..' are not allowed in an object-store path")
-
-
-_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?|\.[0-9]+")  # the numbers of the quantities taken here: no sign, exponent, inf
-
-
-def _number(text: str) -> float:
-    if not _DECIMAL.fullmatch(text):
-        raise ValueError(f"not a plain decimal number: {text!r}")
-    return float(text)
-
-
-def cpu_cores(text: str) -> float:
-    """A Kubernetes CPU quantity ('2', '0.5', '500m') in cores."""
-    return _number(text[:-1]) / 1000 if text.endswith("m") else _number(text)
-
-
-def _check_resources(config: CompileConfig) -> None:
-    for flag, value in (("--cpu", config.cpu), ("--trainer-cpu", config.trainer_cpu)):
-        try:
-            cores = cpu_cores(value)
-        except ValueError:
-            cores = float("nan")
-        if not 0 < cores <= 1024:  # NaN too
-            raise CompileError(f"{flag} {value!r}: expected CPU cores in (0, 1024], e.g. 2, 0.5 or 500m")
-    for flag, value in (("--memory", config.memory), ("--trainer-memory", config.trainer_memory)):
-        try:
-            gigabytes = _gigabytes(value)
-        except ValueError:
-            gigabytes = float("nan")
-        if not 0 < gigabytes <= 65536:
-            raise CompileError(f"{flag} {value!r}: expected a memory size up to 64Ti, e.g. 8G, 512Mi")
-    if not 0 <= config.gpus <= 64:
-        raise CompileError(f"--gpus {config.gpus}: expected 0 (CPU only) to 64")
-    for key, value in config.trainer_node_selector:
-        if not _LABEL_KEY.fullmatch(key) or not _LABEL_VALUE.fullmatch(value):
-            raise CompileError(f"--trainer-node-selector {key}={value}: not a Kubernetes label (KEY=VALUE: a "
-                               f"[prefix/]name and a value of letters, digits, '-', '_', '.', at most 63 each)")
-    for key, operator, value, effect in config.trainer_tolerations:
-        if (key and not _LABEL_KEY.fullmatch(key)) or not _LABEL_VALUE.fullmatch(value) \
-                or effect not in ("", "NoSchedule", "PreferNoSchedule", "NoExecute") or operator not in ("Equal", "Exists"):
-            raise CompileError(f"--trainer-toleration {key}={value}:{effect}: expected KEY[=VALUE][:EFFECT], EFFECT one "
-                               f"of NoSchedule, PreferNoSchedule, NoExecute")
-    if not _RESOURCE_NAME.fullmatch(config.accelerator):
-        raise CompileError(f"--accelerator {config.accelerator!r}: not a Kubernetes resource name (e.g. nvidia.com/gpu)")
-
-
-def _check_names(config: CompileConfig) -> None:
-    if not _IMAGE.fullmatch(config.image):
-        raise CompileError(f"--image {config.image!r}: not an image reference (REGISTRY/NAME:TAG, no spaces or newlines)")
-    for flag, value, pattern, kind in (
-            ("--namespace", config.namespace, _DNS_1123_LABEL, "an RFC 1123 label"),
-            ("--kserve-namespace", config.kserve_namespace, _DNS_1123_LABEL, "an RFC 1123 label"),
-            ("--kserve-name", config.kserve_name, _DNS_1035_LABEL, "an RFC 1035 label (KServe's rule)"),
-            ("--kserve-service-account", config.kserve_service_account, _DNS_1123_SUBDOMAIN, "an RFC 1123 subdomain")):
-        if value and not pattern.fullmatch(value):
-            raise CompileError(f"{flag} {value!r}: not a Kubernetes name: {kind}, lowercase letters, digits and "
-                               f"'-', at most 63 characters")
-    if os.path.isdir(config.output):
-        raise CompileError(f"--output {config.output}: a directory; name the file, e.g. "
-                           f"{os.path.join(config.output, 'pipeline.yaml')}")
-
-
 def check_config(config: CompileConfig) -> None:
     """Raises CompileError for a setting the cluster would refuse, in one line: the root, the
     namespace, the launcher config, names, images and resources."""
     check_root(config.root)
-    for location, what in ((config.root, "--pipeline-root"), (config.default_data_root, "--data-root")):
-        check_location(location, what)
-    _check_names(config)
-    _check_resources(config)
+    for problem in [kube_checks.location_problem(config.root, "--pipeline-root"),
+                    kube_checks.location_problem(config.default_data_root, "--data-root"),
+                    kube_checks.names_problem(config), kube_checks.resources_problem(config)]:
+        if problem:
+            raise CompileError(problem)
     try:
         kfp_release = stores.release(config.launcher.release)
         if kfp_release.multi_user and not config.namespace:
@@ -207,7 +167,7 @@ def check_config(config: CompileConfig) -> None:
             if "://" in location:
                 config.launcher.session(location).endpoint_url()  # refuses user info, or no host[:port]
         for secret, _ in config.launcher.secrets([config.root, config.default_data_root]):  # refuses an invalid provider
-            if not _DNS_1123_SUBDOMAIN.fullmatch(secret):
+            if not kube_checks.DNS_1123_SUBDOMAIN.fullmatch(secret):
                 raise CompileError(f"--launcher-config: secret {secret!r} is not a Kubernetes Secret name")
     except stores.StoreConfigError as e:
         raise CompileError(str(e)) from None
@@ -217,19 +177,11 @@ def _resources(cpu: str, memory: str, gpus: int = 0, accelerator: str = ""):
     from kfp.pipeline_spec import pipeline_spec_pb2  # pylint: disable=import-outside-toplevel
 
     spec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
-    resources = spec(cpu_request=cpu_cores(cpu), cpu_limit=cpu_cores(cpu),
-                     memory_request=_gigabytes(memory), memory_limit=_gigabytes(memory))
+    resources = spec(cpu_request=kube_checks.cpu_cores(cpu), cpu_limit=kube_checks.cpu_cores(cpu),
+                     memory_request=kube_checks.gigabytes(memory), memory_limit=kube_checks.gigabytes(memory))
     if gpus:
         resources.accelerator.CopyFrom(spec.AcceleratorConfig(type=accelerator, count=gpus))
     return resources
-
-
-def _gigabytes(text: str) -> float:
-    units = {"G": 1.0, "Gi": 1.073741824, "M": 1e-3, "Mi": 1.048576e-3}
-    for suffix in sorted(units, key=len, reverse=True):
-        if text.endswith(suffix):
-            return _number(text[:-len(suffix)]) * units[suffix]
-    raise ValueError(f"no unit: {text!r}")
 
 
 def build(config: CompileConfig) -> Dict[str, Any]:

@@ -10,6 +10,7 @@ import pytest
 
 from components.data import stores
 from kubeflow import compile as kfp_compile
+from kubeflow import kube_checks
 from kubeflow.run_local import task_order
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -390,5 +391,5 @@ def test_what_the_cluster_would_reject_is_refused_at_compile_in_one_line(args, l
 
 
 def test_cpu_requests_take_kubernetes_quantities():
-    assert kfp_compile.cpu_cores("500m") == 0.5 and kfp_compile.cpu_cores("2") == 2.0
+    assert kube_checks.cpu_cores("500m") == 0.5 and kube_checks.cpu_cores("2") == 2.0
     kfp_compile.check_config(kfp_compile.CompileConfig(pipeline_root="gs://bucket/signs", cpu="500m", gpus=0))

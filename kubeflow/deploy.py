@@ -6,12 +6,14 @@ is there already (HTTP 409), merge-patches it (PATCH .../inferenceservices/NAME,
 application/merge-patch+json). Every outcome is one line on stdout; the token is never printed.
 """
 
+import dataclasses
 import os
 import re
 import sys
 from typing import Any, Dict, Optional, Tuple
 import json
 
+from common.flags import setting
 from common.redact import redact
 from components.push import kserve_manifests
 from components.data import storage
@@ -203,50 +205,74 @@ def store_admits(serving_dir: str, namespace: str, launcher) -> str:
             f"(deploy into {launcher.namespace or 'the profile namespace'}, or serve from a bucket of your own)")
 
 
-def manifest_for(args, version: Optional[int]) -> Dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class DeployConfig:
+    """What `deploy` needs; `kubeflow/runner.py deploy` makes its flags from these fields."""
+
+    package: str = setting("pipeline.yaml", "the compiled pipeline whose serving dir to serve")
+    serving_dir: Optional[str] = setting(None, "the TF Serving base directory (gs://, s3://, minio://); default: where "
+                                               "the package's Pusher pushes, <pipeline-root>/serving_model")
+    name: str = setting("signs", "the InferenceService's name, and TF Serving's model name")
+    namespace: Optional[str] = setting(None, "default: the package's profile namespace, else the kubeconfig context's "
+                                             "(in a pod: its own); KFP's own store admits only profile namespaces, "
+                                             "kubeflow and istio-system")
+    service_account: Optional[str] = setting(None, "the predictor's ServiceAccount, which carries the store's "
+                                                   "credentials; default: signs-kserve for minio:// (see "
+                                                   "--credentials-setup), the namespace's default otherwise ('' for none)")
+    kubeconfig: Optional[str] = setting(None, "default: $KUBECONFIG or ~/.kube/config")
+    in_cluster: bool = setting(False, "use the pod's own ServiceAccount", action="store_true")
+    context: Optional[str] = setting(None, "a kubeconfig context other than the current one")
+    dry_run: bool = setting(False, "print the manifest (for kubectl apply -f -) and touch no cluster", action="store_true")
+    credentials_setup: bool = setting(False, "print the ServiceAccount and S3 Secret a minio:// or s3:// serving dir "
+                                             "needs once per namespace, with the commands that fill in its keys, "
+                                             "and exit", action="store_true")
+
+
+def manifest_for(config: DeployConfig, version: Optional[int]) -> Dict[str, Any]:
     try:
-        return kserve_manifests.inference_service(args.serving_dir, name=args.name, namespace=args.namespace,
-                                        service_account=args.service_account, version=version)
+        return kserve_manifests.inference_service(config.serving_dir, name=config.name, namespace=config.namespace,
+                                                  service_account=config.service_account, version=version)
     except kserve_manifests.ManifestError as e:  # deploy() has refused unknown schemes already
         raise DeployError(str(e)) from None
 
 
-def deploy(args) -> int:
+def deploy(config: DeployConfig) -> int:
     """`kubeflow/runner.py deploy`: returns the exit code."""
     try:
-        if not args.serving_dir:
-            args.serving_dir = serving_dir_of_package(args.package)
+        if not config.serving_dir:
+            config = dataclasses.replace(config, serving_dir=serving_dir_of_package(config.package))
+        serving_dir = config.serving_dir
         try:
-            kserve_manifests.storage_uri(args.serving_dir)  # refuses local and unknown roots before any store is asked
+            kserve_manifests.storage_uri(serving_dir)  # refuses local and unknown roots before any store is asked
         except (kserve_manifests.ManifestError, storage.StorageError) as e:
             raise DeployError(str(e)) from None
-        launcher = package_launcher(_load_package(args.package)) if os.path.exists(args.package) else None
-        args.namespace = args.namespace or (launcher.namespace if launcher else "") or None
-        if args.credentials_setup:
+        launcher = package_launcher(_load_package(config.package)) if os.path.exists(config.package) else None
+        config = dataclasses.replace(config, namespace=config.namespace or (launcher.namespace if launcher else "") or None)
+        if config.credentials_setup:
             try:
-                session = launcher.session(args.serving_dir) if launcher else None
-                print(kserve_manifests.credentials_setup(args.serving_dir, args.namespace,
-                                               args.service_account or kserve_manifests.DEFAULT_SERVICE_ACCOUNT,
-                                               source_namespace=(launcher and launcher.namespace) or "kubeflow",
-                                               session=session), end="")
+                session = launcher.session(serving_dir) if launcher else None
+                print(kserve_manifests.credentials_setup(serving_dir, config.namespace,
+                                                         config.service_account or kserve_manifests.DEFAULT_SERVICE_ACCOUNT,
+                                                         source_namespace=(launcher and launcher.namespace) or "kubeflow",
+                                                         session=session), end="")
             except (kserve_manifests.ManifestError, ValueError) as e:
                 raise DeployError(str(e)) from None
             return 0
-        version, why = newest_pushed(args.serving_dir)
-        if args.dry_run:
+        version, why = newest_pushed(serving_dir)
+        if config.dry_run:
             if version is None:
                 print(f"note: no version label: {why}", file=sys.stderr)
-            print(kserve_manifests.to_yaml(manifest_for(args, version)), end="")
+            print(kserve_manifests.to_yaml(manifest_for(config, version)), end="")
             return 0
-        cluster = KServeCluster(args.kubeconfig, args.context, args.in_cluster)
-        args.namespace = args.namespace or cluster.namespace
-        note = store_admits(args.serving_dir, args.namespace, launcher)
+        cluster = KServeCluster(config.kubeconfig, config.context, config.in_cluster)
+        config = dataclasses.replace(config, namespace=config.namespace or cluster.namespace)
+        note = store_admits(serving_dir, config.namespace, launcher)
         if note:
             print(f"warning: {note}", file=sys.stderr)
-        manifest = manifest_for(args, version)
+        manifest = manifest_for(config, version)
         done = cluster.apply(manifest)
         served = f"version {version}" if version is not None else "newest version: the store is not readable from here"
-        print(f"{done} InferenceService {args.namespace}/{args.name} on {cluster.host} "
+        print(f"{done} InferenceService {config.namespace}/{config.name} on {cluster.host} "
               f"({manifest['spec']['predictor']['model']['storageUri']}, {served})")
         return 0
     except DeployError as e:

@@ -24,11 +24,13 @@ import os
 import re
 import secrets as random_secrets
 import urllib.parse
+import uuid
 from typing import Any, Dict, Iterator, List
 
 import yaml
 
 from common import safe_yaml
+from kubeflow import entrypoint
 from kubeflow.stand_in_stores import start_stand_in
 from components.data import storage, stores
 
@@ -235,3 +237,39 @@ class ClusterStore:
         keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
                 for o in page.get("Contents", [])]
         return sorted(k for k in keys if k.endswith("/"))
+
+
+HOST_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR", "TZ")  # what any container has of its own
+# The pod's HOME, under the task's stand-in "/": empty, as in the image. This machine's home holds
+# ~/.aws/credentials and gcloud's, which SDKs read when a pod would have nothing.
+POD_HOME = "root"
+
+
+
+def image_env(dockerfile: str = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Dockerfile")) -> Dict[str, str]:
+    """The ENV lines of the task image's Dockerfile (`ENV NAME=VALUE ...`)."""
+    env = {}
+    if os.path.exists(dockerfile):
+        for line in open(dockerfile, encoding="utf-8"):
+            if line.startswith("ENV "):
+                for pair in line[4:].split():
+                    name, _, value = pair.partition("=")
+                    env[name] = value
+    return env
+
+
+def pod_env(container: Dict[str, Any], platform: Dict[str, Any], secrets: Dict[str, Dict[str, str]], task: str,
+            network: Dict[str, str], local_root: str, release: stores.Release) -> Dict[str, str]:
+    """A task's environment as its pod has it (`kubeflow.run_local`'s docstring: the pod's environment)."""
+    env = {k: os.environ[k] for k in HOST_ENV if k in os.environ}
+    env.update(image_env())
+    env.update({e["name"]: e.get("value", "") for e in container.get("env", [])})
+    env.update(pod_secret_env(platform, secrets, task))
+    env.update({"KFP_POD_NAME": f"{task.lower()}-{uuid.uuid4().hex[:5]}", "KFP_POD_UID": str(uuid.uuid4())})
+    if release.retry_qualified_logs:
+        env["KFP_RETRY_INDEX"] = "0"
+    env.update(network)
+    env[entrypoint.LOCAL_ROOT_ENV] = local_root  # stands for the pod's "/"
+    env["HOME"] = os.path.join(local_root, POD_HOME)
+    os.makedirs(env["HOME"], exist_ok=True)
+    return env

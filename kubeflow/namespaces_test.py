@@ -16,8 +16,8 @@ def test_a_package_for_a_namespace_goes_to_that_namespace_and_its_root(tmp_path,
                                                                          namespace="team-a")), str(tmp_path / "p.yaml"))
     server, host = _serve(_Healthy)
     try:
-        assert submit.submit(runner.build_parser().parse_args(["submit", "--host", host, "--package", path])) == 0
-        code = submit.submit(runner.build_parser().parse_args(["submit", "--host", host, "--package", path,
+        assert submit.submit(runner.parse(["submit", "--host", host, "--package", path])) == 0
+        code = submit.submit(runner.parse(["submit", "--host", host, "--package", path,
                                                                "--pipeline-root", "minio://mlpipeline/v2/artifacts"]))
     finally:
         server.shutdown()
@@ -32,14 +32,14 @@ def test_a_namespace_given_at_submit_is_checked_against_the_root_and_the_package
     """`submit --namespace NS` took a package compiled for no namespace (or another), and the run's
     first upload outside private-artifacts/NS/ was AccessDenied."""
     from kubeflow import compile as kfp_compile, runner, submit  # pylint: disable=import-outside-toplevel
-    code = submit.submit(runner.build_parser().parse_args(["submit", "--host", "http://127.0.0.1:9", "--package",
+    code = submit.submit(runner.parse(["submit", "--host", "http://127.0.0.1:9", "--package",
                                                            package, "--namespace", "team-b"]))
     out = capsys.readouterr().out.splitlines()
     assert code == 1 and out[-1].startswith("error: --pipeline-root minio://mlpipeline/v2/artifacts: outside what "
                                             "namespace team-b's keys may touch")
     other = kfp_compile.write(kfp_compile.build(kfp_compile.CompileConfig(image="registry.example/signs:1",
                                                                           namespace="team-a")), str(tmp_path / "a.yaml"))
-    code = submit.submit(runner.build_parser().parse_args(["submit", "--host", "http://127.0.0.1:9", "--package",
+    code = submit.submit(runner.parse(["submit", "--host", "http://127.0.0.1:9", "--package",
                                                            other, "--namespace", "team-b"]))
     assert code == 1 and capsys.readouterr().out.splitlines()[-1] == (
         "error: --namespace team-b: the package was compiled for namespace team-a (its tasks' store keys and paths "

@@ -36,17 +36,13 @@ import time
 import uuid
 from typing import Any, Dict, List, Optional, Tuple
 
+from common import flags
+from common.flags import setting
 from components.data import storage, stores
 from kubeflow import compile as kfp_compile, entrypoint, launcher, local_store
-from components.data import storage
 from kubeflow import deploy
 
 EXECUTOR_LOGS = launcher.EXECUTOR_LOGS
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HOST_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR", "TZ")  # what any container has of its own
-# The pod's HOME, under the task's stand-in "/": empty, as in the image. This machine's home holds
-# ~/.aws/credentials and gcloud's, which SDKs read when a pod would have nothing.
-POD_HOME = "root"
 
 
 class PackageError(Exception):
@@ -66,35 +62,6 @@ def task_order(tasks: Dict[str, Any]) -> List[str]:
             done.add(name)
             del pending[name]
     return order
-
-
-def image_env(dockerfile: str = os.path.join(REPO, "kubeflow", "Dockerfile")) -> Dict[str, str]:
-    """The ENV lines of the task image's Dockerfile (`ENV NAME=VALUE ...`)."""
-    env = {}
-    if os.path.exists(dockerfile):
-        for line in open(dockerfile, encoding="utf-8"):
-            if line.startswith("ENV "):
-                for pair in line[4:].split():
-                    name, _, value = pair.partition("=")
-                    env[name] = value
-    return env
-
-
-def pod_env(container: Dict[str, Any], platform: Dict[str, Any], secrets: Dict[str, Dict[str, str]], task: str,
-            network: Dict[str, str], local_root: str, release: stores.Release) -> Dict[str, str]:
-    """A task's environment as its pod has it (see the module docstring)."""
-    env = {k: os.environ[k] for k in HOST_ENV if k in os.environ}
-    env.update(image_env())
-    env.update({e["name"]: e.get("value", "") for e in container.get("env", [])})
-    env.update(local_store.pod_secret_env(platform, secrets, task))
-    env.update({"KFP_POD_NAME": f"{task.lower()}-{uuid.uuid4().hex[:5]}", "KFP_POD_UID": str(uuid.uuid4())})
-    if release.retry_qualified_logs:
-        env["KFP_RETRY_INDEX"] = "0"
-    env.update(network)
-    env[entrypoint.LOCAL_ROOT_ENV] = local_root  # stands for the pod's "/"
-    env["HOME"] = os.path.join(local_root, POD_HOME)
-    os.makedirs(env["HOME"], exist_ok=True)
-    return env
 
 
 def executor_input(task_name: str, task: Dict[str, Any], component: Dict[str, Any], params: Dict[str, Any],
@@ -143,10 +110,34 @@ class LocalCluster:
             yield
 
 
-def run(package: str, overrides: Dict[str, str], work_dir: str, pipeline_root: Optional[str] = None,
-        use_local_store: bool = False, kfp_release: Optional[str] = None, secrets_file: Optional[str] = None,
-        data: Optional[str] = None, publish_logs: bool = True) -> int:
+@dataclasses.dataclass(frozen=True)
+class RunLocalConfig:
+    """What `run-local` needs; `kubeflow/runner.py run-local` makes its flags from these fields."""
+
+    package: str = setting(None, "the compiled pipeline.yaml", flag="package")
+    param: Tuple[Tuple[str, str], ...] = setting((), "NAME=VALUE, repeatable", parse=flags.key_value(flag_name="--param"),
+                                                 action="append")
+    work_dir: str = setting("kfp_local", "where task logs, executor inputs and the launcher's local copies go")
+    pipeline_root: Optional[str] = setting(None, "the run's pipeline root (default: the package's)")
+    local_store: bool = setting(False, "start a stand-in object store on 127.0.0.1 for the root and the release's "
+                                       "store service (S3 for minio:// and s3://, GCS for gs://), with the secrets a "
+                                       "cluster would hold", action="store_true")
+    kfp_release: Optional[str] = setting(None, "the backend release to play (default: the package's); "
+                                               "2.17-multi-user needs the package's --namespace and plays its key "
+                                               "prefixes", choices=tuple(sorted(stores.RELEASES)))
+    data: Optional[str] = setting(None, "with --local-store: upload DIR to the run's data_root first, as you would "
+                                        "to the cluster's store", metavar="DIR")
+    publish_logs: bool = setting(True, "play a backend whose admin turned publishing logs off (no executor-logs "
+                                       "output)", flag="--no-publish-logs", action="store_false")
+    secrets: Optional[str] = setting(None, "Kubernetes Secrets (YAML, as kubectl get secret -o yaml) standing in for "
+                                           "the cluster's; with --local-store the stand-in's own are used", metavar="FILE")
+
+
+def run(config: RunLocalConfig) -> int:
     """`kubeflow/runner.py run-local`: runs every task; returns the exit code."""
+    package, overrides, work_dir, pipeline_root = config.package, dict(config.param), config.work_dir, config.pipeline_root
+    use_local_store, kfp_release, secrets_file, data = config.local_store, config.kfp_release, config.secrets, config.data
+    publish_logs = config.publish_logs
     if not os.path.exists(package):
         print(f"error: {package}: no such package; run `python kubeflow/runner.py compile` first")
         return 1
@@ -285,7 +276,7 @@ def _launch(name: str, component, executor, platform, executor_in, cluster: Loca
             task_dir: str) -> Tuple[Dict[str, Dict[str, Any]], int, str]:
     """The launcher's part: returns (the outputs to record, the exit code, the log's path)."""
     container = executor["container"]
-    env = pod_env(container, platform, cluster.secrets, name, cluster.network, local_root, cluster.release)
+    env = local_store.pod_env(container, platform, cluster.secrets, name, cluster.network, local_root, cluster.release)
     if cluster.release.retry_qualified_logs:
         executor_in = dict(executor_in, outputs=dict(executor_in["outputs"],
                                                      artifacts=launcher.qualify_logs(executor_in["outputs"]["artifacts"])))

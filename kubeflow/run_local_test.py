@@ -42,7 +42,7 @@ def test_a_task_sees_the_package_env_and_its_secrets_never_this_machines(spec, m
         component["executorLabel"]]
     secrets = {"mlpipeline-minio-artifact": {"accesskey": "pod-key", "secretkey": "pod-secret"}}
     release = stores.release("2.17")
-    env = run_local.pod_env(executor["container"], platform, secrets, "Trainer", {}, str(tmp_path / "root"), release)
+    env = local_store.pod_env(executor["container"], platform, secrets, "Trainer", {}, str(tmp_path / "root"), release)
     assert env["HOME"] == str(tmp_path / "root" / "root") and os.listdir(env["HOME"]) == []
     assert env["AWS_ACCESS_KEY_ID"] == "pod-key" and env["AWS_SECRET_ACCESS_KEY"] == "pod-secret"
     assert "SIGNS_MINIO_ENDPOINT" not in env and "GOOGLE_APPLICATION_CREDENTIALS" not in env
@@ -50,7 +50,7 @@ def test_a_task_sees_the_package_env_and_its_secrets_never_this_machines(spec, m
     assert env["TF_CPP_MIN_LOG_LEVEL"] == "2"  # the image's own ENV
     assert env["KFP_RETRY_INDEX"] == "0" and env["KFP_POD_NAME"].startswith("trainer-")
     with pytest.raises(local_store.StoreError, match="task Trainer: secret 'mlpipeline-minio-artifact' not found"):
-        run_local.pod_env(executor["container"], platform, {}, "Trainer", {}, "/tmp/root", release)
+        local_store.pod_env(executor["container"], platform, {}, "Trainer", {}, "/tmp/root", release)
 
 
 @pytest.mark.parametrize("release, output_file", [("2.5", "/tmp/kfp_outputs/output_metadata.json"),
@@ -142,7 +142,7 @@ def test_a_launcher_of_another_release_serves_a_store_the_package_cannot_reach(s
     root = "minio://mlpipeline/v2/artifacts"
     with local_store.ClusterStore(stores.LauncherConfig(release="2.5"), root, str(tmp_path)).running() as cluster:
         assert list(cluster.addresses) == ["minio-service.kubeflow:9000"]
-        env = run_local.pod_env(executor["container"], platform, cluster.secrets, "Trainer", cluster.network_env(),
+        env = local_store.pod_env(executor["container"], platform, cluster.secrets, "Trainer", cluster.network_env(),
                                 str(tmp_path), stores.release("2.5"))
         with storage.configured(stores.StoreSettings.from_environment(env)):
             reason = storage.check_reachable(root)

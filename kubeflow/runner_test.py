@@ -19,10 +19,25 @@ def test_help_imports_neither_tfx_nor_tensorflow():
 
 
 def test_the_compile_flags_fill_the_compile_config():
-    args = runner.build_parser().parse_args(["compile", "--kfp-release", "2.5", "--namespace", "team-a",
-                                              "--gpus", "2", "--epochs", "20", "--no-kserve"])
-    assert (args.kfp_release, args.namespace, args.gpus, args.epochs, args.kserve) == ("2.5", "team-a", 2, 20, False)
-    assert args.pipeline_root == ""  # the namespace's, the ConfigMap's or KFP's: decided by CompileConfig.root
+    config = runner.parse(["compile", "--kfp-release", "2.5", "--namespace", "team-a",
+                           "--gpus", "2", "--epochs", "20", "--no-kserve", "--trainer-toleration", "gpu:NoSchedule"])
+    assert (config.kfp_release, config.namespace, config.gpus, config.pipeline.train.epochs, config.kserve) == (
+        "2.5", "team-a", 2, 20, False)
+    assert config.pipeline_root == ""  # the namespace's, the ConfigMap's or KFP's: decided by CompileConfig.root
+    assert config.trainer_tolerations == (("gpu", "Exists", "", "NoSchedule"),) and config.kserve_namespace == "team-a"
+    # One root: the shared settings carry the package's root and serving dir, not the local runner's defaults.
+    assert config.pipeline.pipeline_root == config.root == "minio://mlpipeline/private-artifacts/team-a/v2/artifacts"
+    assert config.serving_dir == config.pipeline.serving_dir == config.root + "/serving_model"
+
+
+def test_each_command_fills_its_own_settings():
+    assert runner.parse(["submit", "--host", "h", "--param", "epochs=3", "--wait"]) == runner.SubmitConfig(
+        host="h", param=(("epochs", "3"),), wait=True)
+    assert runner.parse(["run-local", "p.yaml", "--local-store", "--no-publish-logs"]) == runner.RunLocalConfig(
+        package="p.yaml", local_store=True, publish_logs=False)
+    assert runner.parse(["deploy", "--in-cluster", "--dry-run"]) == runner.DeployConfig(in_cluster=True, dry_run=True)
+    with pytest.raises(SystemExit):
+        runner.parse(["deploy", "--in-cluster", "--kubeconfig", "k"])
 
 
 @pytest.mark.parametrize("argv, message", [

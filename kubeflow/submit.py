@@ -3,12 +3,15 @@
 Every failure is one line on stdout and a non-zero exit; the bearer token is never printed.
 """
 
+import dataclasses
 import os
 import time
 import urllib.error
 import urllib.request
 from typing import Any, Dict, Optional, Set, Tuple
 
+from common import flags
+from common.flags import setting
 from common.redact import redact
 from components.data import storage
 from components.push import kserve_manifests, version_dirs
@@ -105,7 +108,25 @@ def run_root(spec: Dict[str, Any], override: Optional[str]) -> Tuple[str, str]:
     return root, "the package's"
 
 
-def submit(args) -> int:
+@dataclasses.dataclass(frozen=True)
+class SubmitConfig:
+    """What `submit` needs; `kubeflow/runner.py submit` makes its flags from these fields."""
+
+    host: str = setting(None, "the KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow:80", required=True)
+    package: str = setting("pipeline.yaml", "the compiled pipeline")
+    namespace: Optional[str] = setting(None, "the Kubeflow profile namespace (default: the package's --namespace)")
+    experiment: str = setting("signs", "the experiment to run in")
+    run_name: Optional[str] = setting(None, "default: signs-<time>")
+    pipeline_root: Optional[str] = setting(None, "the run's pipeline root (default: the package's, so KFP's "
+                                                 "artifacts land beside its data and models)")
+    token_file: Optional[str] = setting(None, "a file holding the bearer token (default: $KF_PIPELINES_SA_TOKEN_PATH)")
+    param: Tuple[Tuple[str, str], ...] = setting((), "NAME=VALUE, repeatable", parse=flags.key_value(flag_name="--param"),
+                                                 action="append")
+    wait: bool = setting(False, "follow the run until it ends; exit 1 if it fails", action="store_true")
+    timeout: int = setting(24 * 3600, "seconds --wait waits")
+
+
+def submit(args: SubmitConfig) -> int:
     """`kubeflow/runner.py submit`: returns the exit code."""
     token = None
     try:
@@ -135,7 +156,7 @@ def submit(args) -> int:
                 raise SubmitError(str(e)) from None
         for image in sorted(images(spec)):
             check_image(image)
-        token = _token(args.token_file)
+        token = _token(args.token_file or os.environ.get("KF_PIPELINES_SA_TOKEN_PATH"))
         _check_host(args.host, token)
         if kfp_compile.FINGERPRINT in params and not params[kfp_compile.FINGERPRINT]:
             params[kfp_compile.FINGERPRINT] = data_fingerprint(params["data_root"])

@@ -11,7 +11,7 @@ from types import SimpleNamespace as NS
 import pytest
 from testsupport import fixtures
 from components.data import storage
-from components.data import storage, stores
+from components.data import stores
 from components.push import kserve_manifests, version_dirs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -300,7 +300,7 @@ def test_wait_prints_the_newest_versions_inferenceservice_after_a_successful_run
     try:
         with fixtures.stand_in_store("minio://mlpipeline"):
             version = _push_with_manifest(tmp_path, serving_dir)
-            code = submit.submit(runner.build_parser().parse_args(["submit", "--host", host, "--package", package, "--wait"]))
+            code = submit.submit(runner.parse(["submit", "--host", host, "--package", package, "--wait"]))
     finally:
         server.shutdown()
     out = capsys.readouterr().out
@@ -365,7 +365,7 @@ def test_the_run_is_sent_with_the_packages_root(override, package, monkeypatch, 
     server, host = _serve(_Healthy)
     try:
         args = ["submit", "--host", host, "--package", package] + (["--pipeline-root", override] if override else [])
-        assert submit.submit(runner.build_parser().parse_args(args)) == 0
+        assert submit.submit(runner.parse(args)) == 0
     finally:
         server.shutdown()
     root = override or "minio://mlpipeline/v2/artifacts"
@@ -381,7 +381,7 @@ def test_an_api_that_answers_no_run_id_is_an_error(package, monkeypatch, capsys)
         "create_run_from_pipeline_package": lambda self, *a, **k: NS(run_id=None)}))
     server, host = _serve(_Healthy)
     try:
-        assert submit.submit(runner.build_parser().parse_args(["submit", "--host", host, "--package", package])) == 1
+        assert submit.submit(runner.parse(["submit", "--host", host, "--package", package])) == 1
     finally:
         server.shutdown()
     assert capsys.readouterr().out.strip().endswith("the KFP API accepted the run but answered no run id")

@@ -5,6 +5,7 @@
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -12,6 +13,8 @@ import tempfile
 from typing import List, Optional, Tuple
 import io
 
+from common import flags
+from common.flags import setting
 from components.data import startup, storage
 from common.redact import printable
 from pipeline import options
@@ -28,27 +31,34 @@ def _declared_size(data: bytes):
         return None
 
 
+@dataclasses.dataclass(frozen=True)
+class PredictConfig:
+    """What predict needs besides the pipeline's paths; its flags are made from these fields."""
+
+    images: Tuple[str, ...] = setting((), "JPEG or PNG files, any size", flag="images", nargs="+", metavar="IMAGE")
+    version: Optional[int] = setting(None, "the pushed version to use (default: newest)", parse=int)
+    json: bool = setting(False, "print one JSON object per image", action="store_true")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG or PNG files, any size")
-    p.add_argument("--version", type=int, default=None, help="the pushed version to use (default: newest)")
-    p.add_argument("--json", action="store_true", help="print one JSON object per image")
+    flags.add_flags(p, PredictConfig)
     options.add_flags(p, only=("pipeline_root", "serving_dir", "max_image_pixels"))  # as the local runner's
     args = p.parse_args(argv)
     startup.start_process()
-    config = options.config_from_args(args)
+    asked, config = PredictConfig(**flags.values(PredictConfig, args)), options.config_from_args(args)
     with tempfile.TemporaryDirectory(prefix="signs-predict-") as tmp:
         try:
-            version, model_dir = _pick_version(config.serving_dir, args.version, tmp)
+            version, model_dir = _pick_version(config.serving_dir, asked.version, tmp)
         except (PredictError, storage.StorageError) as e:
             print(f"error: {e}")
             return 1
         try:
-            images = [_read_image(path, args.max_image_pixels) for path in args.images]
+            images = [_read_image(path, config.train.max_image_pixels) for path in asked.images]
         except BadImage as e:
             print(printable(f"error: {e}"))
             return 2
-        return _classify(model_dir, version, args.images, images, args.json)
+        return _classify(model_dir, version, list(asked.images), images, asked.json)
 
 
 class BadImage(Exception):

@@ -13,7 +13,7 @@ from components.data.sources import MAX_IMAGE_PIXELS
 from components.training.train_config import IMAGE_BYTES_SIGNATURE
 from trainer import input_pipeline
 
-__all__ = ["IMAGE_BYTES_SIGNATURE", "declared_pixels", "decode_image_bytes", "exif_orientation", "export_serving_model"]
+__all__ = ["IMAGE_BYTES_SIGNATURE", "header_pixels", "decode_image_bytes", "exif_orientation", "export_serving_model"]
 
 
 def _unsigned(encoded: tf.Tensor, offset, size: int, big_endian=True) -> tf.Tensor:

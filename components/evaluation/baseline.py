@@ -6,7 +6,6 @@ path or an object-store URL (`components.data.storage`).
 """
 
 import logging
-import os
 import shutil
 
 from tfx.dsl.component.experimental.annotations import OutputArtifact, Parameter

@@ -25,7 +25,6 @@ import numpy as np
 
 from components.data import sources, storage
 from components.data import startup
-from components.data import storage
 from components.push import version_dirs
 
 CANARY_FILE = "canary.json"  # beside the model's Format-Serving directory, written by the Trainer
