@@ -30,19 +30,11 @@ class DeployError(Exception):
 
 
 def package_serving_dir(spec: Dict[str, Any]) -> str:
-    """Where a compiled package's Pusher pushes: its push_destination, else `<defaultPipelineRoot>/serving_model`.
-
-    The Pusher's destination is fixed when the package is compiled; `submit --pipeline-root`
-    moves KFP's artifacts, not it, so the package's own value is the one to read.
-    """
-    try:
-        constant = spec["root"]["dag"]["tasks"]["Pusher"]["inputs"]["parameters"]["push_destination"]["runtimeValue"]["constant"]
-        return json.loads(constant)["filesystem"]["base_directory"]
-    except (KeyError, TypeError, ValueError):
-        pass
+    """Where a compiled package's Pusher pushes: `<defaultPipelineRoot>/serving_model`, as compile
+    derives it (`version_dirs.default_dir`; `submit --pipeline-root` moves KFP's artifacts, not it)."""
     root = spec.get("defaultPipelineRoot")
     if not root:
-        raise DeployError("the package names no Pusher destination and no defaultPipelineRoot; pass --serving-dir")
+        raise DeployError("the package names no defaultPipelineRoot; pass --serving-dir")
     return version_dirs.default_dir(root)
 
 
