@@ -42,6 +42,7 @@ from bench import domains
 from bench.machine import cpu_model
 from components.evaluation import intervals, shifts
 from components.data import startup
+from components.data.layout import PipelineRoot
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "sign-language-digits", "Dataset")
@@ -206,7 +207,7 @@ def main(argv=None) -> int:
     from tfx.utils import path_utils  # pylint: disable=import-outside-toplevel
     from components.report import run_summary  # pylint: disable=import-outside-toplevel
     from components.training.train_config import HISTORY_FILE  # pylint: disable=import-outside-toplevel
-    report = run_summary.latest_run(os.path.join(root, "metadata.sqlite"))
+    report = run_summary.latest_run(PipelineRoot(root).metadata)
     trainer = next(c for c in report.components if c.name == "Trainer")
     model = trainer.outputs["Model"]
     history = json.load(open(os.path.join(model.uri, HISTORY_FILE)))

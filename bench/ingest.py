@@ -26,6 +26,8 @@ import time
 
 import numpy as np
 
+from components.data.layout import PipelineRoot
+
 POOL = 400  # distinct drawn hands; every image adds its own noise, so all N images differ
 CHUNK = 1000  # images generated and written at a time
 
@@ -68,7 +70,7 @@ def run_pipeline(h5_path: str, root: str, beam_args: list) -> dict:
         custom_config=example_gen.make_custom_config(range(6), sources.H5_FILE),
         custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen.SignsExampleGenExecutor)).with_id("ExampleGen")
     stats = statistics(gen.outputs["examples"])  # the pipeline's own StatisticsGen settings
-    db = os.path.join(root, "metadata.sqlite")
+    db = PipelineRoot(root).metadata
     p = tfx_pipeline.Pipeline(pipeline_name="ingest_bench", pipeline_root=root, components=[gen, stats],
                               enable_cache=False, beam_pipeline_args=beam_args,
                               metadata_connection_config=metadata.sqlite_metadata_connection_config(db))

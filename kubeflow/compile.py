@@ -10,8 +10,8 @@ import yaml
 
 from common import flags
 from common.flags import setting
-from components.data import storage, stores
-from components.push import version_dirs
+from components.data import stores
+from components.data.layout import PipelineRoot
 from kubeflow import kube_checks
 from pipeline import data_source, options
 from pipeline.options import PipelineConfig
@@ -109,7 +109,7 @@ class CompileConfig:
             object.__setattr__(self, "kserve_namespace", self.namespace)
         # One root and one serving dir: the shared settings' own (the local runner's) are this config's.
         object.__setattr__(self, "pipeline", dataclasses.replace(self.pipeline, pipeline_root=self.root,
-                                                                 serving_dir=version_dirs.default_dir(self.root)))
+                                                                 serving_dir=PipelineRoot(self.root).serving_dir))
 
     @property
     def root(self) -> str:
@@ -126,7 +126,7 @@ class CompileConfig:
 
     @property
     def default_data_root(self) -> str:
-        return self.data_root or storage.join(self.root, "data")
+        return self.data_root or PipelineRoot(self.root).data
 
 
 class CompileError(ValueError):

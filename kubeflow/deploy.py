@@ -18,6 +18,7 @@ from common.redact import redact
 from components.push import kserve_manifests
 from components.data import storage
 from components.data import stores
+from components.data.layout import PipelineRoot
 from components.push import version_dirs
 
 IN_CLUSTER_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -31,11 +32,11 @@ class DeployError(Exception):
 
 def package_serving_dir(spec: Dict[str, Any]) -> str:
     """Where a compiled package's Pusher pushes: `<defaultPipelineRoot>/serving_model`, as compile
-    derives it (`version_dirs.default_dir`; `submit --pipeline-root` moves KFP's artifacts, not it)."""
+    derives it (`PipelineRoot.serving_dir`; `submit --pipeline-root` moves KFP's artifacts, not it)."""
     root = spec.get("defaultPipelineRoot")
     if not root:
         raise DeployError("the package names no defaultPipelineRoot; pass --serving-dir")
-    return version_dirs.default_dir(root)
+    return PipelineRoot(root).serving_dir
 
 
 def package_launcher(spec: Dict[str, Any]):

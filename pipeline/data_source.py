@@ -7,6 +7,7 @@ from typing import Optional, Tuple
 import hashlib
 
 from components.data import sources, synthetic
+from components.data.layout import PipelineRoot
 
 HASHED_SPLIT = "all"  # the input split name of a source that ExampleGen splits by content hash
 H5_PAIR_SPLITS = (("train", "train_signs.h5"), ("eval", "test_signs.h5"))  # split as given
@@ -34,7 +35,7 @@ class Source:
         return f"{self.root} ({self.kind}: {files})"
 
 
-def resolve(data: Optional[str], synthetic_dir: str) -> Source:
+def resolve(data: Optional[str], paths: PipelineRoot) -> Source:
     """Returns the `Source` a `--data` value names.
 
     Args:
@@ -44,14 +45,14 @@ def resolve(data: Optional[str], synthetic_dir: str) -> Source:
         - a directory with Split-train/ and Split-eval/ of tf.Example TFRecords (such as a
           previous run's Examples artifact), or a directory of `*tfrecord*` files (split by hash);
         - a folder of class sub-folders `<label>/*.jpg|png` (split by image hash);
-        - None for the synthetic default, generated into `synthetic_dir` on first use.
-      synthetic_dir: where the synthetic set lives.
+        - None for the synthetic default, generated under the pipeline root on first use.
+      paths: the pipeline root, which holds the synthetic set.
 
     Raises:
       SignsDataError: `data` is missing or is none of these layouts.
     """
     if data is None:
-        return Source(synthetic.write_signs_h5(synthetic_dir), sources.H5_PAIR,
+        return Source(synthetic.write_signs_h5(paths.synthetic_data(synthetic.VERSION)), sources.H5_PAIR,
                       H5_PAIR_SPLITS, is_synthetic=True)
     if not os.path.exists(data):
         raise sources.SignsDataError(f"{data}: no such file or directory")
@@ -115,8 +116,8 @@ def _h5_length(path: str) -> int:
         return int(f[x_key].shape[0])
 
 
-def pin_schema(path: str, pipeline_root: str) -> str:
-    """Copies a `--schema` file to `<pipeline_root>/schemas/<content hash>.pbtxt`; returns the copy.
+def pin_schema(path: str, paths: PipelineRoot) -> str:
+    """Copies a `--schema` file to `<pipeline root>/schemas/<content hash>.pbtxt`; returns the copy.
 
     ImportSchemaGen's cache key is the file's path, so an edited schema at the same path would be
     reused from the cache; a path named by the content changes whenever the content does.
@@ -136,7 +137,7 @@ def pin_schema(path: str, pipeline_root: str) -> str:
         text_format.Parse(text, schema_pb2.Schema())
     except text_format.ParseError as e:
         raise sources.SignsDataError(f"{path}: not a text-format Schema ({e})") from e
-    pinned = os.path.join(pipeline_root, "schemas", hashlib.sha256(text.encode()).hexdigest()[:16] + ".pbtxt")
+    pinned = os.path.join(paths.schemas, hashlib.sha256(text.encode()).hexdigest()[:16] + ".pbtxt")
     if not os.path.exists(pinned):
         os.makedirs(os.path.dirname(pinned), exist_ok=True)
         with open(pinned, "w", encoding="utf-8") as f:

@@ -103,19 +103,19 @@ def missing_classes(config: options.PipelineConfig, kind: str) -> str:
 def run_locally(config: options.PipelineConfig) -> int:
     """Runs the whole pipeline; returns the exit code: 0 ran (blessed or not), 1 failed, 2 bad data."""
     started = time.time()
-    log_path = monitor.setup_logging(os.path.join(config.pipeline_root, "logs"))
+    log_path = monitor.setup_logging(config.paths.logs)
     print(f"Full log: {log_path}", flush=True)
     try:
-        source = data_source.resolve(config.data, config.synthetic_dir)
+        source = data_source.resolve(config.data, config.paths)
         problem = missing_classes(config, source.kind)
         if problem:
             raise SignsDataError(problem)
         n_images = data_source.estimated_size(source)
-        schema_path = data_source.pin_schema(config.schema, config.pipeline_root) if config.schema else None
+        schema_path = data_source.pin_schema(config.schema, config.paths) if config.schema else None
     except SignsDataError as e:
         print(printable(f"error: {e}"))
         return 2
-    problem = run_summary.metadata_problem(config.metadata_path) or disk_problem(config.pipeline_root)
+    problem = run_summary.metadata_problem(config.paths.metadata) or disk_problem(config.pipeline_root)
     if problem:
         print(printable(f"error: {problem}"))
         return 1
@@ -136,11 +136,11 @@ def run_locally(config: options.PipelineConfig) -> int:
         pipeline_root=config.pipeline_root, data_root=source.root, input_splits=source.splits,
         source_kind=source.kind, serving_dir=config.serving_dir, serving_state=version_dirs.state(config.serving_dir),
         schema_path=schema_path, beam_pipeline_args=beam_args, enable_cache=config.enable_cache,
-        metadata_connection_config=metadata.sqlite_metadata_connection_config(config.metadata_path)))
+        metadata_connection_config=metadata.sqlite_metadata_connection_config(config.paths.metadata)))
     run_id = new_run_id()
     print(f"Run id: {run_id}", flush=True)
     names = [c.id for c in tfx_pipeline.components]
-    progress = monitor.RunMonitor(config.metadata_path, run_id, names)
+    progress = monitor.RunMonitor(config.paths.metadata, run_id, names)
     progress.start()
     error = None
     try:
@@ -149,7 +149,7 @@ def run_locally(config: options.PipelineConfig) -> int:
         error = _root_cause(e)
     finally:
         progress.stop()
-    report = run_summary.run_by_id(config.metadata_path, run_id, names)
+    report = run_summary.run_by_id(config.paths.metadata, run_id, names)
     if error is not None:
         _ended(report)
     print(run_summary.summary_text(report, time.time() - started, data_text, config.pipeline_root))

@@ -7,7 +7,7 @@ import math
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from components.push import version_dirs
+from components.data.layout import PipelineRoot
 from common import flags
 from common.flags import flag, setting
 from components.training.train_config import TrainConfig, to_parameter
@@ -118,21 +118,12 @@ class PipelineConfig:
 
     def __post_init__(self):
         if self.serving_dir is None:  # one name for the serving dir everywhere: the default resolved here
-            object.__setattr__(self, "serving_dir", version_dirs.default_dir(self.pipeline_root))
+            object.__setattr__(self, "serving_dir", self.paths.serving_dir)
 
     @property
-    def train_config(self) -> TrainConfig:
-        """The Trainer's config: the flags' knobs, the head sized to the classes, checkpoints here."""
-        return self.train.for_pipeline(self.classes, self.pipeline_root)
-
-    @property
-    def metadata_path(self) -> str:
-        return os.path.join(self.pipeline_root, "metadata.sqlite")
-
-    @property
-    def synthetic_dir(self) -> str:
-        # components.data.synthetic.VERSION: a root made by an earlier version keeps its set apart
-        return os.path.join(self.pipeline_root, "data", "synthetic-v2")
+    def paths(self) -> PipelineRoot:
+        """What this project keeps under the pipeline root, and where."""
+        return PipelineRoot(self.pipeline_root)
 
 
 # Local Beam: the DirectRunner in this process, with a worker thread per core. Image encoding

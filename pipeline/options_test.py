@@ -21,7 +21,7 @@ def test_defaults():
     assert c.min_accuracy == 0.9 and c.classes == (0, 1, 2, 3, 4, 5)
     assert c.pipeline_root == os.path.abspath("pipeline_output")
     assert c.serving_dir == os.path.join(c.pipeline_root, "serving_model")
-    assert c.metadata_path.endswith("pipeline_output/metadata.sqlite")
+    assert c.paths.metadata.endswith("pipeline_output/metadata.sqlite")
 
 
 def test_the_synthetic_demonstration_has_its_own_training_and_a_flag_still_wins(tmp_path):
@@ -36,7 +36,7 @@ def test_the_synthetic_demonstration_has_its_own_training_and_a_flag_still_wins(
 
 def test_the_synthetic_set_lives_in_a_directory_of_its_drawing_version():
     from components.data import synthetic  # pylint: disable=import-outside-toplevel
-    assert options.parse([]).synthetic_dir.endswith(os.path.join("data", f"synthetic-v{synthetic.VERSION}"))
+    assert options.parse([]).paths.synthetic_data(synthetic.VERSION).endswith(os.path.join("data", f"synthetic-v{synthetic.VERSION}"))
 
 
 def test_flags_map_onto_the_config(tmp_path):
@@ -129,7 +129,7 @@ def test_every_training_knob_has_a_flag(tmp_path):
     c = options.parse(["--no-augment", "--precision", "mixed_bfloat16", "--early-stopping-patience", "0",
                        "--rotation-degrees", "5", "--lr-schedule", "constant", "--classes", "0,1,2",
                        "--pipeline-root", str(tmp_path)])
-    t = c.train_config
+    t = c.train.for_pipeline(c.classes, c.pipeline_root)  # as create_pipeline derives it
     assert (t.augment, t.precision, t.early_stopping_patience, t.rotation_degrees, t.lr_schedule) == (
         False, "mixed_bfloat16", 0, 5.0, "constant")
     assert t.num_classes == 3 and t.checkpoint_root == os.path.join(str(tmp_path), "checkpoints")

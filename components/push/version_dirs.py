@@ -33,7 +33,6 @@ from components.data import storage
 PUSH_INFO = "push_info.json"  # written into each version: where the model came from
 SAVED_MODEL = "saved_model.pb"
 STAGING_PREFIX = ".staging-"  # a disk push copies into <serving_dir>/.staging-<host>-<pid>-<id>, then renames it
-SERVING_DIR = "serving_model"  # the serving dir's folder under a pipeline root, unless told otherwise
 
 
 MAX_VERSION = 2 ** 63 - 1  # TF Serving reads a version directory's name as an int64
@@ -61,11 +60,6 @@ def list_versions(serving_dir: str) -> List[int]:
 def newest_version(serving_dir: str) -> Optional[int]:
     versions = list_versions(serving_dir)
     return versions[-1] if versions else None
-
-
-def default_dir(pipeline_root: str) -> str:
-    """Where a pipeline root's pushes go by default: `<pipeline_root>/serving_model`."""
-    return storage.join(pipeline_root, SERVING_DIR)
 
 
 def version_dir(serving_dir: str, version: int) -> str:

@@ -11,6 +11,7 @@ import sys
 import warnings
 
 from components.data import startup
+from components.data.layout import PipelineRoot
 
 DEFAULT_PIPELINE_ROOT = "pipeline_output"  # the local runner's default --pipeline-root
 
@@ -21,7 +22,7 @@ def main(argv=None) -> int:
     p.add_argument("--run", default=None, help="a run id from the list (default: the latest)")
     args = p.parse_args(argv)
     startup.start_process()
-    metadata_path = os.path.join(os.path.abspath(args.pipeline_root), "metadata.sqlite")
+    metadata_path = PipelineRoot(os.path.abspath(args.pipeline_root)).metadata
     if not os.path.exists(metadata_path):
         print(f"error: {metadata_path}: no ML Metadata store; run the pipeline first "
               f"(python pipeline/local_runner.py --pipeline-root {args.pipeline_root})")

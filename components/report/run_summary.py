@@ -12,6 +12,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from common.redact import printable
+from components.data.layout import PipelineRoot
 from components.training.train_config import HISTORY_FILE
 
 # The default pipeline's components (with --schema, SchemaImporter replaces SchemaGen and CurateSchema).
@@ -376,6 +377,6 @@ def summary_text(report: Optional[RunReport], total_seconds: float, data_text: s
     if report.report_path:
         lines.append(f"review report: {report.report_path}")
     if metadata is None:
-        metadata = f"ML Metadata: {os.path.join(artifacts_root, 'metadata.sqlite')}"
+        metadata = f"ML Metadata: {PipelineRoot(artifacts_root).metadata}"
     lines.append(f"artifacts:     {artifacts_root} ({metadata})")
     return printable("\n".join(lines))  # a file name's escape sequence must not act on the terminal

@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any, Dict, Optional, Tuple
 
 from common.flags import bounds_problem, setting
-from components.data import storage
+from components.data.layout import PipelineRoot
 from components.data.sources import MAX_IMAGE_PIXELS
 
 # The augmentation for photos from elsewhere (trainer/augment.py and Keras's colour layers), which
@@ -19,7 +19,6 @@ from components.data.sources import MAX_IMAGE_PIXELS
 PHOTO_AUGMENT_FIELDS = ("zoom_out", "background", "colour_cast", "hue", "saturation")
 # Fields the runners fill in themselves rather than from a flag.
 DERIVED_FIELDS = ("num_classes", "checkpoint_root")
-CHECKPOINTS = "checkpoints"  # the folder under the pipeline root that holds every training's checkpoints
 # The exported model's raw-image signature (trainer/export.py writes it; the Review, predict and
 # every REST client call it): encoded image bytes in, class probabilities out.
 IMAGE_BYTES_SIGNATURE = "serve_image_bytes"
@@ -145,7 +144,7 @@ class TrainConfig:
     def for_pipeline(self, classes: Tuple[int, ...], pipeline_root: str) -> "TrainConfig":
         """These knobs with the values both runners derive: the head sized to the classes, and the
         checkpoints under the pipeline root (a path, or a gs://, s3://, minio:// URL)."""
-        return self.replace(num_classes=max(classes) + 1, checkpoint_root=storage.join(pipeline_root, CHECKPOINTS))
+        return self.replace(num_classes=max(classes) + 1, checkpoint_root=PipelineRoot(pipeline_root).checkpoints)
 
     def soft_labels(self) -> bool:
         """Whether the Trainer's labels are one-hot (smoothed or mixed) rather than class numbers."""
