@@ -38,10 +38,11 @@ def bounds_problem(field: dataclasses.Field, value: Any) -> Optional[str]:
     """What is wrong with `value` for a field with `bounds` (not finite, or outside them); None if
     nothing. The one range check of a setting: its flag, a KFP parameter and the code all ask it."""
     low, high = field.metadata.get("bounds") or (None, None)
-    if low is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+    if low is None:
         return None
-    if not low <= value <= high:  # NaN fails both
-        return f"expected a number from {low:g} to {high:g}, got {value:g}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:  # NaN too
+        shown = f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else repr(value)
+        return f"expected a number from {low:g} to {high:g}, got {shown}"
     return None
 
 

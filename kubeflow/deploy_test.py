@@ -294,10 +294,10 @@ def pushed(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
     (model / "saved_model.pb").write_text("graph")
-    with fixtures.stand_in_store("minio://mlpipeline"):
+    with fixtures.stand_in_store("minio://mlpipeline") as store:
         serving_dir = f"minio://mlpipeline/{tmp_path.name}/serving_model"
         version_dirs.push(str(model), serving_dir, {"model_uri": "m1"})
-        yield SimpleNamespace(env=dict(os.environ), serving_dir=serving_dir,
+        yield SimpleNamespace(env=dict(os.environ, **store.env), serving_dir=serving_dir,
                               storage_uri=serving_dir.replace("minio://", "s3://"))
 
 

@@ -10,6 +10,7 @@ import logging
 import pytest
 
 from components.training.train_config import TrainConfig
+from components.data.layout import PipelineRoot
 from pipeline import options
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -222,3 +223,9 @@ def test_the_synthetic_set_trains_without_the_photo_augmentation_unless_asked(tm
     assert options.parse(["--data", str(tmp_path / "photos")]).train.photo_augment == "auto"
     asked = options.parse(["--photo-augment", "on", "--pipeline-root", str(tmp_path / "r")]).train
     assert asked.photo_augment == "on" and asked.augmentation().background == TrainConfig().background > 0
+
+
+def test_the_settings_ask_pipeline_root_for_their_paths():
+    config = options.parse(["--pipeline-root", "/work/out"])
+    assert config.serving_dir == PipelineRoot("/work/out").serving_dir
+    assert TrainConfig().for_pipeline((0, 1), "/work/out").checkpoint_root == PipelineRoot("/work/out").checkpoints

@@ -2,9 +2,11 @@
 starts, an image encoded, our ExampleGen executor run as TFX runs it."""
 
 import contextlib
+import dataclasses
 import io
 import os
-from typing import Iterator
+from typing import Dict, Iterator
+from unittest import mock
 
 import numpy as np
 from PIL import Image
@@ -50,30 +52,38 @@ def run_example_gen(out_dir: str, data_root: str, input_splits, kind: str, eval_
     return out
 
 
-@contextlib.contextmanager
-def stand_in_store(pipeline_root: str) -> Iterator[str]:
-    """Starts a stand-in object store for a URL's scheme, with the URL's bucket; yields its endpoint.
+@dataclasses.dataclass(frozen=True)
+class StandInStore:
+    """A stand-in object store that is running: its endpoint, and the environment a user's shell
+    would have to reach it (SIGNS_MINIO_ENDPOINT, SIGNS_S3_ENDPOINT or STORAGE_EMULATOR_HOST, and
+    the keys), for the commands and processes a test starts."""
 
-    This process's storage layer reaches it (`storage.configured`), and so do the commands a test
-    starts with this environment: it says SIGNS_MINIO_ENDPOINT, SIGNS_S3_ENDPOINT or
-    STORAGE_EMULATOR_HOST and the keys, as a user's shell would. Both are restored afterwards.
+    url: str
+    env: Dict[str, str]
+
+
+@contextlib.contextmanager
+def stand_in_store(pipeline_root: str) -> Iterator[StandInStore]:
+    """Starts a stand-in object store for a URL's scheme, with the URL's bucket.
+
+    This process's storage layer reaches it while the context lasts (`storage.configured`), and a
+    process the test starts reaches it with `env` added to its environment. The S3 keys are also
+    in this process's environment for that long (`mock.patch.dict` restores it): boto3 reads them
+    there, as it does on a user's machine.
     """
     kind = storage.scheme(pipeline_root)
     if not kind:
         raise storage.StorageError(f"{pipeline_root}: a stand-in store needs a gs://, s3:// or minio:// pipeline root")
     bucket = pipeline_root.split("://", 1)[1].split("/", 1)[0]
-    saved = dict(os.environ)
     url, stop = start_stand_in(kind)
     if kind == "gs":
-        os.environ["STORAGE_EMULATOR_HOST"] = url
+        env = {"STORAGE_EMULATOR_HOST": url}
     else:
-        os.environ.update({"SIGNS_S3_ENDPOINT": url, "SIGNS_MINIO_ENDPOINT": url, "AWS_ACCESS_KEY_ID": "run-local",
-                           "AWS_SECRET_ACCESS_KEY": "run-local", "AWS_DEFAULT_REGION": "us-east-1"})
+        env = {"SIGNS_S3_ENDPOINT": url, "SIGNS_MINIO_ENDPOINT": url, "AWS_ACCESS_KEY_ID": "run-local",
+               "AWS_SECRET_ACCESS_KEY": "run-local", "AWS_DEFAULT_REGION": "us-east-1"}
     try:
-        with storage.configured(stores.StoreSettings.from_environment(os.environ)):
+        with mock.patch.dict(os.environ, env), storage.configured(stores.StoreSettings.from_environment(os.environ)):
             storage.make_bucket(f"{kind}://{bucket}")
-            yield url
+            yield StandInStore(url, env)
     finally:
         stop()
-        os.environ.clear()
-        os.environ.update(saved)

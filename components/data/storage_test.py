@@ -12,8 +12,8 @@ from testsupport import fixtures
 
 @pytest.fixture(scope="module")
 def s3():
-    with fixtures.stand_in_store("s3://signs-test") as endpoint:
-        yield endpoint
+    with fixtures.stand_in_store("s3://signs-test") as store:
+        yield store.url
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -57,18 +57,17 @@ def _push(barrier, model_uri, blessing_uri, serving_dir, compared_with, results,
 
 @pytest.fixture(scope="module")
 def minio():
-    with fixtures.stand_in_store("minio://mlpipeline") as endpoint:
-        yield endpoint
+    with fixtures.stand_in_store("minio://mlpipeline") as store:
+        yield store
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("where", ["disk", "store"])
 def test_two_pushers_blessed_against_the_same_version_ship_one_model(where, minio, tmp_path):
-    del minio
     serving_dir = str(tmp_path / "serving") if where == "disk" else f"minio://mlpipeline/{tmp_path.name}/serving_model"
     first = _model_artifact(str(tmp_path / "first"), "v1")
     version_dirs.push(os.path.join(first, "Format-Serving"), serving_dir, {"model_uri": first})
-    env = {k: v for k, v in os.environ.items() if k.startswith(("SIGNS_", "AWS_"))}
+    env = minio.env
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(2), ctx.Queue()
     procs = [ctx.Process(target=_push, args=(barrier, _model_artifact(str(tmp_path / f"m{i}"), f"w{i}"),

@@ -76,21 +76,21 @@ def test_push_refuses_a_directory_without_a_saved_model(tmp_path):
     assert not os.path.exists(tmp_path / "serving" / "1")
 
 
-def _push_after(barrier, model, serving_dir, name, results):
-    startup.start_process()  # a process of its own: its store settings from the environment it inherited
+def _push_after(barrier, model, serving_dir, name, results, env):
+    os.environ.update(env)  # a process of its own: its store settings from its environment
+    startup.start_process()
     barrier.wait()
     results.put(version_dirs.push(model, serving_dir, {"model_uri": name}))
 
 
 @pytest.mark.parametrize("where", ["disk", "store"])
 def test_two_processes_pushing_at_once_both_land(where, request, tmp_path):
-    if where == "store":
-        request.getfixturevalue("minio")
+    env = request.getfixturevalue("minio").env if where == "store" else {}
     serving_dir = str(tmp_path / "serving") if where == "disk" else f"minio://mlpipeline/race-{tmp_path.name}/serving_model"
     models = [_fake_model(tmp_path / f"model{i}", payload=f"w{i}") for i in range(2)]
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_push_after, args=(barrier, m, serving_dir, f"m{i}", results))
+    procs = [ctx.Process(target=_push_after, args=(barrier, m, serving_dir, f"m{i}", results, env))
              for i, m in enumerate(models)]
     for p in procs:
         p.start()
@@ -111,8 +111,8 @@ def test_two_processes_pushing_at_once_both_land(where, request, tmp_path):
 
 @pytest.fixture(scope="module")
 def minio():
-    with fixtures.stand_in_store("minio://mlpipeline") as endpoint:
-        yield endpoint
+    with fixtures.stand_in_store("minio://mlpipeline") as store:
+        yield store
 
 
 def test_pushes_to_an_object_store_count_up(minio, tmp_path):
@@ -163,7 +163,8 @@ def test_a_gated_push_on_the_store_refuses_a_claimed_version(minio, tmp_path):
     assert version_dirs.list_versions(serving_dir) == [1]
 
 
-def _gated_push_after(barrier, model, serving_dir, after, results):
+def _gated_push_after(barrier, model, serving_dir, after, results, env):
+    os.environ.update(env)
     startup.start_process()
     barrier.wait()
     try:
@@ -176,12 +177,12 @@ def _gated_push_after(barrier, model, serving_dir, after, results):
 def test_two_runs_gated_on_the_same_baseline_ship_one_model(where, minio, tmp_path):
     """Both were compared against version 1: exactly one ships; the other says why."""
     serving_dir = str(tmp_path / "serving") if where == "disk" else f"minio://mlpipeline/race-gated-{tmp_path.name}/serving_model"
-    del minio
     version_dirs.push(_fake_model(tmp_path / "v1"), serving_dir, {})
     models = [_fake_model(tmp_path / f"model{i}", payload=f"w{i}") for i in range(2)]
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_gated_push_after, args=(barrier, m, serving_dir, 1, results)) for m in models]
+    procs = [ctx.Process(target=_gated_push_after, args=(barrier, m, serving_dir, 1, results, minio.env))
+             for m in models]
     for p in procs:
         p.start()
     for p in procs:
@@ -230,7 +231,6 @@ version_dirs.push(sys.argv[1], sys.argv[2], {{}})
 
 @pytest.mark.parametrize("where", ["disk", "store"])
 def test_a_push_killed_mid_copy_leaves_no_loadable_half_version(where, minio, tmp_path):
-    del minio
     serving_dir = str(tmp_path / "serving") if where == "disk" else f"minio://mlpipeline/killed-{tmp_path.name}/serving_model"
     big, paused = tmp_path / "big", tmp_path / "paused"
     os.makedirs(big / "variables")
@@ -239,7 +239,7 @@ def test_a_push_killed_mid_copy_leaves_no_loadable_half_version(where, minio, tm
     (big / "saved_model.pb").write_bytes(b"graph")
     proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT.format(), str(big), serving_dir, str(paused)],
                             cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                            env=dict(os.environ))
+                            env=dict(os.environ, **minio.env))
     deadline = time.time() + 120
     while time.time() < deadline and not paused.exists() and proc.poll() is None:
         time.sleep(0.05)

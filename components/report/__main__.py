@@ -5,22 +5,30 @@
 """
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
 import warnings
+from typing import Optional
 
+from common import flags
+from common.flags import setting
 from components.data import startup
 from components.data.layout import PipelineRoot
 
-DEFAULT_PIPELINE_ROOT = "pipeline_output"  # the local runner's default --pipeline-root
+@dataclasses.dataclass(frozen=True)
+class ReportConfig:
+    """Which runs to read; the flags are made from these fields."""
+
+    pipeline_root: str = setting("pipeline_output", "the local runner's --pipeline-root")
+    run: Optional[str] = setting(None, "a run id from the list (default: the latest)")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pipeline-root", default=DEFAULT_PIPELINE_ROOT, help="the local runner's --pipeline-root")
-    p.add_argument("--run", default=None, help="a run id from the list (default: the latest)")
-    args = p.parse_args(argv)
+    flags.add_flags(p, ReportConfig)
+    args = ReportConfig(**flags.values(ReportConfig, p.parse_args(argv)))
     startup.start_process()
     metadata_path = PipelineRoot(os.path.abspath(args.pipeline_root)).metadata
     if not os.path.exists(metadata_path):

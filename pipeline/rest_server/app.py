@@ -17,7 +17,7 @@ from typing import Tuple
 
 from aiohttp import web
 
-from common.flags import setting
+from common.flags import bounds_problem, setting
 
 from pipeline.rest_server import limits, routes
 from pipeline.rest_server.batching import Batcher
@@ -70,7 +70,8 @@ class ServerSettings:
     # 0: only the requests already waiting; they pile up while the model is busy.
     batch_timeout_ms: float = setting(2.0, "how long a batch waits for more requests after the first, in "
                                            "milliseconds", bounds=(0.0, 10_000.0))
-    max_request_bytes: int = 64 * 2 ** 20  # larger bodies get 413; a 40-megapixel JPEG is ~27 MB in base64
+    # Larger bodies get 413; a 40-megapixel JPEG is ~27 MB in base64. Not a flag.
+    max_request_bytes: int = dataclasses.field(default=64 * 2 ** 20, metadata={"bounds": (1024, 2 ** 31)})
     max_request_rows: int = setting(256, "rows (images) in one request", bounds=(1, 65_536))
     max_request_pixels: int = setting(50_000_000, "image pixels, as the headers declare them, in one request "
                                                   "(one 40-megapixel photo fits)", bounds=(1, 10_000_000_000))
@@ -91,26 +92,14 @@ class ServerSettings:
             raise ValueError(problem)
 
 
-RANGES = dict({f.name: f.metadata["bounds"] for f in dataclasses.fields(ServerSettings)
-               if f.metadata.get("bounds")}, max_request_bytes=(1024, 2 ** 31))
-
-
-def range_problem(name: str, value) -> str:
-    """What is wrong with `value` for the setting `name` (not finite, or out of its range); "" if nothing."""
-    low, high = RANGES[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:  # NaN too
-        return f"expected a number from {low:g} to {high:g}, got {value}"
-    return ""
-
-
 def settings_problem(settings: ServerSettings) -> str:
     if not MODEL_NAME.fullmatch(settings.model_name):
         return (f"model_name {settings.model_name!r}: expected letters, digits, '_', '.' and '-' (not first), "
                 f"as a URL path step /v1/models/<name> takes it")
-    for name in RANGES:
-        problem = range_problem(name, getattr(settings, name))
+    for field in dataclasses.fields(settings):
+        problem = bounds_problem(field, getattr(settings, field.name))
         if problem:
-            return f"{name}: {problem}"
+            return f"{field.name}: {problem}"
     return ""
 
 
