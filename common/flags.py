@@ -7,6 +7,7 @@ dataclass from what was parsed (`values`), so a flag and the setting it sets can
 
 import argparse
 import dataclasses
+import math
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 
@@ -54,6 +55,20 @@ def checked_number(kind, problem: Callable[[Any], Optional[str]]):
         said = problem(value)
         if said:
             raise argparse.ArgumentTypeError(said.rpartition(", got ")[0] + f", got {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse: "invalid int value: 'x'"
+    return parse
+
+
+def within(kind, low: float, high: float, what: str):
+    """An argparse type: a `kind` (int or float) from `low` to `high`, both included (a float must
+    be finite); else "expected <what>, got <text>"."""
+    def parse(text: str):
+        value = kind(text)
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
         return value
     parse.__name__ = kind.__name__  # argparse: "invalid int value: 'x'"
     return parse

@@ -44,39 +44,10 @@ def _classes(text: str) -> Tuple[int, ...]:
     return values
 
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
-    return value
-
-
-def _improvement(text: str) -> float:
-    value = _finite(text)
-    if not -1.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected an accuracy difference from -1 to 1, got {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = _finite(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a value in [0, 1], got {text}")
-    return value
-
-
-def _percent(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 99:
-        raise argparse.ArgumentTypeError(f"expected a percent in 1..99, got {text}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
-    return value
+_improvement = flags.within(float, -1.0, 1.0, "an accuracy difference from -1 to 1")
+_fraction = flags.within(float, 0.0, 1.0, "a value in [0, 1]")
+_percent = flags.within(int, 1, 99, "a percent in 1..99")
+_non_negative = flags.within(int, 0, math.inf, "an integer >= 0")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Tuple
 
 from aiohttp import web
 
-from common.flags import bounds_problem, setting
+from common.flags import bounds_problem, setting, within
 
 from pipeline.rest_server import limits, routes
 from pipeline.rest_server.batching import Batcher
@@ -40,11 +40,7 @@ def _model_name(text: str) -> str:
     return text
 
 
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text}")
-    return value
+_port = within(int, 0, 65535, "a port from 0 to 65535")
 
 
 # The settings of what one client can hold (limits.py): `python -m pipeline.serve` groups their flags.
