@@ -12,6 +12,7 @@ import sys
 
 from common import flags
 from components.data import startup, stores
+from kubeflow import compile as kfp_compile, deploy, run_local, submit
 from kubeflow.compile import CompileConfig
 from kubeflow.deploy import DeployConfig
 from kubeflow.run_local import RunLocalConfig
@@ -55,7 +56,6 @@ def parse(argv=None):
 
 
 def _compile(config: CompileConfig) -> int:
-    from kubeflow import compile as kfp_compile  # pylint: disable=import-outside-toplevel
     try:
         launcher = stores.LauncherConfig(release=config.kfp_release)
         if config.launcher_config:
@@ -83,12 +83,9 @@ def main(argv=None) -> int:
     if isinstance(config, CompileConfig):
         return _compile(config)
     if isinstance(config, SubmitConfig):
-        from kubeflow import submit  # pylint: disable=import-outside-toplevel
         return submit.submit(config)
     if isinstance(config, DeployConfig):
-        from kubeflow import deploy  # pylint: disable=import-outside-toplevel
         return deploy.deploy(config)
-    from kubeflow import run_local  # pylint: disable=import-outside-toplevel
     return run_local.run(config)
 
 
