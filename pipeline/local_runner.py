@@ -16,10 +16,9 @@ import uuid
 
 from common.redact import printable
 from components.data import startup
-from components.data.sources import IMAGE_FOLDER, SignsDataError
+from components.data.errors import SignsDataError
 from components.push import version_dirs
-from components.report import run_summary
-from pipeline import data_source, monitor, options
+from pipeline import monitor, options
 
 
 MIN_FREE_BYTES = 2 ** 30  # a run writes about 0.6 GB: checkpoints, the model twice, examples, ML Metadata
@@ -88,10 +87,8 @@ def _runner(run_id: str):
     return OwnRunIdRunner()
 
 
-def missing_classes(config: options.PipelineConfig, kind: str) -> str:
-    """What `--classes` asks that a folder source has no sub-folder for ('' if nothing)."""
-    if kind != IMAGE_FOLDER:
-        return ""
+def missing_classes(config: options.PipelineConfig) -> str:
+    """What `--classes` asks that a folder source (`--data`) has no sub-folder for ('' if nothing)."""
     folders = sorted(n for n in os.listdir(config.data) if os.path.isdir(os.path.join(config.data, n)))
     missing = [c for c in config.classes if str(c) not in folders]
     if not missing:
@@ -102,12 +99,17 @@ def missing_classes(config: options.PipelineConfig, kind: str) -> str:
 
 def run_locally(config: options.PipelineConfig) -> int:
     """Runs the whole pipeline; returns the exit code: 0 ran (blessed or not), 1 failed, 2 bad data."""
+    # Loaded here, after the flags: numpy and h5py, then ML Metadata (`--help` answers without them).
+    from components.data import sources  # pylint: disable=import-outside-toplevel
+    from components.report import run_summary  # pylint: disable=import-outside-toplevel
+    from pipeline import data_source  # pylint: disable=import-outside-toplevel
+
     started = time.time()
     log_path = monitor.setup_logging(config.paths.logs)
     print(f"Full log: {log_path}", flush=True)
     try:
         source = data_source.resolve(config.data, config.paths)
-        problem = missing_classes(config, source.kind)
+        problem = missing_classes(config) if source.kind == sources.IMAGE_FOLDER else ""
         if problem:
             raise SignsDataError(problem)
         n_images = data_source.estimated_size(source)
@@ -181,8 +183,8 @@ def _leave_without_hdf5(code: int) -> None:
     os._exit(code)  # pylint: disable=protected-access
 
 
-def _ended(report: run_summary.RunReport) -> None:
-    """Marks as failed what ML Metadata still shows running in a run that raised: the run is over,
+def _ended(report) -> None:
+    """Marks as failed what ML Metadata still shows running (in a `run_summary.RunReport`) of a run that raised: the run is over,
     and the store could not record the end (a full disk: "database or disk is full")."""
     now = time.time()
     for component in report.components:

@@ -68,6 +68,21 @@ def _residual_bn(name, bn_momentum, zero_init_residual, fused_bn=True):
                          gamma_initializer="zeros" if zero_init_residual else "ones")
 
 
+def _main_branch(x, f, filters, stage, block, stride, init, bn_momentum, zero_init_residual, fused_bn):
+    """Both blocks' residual branch: 1x1 (strided by `stride`), fxf, then 1x1 convolutions, each
+    followed by BatchNormalization, ReLU between them; the seed's layer names."""
+    conv_name, bn_name = f"res{stage}{block}_branch", f"bn{stage}{block}_branch"
+    f1, f2, f3 = filters
+    x = layers.Conv2D(f1, 1, strides=stride, padding="valid", name=conv_name + "2a", kernel_initializer=init)(x)
+    x = _bn(fused_bn)(axis=3, momentum=bn_momentum, name=bn_name + "2a")(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Conv2D(f2, f, padding="same", name=conv_name + "2b", kernel_initializer=init)(x)
+    x = _bn(fused_bn)(axis=3, momentum=bn_momentum, name=bn_name + "2b")(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Conv2D(f3, 1, padding="valid", name=conv_name + "2c", kernel_initializer=init)(x)
+    return _residual_bn(bn_name + "2c", bn_momentum, zero_init_residual, fused_bn)(x)
+
+
 def identity_block(x, f, filters, stage, block, bn_momentum=DEFAULT_BN_MOMENTUM,
                    zero_init_residual=True, fused_bn=True):
     """The residual block whose shortcut is the identity (input and output shapes match).
@@ -85,18 +100,9 @@ def identity_block(x, f, filters, stage, block, bn_momentum=DEFAULT_BN_MOMENTUM,
     Returns:
       The block's output tensor, the same shape as `x`.
     """
-    conv_name, bn_name = f"res{stage}{block}_branch", f"bn{stage}{block}_branch"
-    f1, f2, f3 = filters
     init = keras.initializers.GlorotUniform(seed=0)
     shortcut = x
-    x = layers.Conv2D(f1, 1, padding="valid", name=conv_name + "2a", kernel_initializer=init)(x)
-    x = _bn(fused_bn)(axis=3, momentum=bn_momentum, name=bn_name + "2a")(x)
-    x = layers.Activation("relu")(x)
-    x = layers.Conv2D(f2, f, padding="same", name=conv_name + "2b", kernel_initializer=init)(x)
-    x = _bn(fused_bn)(axis=3, momentum=bn_momentum, name=bn_name + "2b")(x)
-    x = layers.Activation("relu")(x)
-    x = layers.Conv2D(f3, 1, padding="valid", name=conv_name + "2c", kernel_initializer=init)(x)
-    x = _residual_bn(bn_name + "2c", bn_momentum, zero_init_residual, fused_bn)(x)
+    x = _main_branch(x, f, filters, stage, block, 1, init, bn_momentum, zero_init_residual, fused_bn)
     x = layers.Add(name=f"add{stage}{block}")([x, shortcut])
     return layers.Activation("relu", name=f"res{stage}{block}_out")(x)
 
@@ -120,18 +126,11 @@ def convolutional_block(x, f, filters, stage, block, s=2, bn_momentum=DEFAULT_BN
       The block's output tensor, with filters[2] channels and the spatial size divided by `s`.
     """
     conv_name, bn_name = f"res{stage}{block}_branch", f"bn{stage}{block}_branch"
-    f1, f2, f3 = filters
     init = keras.initializers.GlorotUniform(seed=0)
     shortcut = x
-    x = layers.Conv2D(f1, 1, strides=s, padding="valid", name=conv_name + "2a", kernel_initializer=init)(x)
-    x = _bn(fused_bn)(axis=3, momentum=bn_momentum, name=bn_name + "2a")(x)
-    x = layers.Activation("relu")(x)
-    x = layers.Conv2D(f2, f, padding="same", name=conv_name + "2b", kernel_initializer=init)(x)
-    x = _bn(fused_bn)(axis=3, momentum=bn_momentum, name=bn_name + "2b")(x)
-    x = layers.Activation("relu")(x)
-    x = layers.Conv2D(f3, 1, padding="valid", name=conv_name + "2c", kernel_initializer=init)(x)
-    x = _residual_bn(bn_name + "2c", bn_momentum, zero_init_residual, fused_bn)(x)
-    shortcut = layers.Conv2D(f3, 1, strides=s, padding="valid", name=conv_name + "1", kernel_initializer=init)(shortcut)
+    x = _main_branch(x, f, filters, stage, block, s, init, bn_momentum, zero_init_residual, fused_bn)
+    shortcut = layers.Conv2D(filters[2], 1, strides=s, padding="valid", name=conv_name + "1",
+                             kernel_initializer=init)(shortcut)
     shortcut = _bn(fused_bn)(axis=3, momentum=bn_momentum, name=bn_name + "1")(shortcut)
     x = layers.Add(name=f"add{stage}{block}")([x, shortcut])
     return layers.Activation("relu", name=f"res{stage}{block}_out")(x)

@@ -12,6 +12,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from components.data import storage
+from components.data.errors import SignsDataError
 
 IMAGE_SIZE = 64  # SIGNS images are 64x64 RGB
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -36,10 +37,6 @@ H5_FILE = "h5_file"  # one SIGNS-format h5 file, split by image-content hash
 IMAGE_FOLDER = "image_folder"  # <root>/<label>/*.jpg|png|..., split by image-content hash
 TFRECORDS = "tfrecords"  # tf.Example TFRecords in our schema: Split-train/ + Split-eval/, or one folder
 SOURCE_KINDS = (H5_PAIR, H5_FILE, IMAGE_FOLDER, TFRECORDS)
-
-
-class SignsDataError(ValueError):
-    """The input data is missing or malformed; the message is one line naming the file."""
 
 
 def check_file(path: str, limit: int = MAX_FILE_BYTES) -> int:
